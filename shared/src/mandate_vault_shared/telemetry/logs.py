@@ -1,0 +1,194 @@
+"""Structured logging: one line per event, JSON or text, sampled, redacted, trace-correlated.
+
+Usage everywhere: ``log = get_logger(__name__)`` then ``log.info("event_name", key=value)``.
+
+Each line carries ``event``, ``level``, ``timestamp`` (ISO-8601 UTC ending in ``Z``), ``logger``
+and ``service``, plus ``trace_id``/``span_id`` when a span is current. INFO and DEBUG lines are
+kept at ``sample_rate``; WARNING and above always. Records from the standard library (uvicorn,
+aiokafka, the OpenTelemetry SDK) go through the same chain, so every line has one shape. A CR or
+LF inside a value can never start a second line: JSON escapes it and the text renderer quotes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+
+import orjson
+import structlog
+from opentelemetry import trace
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from mandate_vault_shared.settings import LogFormat, LogLevel
+from mandate_vault_shared.telemetry.redact import REDACTED, is_sensitive_key, redact_text
+
+_SAMPLED_METHODS: Final = frozenset({"debug", "info"})
+# Libraries whose INFO chatter would drown the service's own events.
+_QUIET_LIBRARIES: Final = ("aiokafka", "opentelemetry", "sqlalchemy", "alembic", "asyncio")
+_TEXT_KEYS_FIRST: Final = ("timestamp", "level", "logger", "event")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    service: str
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.JSON
+    sample_rate: float = 1.0
+
+
+def get_logger(name: str) -> Any:
+    """The project's logger: ``log.info("event_name", key=value)``."""
+    # structlog reserves the keyword `logger`; the name is renamed to `logger` when rendered.
+    return structlog.get_logger(logger_name=name)
+
+
+def _sampler(rate: float) -> Processor:
+    def sample(_: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        if method in _SAMPLED_METHODS and random.random() >= rate:  # noqa: S311 - not crypto
+            raise structlog.DropEvent
+        return event
+
+    return sample
+
+
+def _static_fields(service: str) -> Processor:
+    def add(_: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        event["level"] = "warning" if method == "warn" else method
+        event["logger"] = event.pop("logger_name", None) or event.get("logger") or "root"
+        event["service"] = service
+        return event
+
+    return add
+
+
+def _add_trace_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
+def _redact_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    for key, value in event.items():
+        if type(value) is str:
+            event[key] = REDACTED if value and is_sensitive_key(key) else redact_text(value)
+        elif value is not None and is_sensitive_key(key):
+            event[key] = REDACTED
+        elif isinstance(value, dict | list | tuple):
+            event[key] = redact_text(str(value))
+    return event
+
+
+def _orjson_default(value: Any) -> str:
+    return str(value)
+
+
+def _render_json_bytes(_: WrappedLogger, __: str, event: EventDict) -> bytes:
+    return orjson.dumps(event, default=_orjson_default)
+
+
+def _render_json_str(_: WrappedLogger, __: str, event: EventDict) -> str:
+    return orjson.dumps(event, default=_orjson_default).decode()
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if text and text.isprintable() and " " not in text and '"' not in text:
+        return text
+    return orjson.dumps(text).decode()  # quoted, with CR/LF and controls escaped
+
+
+def _render_text(_: WrappedLogger, __: str, event: EventDict) -> str:
+    head = [_text_value(event.pop(key, "")) for key in _TEXT_KEYS_FIRST]
+    tail = [f"{key}={_text_value(value)}" for key, value in event.items()]
+    return " ".join(head + tail)
+
+
+def _chain(config: LogConfig, extra: list[Processor]) -> list[Processor]:
+    chain: list[Processor] = [structlog.contextvars.merge_contextvars]
+    if config.sample_rate < 1.0:
+        chain.append(_sampler(config.sample_rate))
+    chain += [
+        _static_fields(config.service),
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _add_trace_context,
+        structlog.processors.format_exc_info,
+        _redact_fields,
+        *extra,
+    ]
+    return chain
+
+
+def configure_logging(
+    config: LogConfig,
+    *,
+    stream: TextIO | None = None,
+    exporters: list[Processor] | None = None,
+) -> None:
+    """Configure structlog and the standard library once per process."""
+    out = stream or sys.stdout
+    extra = exporters or []
+    chain = _chain(config, extra)
+    level = logging.getLevelNamesMapping()[config.level.value]
+    if config.format is LogFormat.JSON and hasattr(out, "buffer"):
+        renderer: Processor = _render_json_bytes
+        factory: Callable[..., WrappedLogger] = structlog.BytesLoggerFactory(out.buffer)
+    else:
+        renderer = _render_json_str if config.format is LogFormat.JSON else _render_text
+        factory = structlog.WriteLoggerFactory(out)
+    structlog.configure(
+        processors=[*chain, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+    _configure_stdlib(config, chain, level, out)
+
+
+def _configure_stdlib(config: LogConfig, chain: list[Processor], level: int, out: TextIO) -> None:
+    renderer = _render_text if config.format is LogFormat.TEXT else _render_json_str
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[_stdlib_fields, *chain],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            use_get_message=True,
+        )
+    )
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # http_request is our access log
+
+
+def _stdlib_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    record: logging.LogRecord | None = event.get("_record")
+    if record is not None:
+        event["logger"] = record.name
+    return event
+
+
+def bind_context(**values: Any) -> None:
+    """Attach values (request_id, tenant_id, ...) to every log line of the current task."""
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def clear_context() -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+def log_event_fields(event: MutableMapping[str, Any]) -> dict[str, Any]:
+    """Fields of an event dict other than the envelope keys, for exporters."""
+    return {k: v for k, v in event.items() if k not in {"event", "level", "timestamp"}}

@@ -1,0 +1,65 @@
+"""Telemetry names: the operators' contract, in one place.
+
+Metric names and labels come from the monitoring guide (docs/monitoring.md); PromQL, alert rules
+and dashboards depend on them verbatim, so they are never spelled anywhere else.
+"""
+
+from typing import Final
+
+# --- metrics: application and HTTP (every service) ---
+APP_INFO: Final = "mandate_vault_app_info"
+HTTP_REQUESTS_TOTAL: Final = "http_requests_total"
+HTTP_REQUEST_DURATION: Final = "http_request_duration_seconds"
+ERRORS_TOTAL: Final = "errors_total"
+TELEMETRY_DROPPED_TOTAL: Final = "telemetry_dropped_total"
+
+# --- metrics: business ---
+MANDATES_CREATED_TOTAL: Final = "mandates_created_total"
+MANDATES_ACTIVE: Final = "mandates_active"
+JWT_VERIFICATIONS_TOTAL: Final = "jwt_verifications_total"
+WEBHOOK_DELIVERIES_TOTAL: Final = "webhook_deliveries_total"
+WEBHOOK_DELIVERY_DURATION: Final = "webhook_delivery_duration_seconds"
+WEBHOOK_DEAD_LETTERS_TOTAL: Final = "webhook_dead_letters_total"
+WEBHOOK_CONSUMER_LAG: Final = "webhook_consumer_lag"
+OUTBOX_BACKLOG: Final = "outbox_backlog"
+OUTBOX_OLDEST_AGE: Final = "outbox_oldest_unpublished_age_seconds"
+AUTH_ATTEMPTS_TOTAL: Final = "auth_attempts_total"
+ACTIVE_USERS: Final = "active_users"
+RATE_LIMITED_TOTAL: Final = "rate_limited_total"
+
+# --- metrics: system ---
+DB_CONNECTIONS_ACTIVE: Final = "db_connections_active"
+DB_QUERY_DURATION: Final = "db_query_duration_seconds"
+
+# --- metric label keys ---
+LABEL_METHOD: Final = "method"
+LABEL_ENDPOINT: Final = "endpoint"
+LABEL_STATUS_CODE: Final = "status_code"
+LABEL_ERROR_TYPE: Final = "error_type"
+LABEL_SEVERITY: Final = "severity"
+LABEL_SIGNAL: Final = "signal"
+LABEL_REASON: Final = "reason"
+
+# Unmatched paths collapse to this single `endpoint` value so scanners cannot explode cardinality.
+UNMATCHED_ENDPOINT: Final = "<unmatched>"
+
+# Latency buckets in seconds: dense enough from 1 ms to 10 s for meaningful quantiles.
+LATENCY_BUCKETS_SECONDS: Final = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075,
+    0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+# --- log events (guide) ---
+EVENT_HTTP_REQUEST: Final = "http_request"
+EVENT_HTTP_REQUEST_ERROR: Final = "http_request_error"
+EVENT_CREATE_MANDATE_STARTED: Final = "create_mandate_started"
+EVENT_CREATE_MANDATE_COMPLETED: Final = "create_mandate_completed"
+EVENT_USER_ACTION: Final = "user_action"
+EVENT_AUTH_ATTEMPT: Final = "auth_attempt"
+EVENT_WEBHOOK_DELIVERY: Final = "webhook_delivery"
+EVENT_OPERATION_FAILED: Final = "operation_failed"
+
+# --- span names and attributes of our own ---
+SPAN_KAFKA_PROCESS: Final = "process"
+ATTR_TENANT_ID: Final = "mandate_vault.tenant_id"
+ATTR_EVENT_TYPE: Final = "mandate_vault.event_type"

@@ -1,0 +1,62 @@
+"""Liveness, readiness and metrics routes every service serves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from mandate_vault_shared.telemetry import Telemetry
+from mandate_vault_shared.web.responses import JsonResponse
+
+# A readiness check answers None when healthy, else a short reason (never a secret).
+ReadinessCheck = Callable[[Request], Awaitable[str | None]]
+_CHECK_TIMEOUT_SECONDS = 2.0
+
+
+async def _run_check(check: ReadinessCheck, request: Request) -> str | None:
+    try:
+        return await asyncio.wait_for(check(request), _CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return "timed out"
+    except Exception as exc:  # a failing check is a "not ready" answer, never a 500
+        return type(exc).__name__
+
+
+def system_router(telemetry: Telemetry, checks: Mapping[str, ReadinessCheck]) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/api/v1/info", include_in_schema=True, tags=["system"])
+    async def info() -> JsonResponse:
+        """Which service and version answers, and in which environment."""
+        return JsonResponse(
+            {
+                "service": telemetry.service,
+                "version": telemetry.version,
+                "environment": telemetry.environment,
+            }
+        )
+
+    @router.get("/healthz")
+    async def healthz() -> JsonResponse:
+        return JsonResponse({"status": "ok", "service": telemetry.service})
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JsonResponse:
+        names = list(checks)
+        results = await asyncio.gather(*(_run_check(checks[n], request) for n in names))
+        report = {name: (result or "ok") for name, result in zip(names, results, strict=True)}
+        ready = all(result is None for result in results)
+        return JsonResponse(
+            {"status": "ready" if ready else "not_ready", "checks": report},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/api/v1/metrics")
+    async def metrics() -> Response:
+        body = await asyncio.to_thread(telemetry.prometheus_text)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return router
