@@ -109,11 +109,21 @@ def _render_text(_: WrappedLogger, __: str, event: EventDict) -> str:
     return " ".join(head + tail)
 
 
+class _SamplingFilter(logging.Filter):
+    """The sampling rule for standard-library records (structlog's DropEvent is not allowed
+    inside a logging.Formatter)."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self._rate = rate
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or random.random() < self._rate  # noqa: S311
+
+
 def _chain(config: LogConfig, extra: list[Processor]) -> list[Processor]:
-    chain: list[Processor] = [structlog.contextvars.merge_contextvars]
-    if config.sample_rate < 1.0:
-        chain.append(_sampler(config.sample_rate))
-    chain += [
+    return [
+        structlog.contextvars.merge_contextvars,
         _static_fields(config.service),
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         _add_trace_context,
@@ -121,7 +131,6 @@ def _chain(config: LogConfig, extra: list[Processor]) -> list[Processor]:
         _redact_fields,
         *extra,
     ]
-    return chain
 
 
 def configure_logging(
@@ -135,6 +144,7 @@ def configure_logging(
     extra = exporters or []
     chain = _chain(config, extra)
     level = logging.getLevelNamesMapping()[config.level.value]
+    sampling = [_sampler(config.sample_rate)] if config.sample_rate < 1.0 else []
     if config.format is LogFormat.JSON and hasattr(out, "buffer"):
         renderer: Processor = _render_json_bytes
         factory: Callable[..., WrappedLogger] = structlog.BytesLoggerFactory(out.buffer)
@@ -142,7 +152,7 @@ def configure_logging(
         renderer = _render_json_str if config.format is LogFormat.JSON else _render_text
         factory = structlog.WriteLoggerFactory(out)
     structlog.configure(
-        processors=[*chain, renderer],
+        processors=[*sampling, *chain, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=factory,
         cache_logger_on_first_use=True,
@@ -153,6 +163,8 @@ def configure_logging(
 def _configure_stdlib(config: LogConfig, chain: list[Processor], level: int, out: TextIO) -> None:
     renderer = _render_text if config.format is LogFormat.TEXT else _render_json_str
     handler = logging.StreamHandler(out)
+    if config.sample_rate < 1.0:
+        handler.addFilter(_SamplingFilter(config.sample_rate))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[_stdlib_fields, *chain],

@@ -36,6 +36,9 @@ def build_app(
         redoc_url=None,
         openapi_url="/openapi.json",
         openapi_tags=openapi_tags,
+        # FastAPI's native OpenTelemetry support switches itself on whenever global providers
+        # exist; ours (below) is the one source of HTTP spans and metrics.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
     app.include_router(system_router(telemetry, readiness))

