@@ -87,8 +87,18 @@ def _start_broker(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
     return process
 
 
+def _prepare_state(env: dict[str, str]) -> None:
+    """The demo issuer's truststore (first run only) and the database migrations."""
+    if not (STATE_DIR / "truststore.json").exists():
+        subprocess.run([sys.executable, "scripts/demo_issuer.py", "init"], cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "mandate_vault_api.cli", "migrate"], cwd=ROOT, env=env, check=True
+    )
+
+
 def _service_env(base: dict[str, str], bootstrap: str) -> dict[str, str]:
     return {
+        "VERIFIER_TRUSTSTORE_PATH": str(STATE_DIR / "truststore.json"),
         **base,
         "API_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "WORKER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
@@ -119,6 +129,7 @@ def main() -> None:
             processes.append(("kafka", broker))
         bootstrap = os.environ.get("MV_BROKER", f"127.0.0.1:{BROKER_PORT}")
         env = _service_env(base, bootstrap)
+        _prepare_state(env)
         for name, module, port in SERVICES:
             if _port_open(port):
                 sys.exit(f"port {port} is taken: stop that process before `make run`")
@@ -144,7 +155,13 @@ def _print_banner(bootstrap: str) -> None:
         "  webhook-worker http://127.0.0.1:8002      (health, readiness, metrics only)",
         "  metrics        http://127.0.0.1:800{0,1,2}/api/v1/metrics",
         f"  kafka          {bootstrap}",
-        f"  state          {STATE_DIR.relative_to(ROOT)}/",
+        f"  state          {STATE_DIR.relative_to(ROOT)}/ (SQLite database, demo issuer key)",
+        "",
+        "First time? Create a tenant and its admin, then submit a mandate (see README):",
+        "  uv run mandate-vault bootstrap --tenant-id acme-corp --tenant-name 'Acme Corp' \\",
+        "      --admin-email ops@acme.example --issuer did:web:demo-bank.example",
+        "  uv run python scripts/demo_issuer.py submit \\",
+        "      --email ops@acme.example --password <the printed password>",
         "",
     ]
     print("\n".join(lines), flush=True)

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 
 # Values that look like a secret but are obviously not one: refused outside development.
+_MIN_SECRET_LENGTH = 16
 _PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "dev", "test"})
 
 
@@ -104,8 +105,12 @@ class ServiceSettings(BaseSettings):
         for name in self.required_secrets():
             value = getattr(self, name)
             raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-            if raw is None or str(raw).strip().lower() in _PLACEHOLDER_SECRETS:
-                msg = f"{name} must be set to a real secret when ENVIRONMENT={self.environment}"
+            text = "" if raw is None else str(raw).strip()
+            if text.lower() in _PLACEHOLDER_SECRETS or len(text) < _MIN_SECRET_LENGTH:
+                msg = (
+                    f"{name} must be set to a real secret (at least {_MIN_SECRET_LENGTH} "
+                    f"characters) when ENVIRONMENT={self.environment.value}"
+                )
                 raise ValueError(msg)
         return self
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.settings import ServiceSettings
+
+DEV_SIGNING_KEY = "dev-only-signing-key-change-me-0123456789abcdef"
 
 
 class ApiSettings(ServiceSettings):
@@ -14,4 +19,32 @@ class ApiSettings(ServiceSettings):
     )
 
     port: int = 8000
+    database_url: str = "sqlite+aiosqlite:///./var/mandate_vault.db"
+    db_pool_size: int = Field(20, ge=1, le=200)
+    db_pool_timeout_seconds: float = Field(5.0, gt=0)
+    verifier_url: str = "http://127.0.0.1:8001"
+    verifier_timeout_seconds: float = Field(3.0, gt=0, le=60)
     kafka: KafkaSettings = KafkaSettings()
+
+    token_signing_key: SecretStr | None = None
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(7 * 86_400, ge=300)
+    lockout_threshold: int = Field(5, ge=1)
+    lockout_window_seconds: int = Field(900, ge=1)
+    lockout_duration_seconds: int = Field(900, ge=1)
+
+    max_token_bytes: int = Field(16_384, ge=1024)
+    page_size_default: int = Field(50, ge=1)
+    page_size_max: int = Field(200, ge=1)
+    expiry_sweep_interval_seconds: float = Field(30.0, gt=0)
+    gauge_refresh_interval_seconds: float = Field(15.0, gt=0)
+
+    def required_secrets(self) -> Iterable[str]:
+        return ("token_signing_key",)
+
+    @property
+    def signing_key(self) -> str:
+        """The access-token key; a fixed development key only where secrets are optional."""
+        if self.token_signing_key is None:
+            return DEV_SIGNING_KEY
+        return self.token_signing_key.get_secret_value()

@@ -26,6 +26,8 @@ def build_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
     readiness: Mapping[str, ReadinessCheck],
     openapi_tags: list[dict[str, str]] | None = None,
+    dependency_errors: tuple[type[Exception], ...] = (),
+    max_body_size: int = 1 << 20,
 ) -> FastAPI:
     app = FastAPI(
         title=title,
@@ -36,11 +38,12 @@ def build_app(
         redoc_url=None,
         openapi_url="/openapi.json",
         openapi_tags=openapi_tags,
+        max_body_size=max_body_size,
         # FastAPI's native OpenTelemetry support switches itself on whenever global providers
         # exist; ours (below) is the one source of HTTP spans and metrics.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    install_error_handlers(app)
+    install_error_handlers(app, dependency_errors=dependency_errors)
     app.include_router(system_router(telemetry, readiness))
     if telemetry.enabled:
         app.add_middleware(RequestTelemetryMiddleware, telemetry=telemetry)

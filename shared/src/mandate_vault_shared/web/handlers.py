@@ -91,7 +91,27 @@ async def _unhandled(request: Request, exc: Exception) -> JsonResponse:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+_UNAVAILABLE_RETRY_AFTER = 5
+
+
+async def _dependency_down(request: Request, exc: Exception) -> JsonResponse:
+    request.state.error_type = type(exc).__name__
+    return error_response(
+        request,
+        503,
+        ServiceUnavailable.error_code,
+        ServiceUnavailable.default_detail,
+        headers={"Retry-After": str(_UNAVAILABLE_RETRY_AFTER)},
+    )
+
+
+def install_error_handlers(
+    app: FastAPI, *, dependency_errors: tuple[type[Exception], ...] = ()
+) -> None:
+    """Register the one error shape. `dependency_errors` are exceptions meaning "a dependency
+    (database, broker) is down": answered 503 with Retry-After, counted, never a crash."""
+    for error_type in dependency_errors:
+        app.add_exception_handler(error_type, _dependency_down)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

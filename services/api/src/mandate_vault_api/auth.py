@@ -1,0 +1,240 @@
+"""Login, refresh, logout, lockout, and turning credentials into a `Principal`.
+
+Lockout: `threshold` failures within `window` lock the e-mail address for `duration` (never
+permanently). Failures are tracked per e-mail *hash*, for unknown addresses too, so the answers
+(401, or 429 with Retry-After while locked) never reveal whether an account exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mandate_vault_api.clock import as_utc
+from mandate_vault_api.credentials import (
+    AccessClaims,
+    digest,
+    issue_access_token,
+    new_id,
+    new_refresh_token,
+    read_access_token,
+    verify_password,
+)
+from mandate_vault_api.database import insert_ignoring_conflict
+from mandate_vault_api.principal import Principal
+from mandate_vault_api.roles import Role
+from mandate_vault_shared.db.schema import api_keys, login_throttle, sessions, tenants, users
+from mandate_vault_shared.errors import RateLimited, Unauthorized
+
+INVALID_CREDENTIALS = "Invalid email or password."
+
+
+class AuthResult(StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    LOCKED_OUT = "locked_out"
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    signing_key: str
+    access_ttl: timedelta
+    refresh_ttl: timedelta
+    threshold: int
+    window: timedelta
+    lock_duration: timedelta
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user_id: str
+    tenant_id: str
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """Decided inside the transaction, raised after it commits (a failure must be recorded)."""
+
+    result: AuthResult
+    tokens: TokenPair | None = None
+    retry_after: int | None = None
+    user_id: str | None = None
+    tenant_id: str | None = None
+
+    def tokens_or_raise(self) -> TokenPair:
+        if self.result is AuthResult.LOCKED_OUT:
+            raise AccountLocked(retry_after=self.retry_after)
+        if self.tokens is None:
+            raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
+        return self.tokens
+
+
+class AccountLocked(RateLimited):
+    error_code = "account_locked"
+    default_detail = "Too many failed attempts; retry later."
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def attempt_login(
+    conn: AsyncConnection, email: str, password: str, policy: AuthPolicy, now: datetime
+) -> LoginOutcome:
+    """Check credentials under the e-mail's throttle row lock and record the outcome."""
+    email_hash = digest(normalize_email(email))
+    await insert_ignoring_conflict(
+        conn, login_throttle, {"email_hash": email_hash, "failure_count": 0}
+    )
+    throttle = (
+        await conn.execute(
+            select(login_throttle)
+            .where(login_throttle.c.email_hash == email_hash)
+            .with_for_update()
+        )
+    ).one()
+    if throttle.locked_until is not None and as_utc(throttle.locked_until) > now:
+        retry_after = math.ceil((as_utc(throttle.locked_until) - now).total_seconds())
+        return LoginOutcome(AuthResult.LOCKED_OUT, retry_after=max(retry_after, 1))
+    user = (
+        await conn.execute(select(users).where(users.c.email == normalize_email(email)))
+    ).one_or_none()
+    valid = await verify_password(user.password_hash if user else None, password)
+    if user is None or not valid or not user.enabled:
+        await _record_failure(conn, throttle, policy, now)
+        return LoginOutcome(
+            AuthResult.FAILED,
+            user_id=user.id if user else None,
+            tenant_id=user.tenant_id if user else None,
+        )
+    await conn.execute(
+        update(login_throttle)
+        .where(login_throttle.c.email_hash == email_hash)
+        .values(failure_count=0, window_started_at=None, locked_until=None)
+    )
+    tokens = await _open_session(conn, user.id, user.tenant_id, Role(user.role), policy, now)
+    return LoginOutcome(AuthResult.SUCCESS, tokens, user_id=user.id, tenant_id=user.tenant_id)
+
+
+async def _record_failure(
+    conn: AsyncConnection, throttle: Row[Any], policy: AuthPolicy, now: datetime
+) -> None:
+    started = as_utc(throttle.window_started_at) if throttle.window_started_at else None
+    in_window = started is not None and now - started < policy.window
+    count = throttle.failure_count + 1 if in_window else 1
+    values: dict[str, object] = {
+        "failure_count": count,
+        "window_started_at": started if in_window else now,
+        "locked_until": None,
+    }
+    if count >= policy.threshold:
+        values = {
+            "failure_count": 0,
+            "window_started_at": None,
+            "locked_until": now + policy.lock_duration,
+        }
+    await conn.execute(
+        update(login_throttle)
+        .where(login_throttle.c.email_hash == throttle.email_hash)
+        .values(**values)
+    )
+
+
+async def _open_session(
+    conn: AsyncConnection,
+    user_id: str,
+    tenant_id: str,
+    role: Role,
+    policy: AuthPolicy,
+    now: datetime,
+) -> TokenPair:
+    session_id = new_id()
+    refresh = new_refresh_token()
+    await conn.execute(
+        sessions.insert().values(
+            id=session_id,
+            user_id=user_id,
+            refresh_hash=digest(refresh),
+            created_at=now,
+            expires_at=now + policy.refresh_ttl,
+        )
+    )
+    access = issue_access_token(
+        AccessClaims(user_id, tenant_id, role, session_id),
+        policy.signing_key,
+        now,
+        policy.access_ttl,
+    )
+    return TokenPair(access, refresh, int(policy.access_ttl.total_seconds()), user_id, tenant_id)
+
+
+async def refresh(
+    conn: AsyncConnection, refresh_token: str, policy: AuthPolicy, now: datetime
+) -> TokenPair:
+    """Rotate: the presented refresh token is revoked and a new pair issued."""
+    row = (
+        await conn.execute(
+            select(sessions, users.c.tenant_id, users.c.role, users.c.enabled)
+            .join(users, users.c.id == sessions.c.user_id)
+            .where(sessions.c.refresh_hash == digest(refresh_token))
+            .with_for_update(of=sessions)
+        )
+    ).one_or_none()
+    if (
+        row is None
+        or row.revoked_at is not None
+        or as_utc(row.expires_at) <= now
+        or not row.enabled
+    ):
+        raise Unauthorized("The refresh token is invalid or expired.", code="invalid_token")
+    await conn.execute(update(sessions).where(sessions.c.id == row.id).values(revoked_at=now))
+    return await _open_session(conn, row.user_id, row.tenant_id, Role(row.role), policy, now)
+
+
+async def logout(conn: AsyncConnection, session_id: str, now: datetime) -> None:
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def principal_from_bearer(
+    conn: AsyncConnection, token: str, signing_key: str, now: datetime
+) -> Principal:
+    claims = read_access_token(token, signing_key, now)
+    if claims is None:
+        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+    row = (
+        await conn.execute(
+            select(sessions.c.revoked_at, users.c.enabled, users.c.role, users.c.tenant_id)
+            .join(users, users.c.id == sessions.c.user_id)
+            .where(sessions.c.id == claims.session_id, sessions.c.user_id == claims.user_id)
+        )
+    ).one_or_none()
+    if row is None or row.revoked_at is not None or not row.enabled:
+        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+    # Role and tenant come from the database: a demotion takes effect immediately.
+    return Principal("user", claims.user_id, row.tenant_id, Role(row.role), claims.session_id)
+
+
+async def principal_from_api_key(conn: AsyncConnection, key: str) -> Principal:
+    row = (
+        await conn.execute(
+            select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.role, api_keys.c.revoked_at)
+            .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+            .where(api_keys.c.key_hash == digest(key), tenants.c.enabled.is_(True))
+        )
+    ).one_or_none()
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized("The API key is invalid.", code="invalid_api_key")
+    return Principal("api_key", row.id, row.tenant_id, Role(row.role))

@@ -1,0 +1,130 @@
+"""Work one api replica does on behalf of all: the expiry sweep and the database-derived gauges.
+
+Replicas elect that one with a PostgreSQL session-level advisory lock held on a dedicated
+connection; if the holder dies, its connection closes, the lock is released and another replica
+takes over within one election interval. SQLite (single process) is always its own leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Final
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mandate_vault_api.clock import Clock
+from mandate_vault_api.database import Database
+from mandate_vault_api.mandates import MandateStatus, expire_due
+from mandate_vault_api.metrics import GaugeSnapshot
+from mandate_vault_shared.db.schema import mandates, tenants, users
+from mandate_vault_shared.telemetry import get_logger
+
+_LOCK_KEY: Final = 0x4D565F4C  # "MV_L"
+_ELECTION_INTERVAL_SECONDS: Final = 5.0
+
+log = get_logger(__name__)
+
+
+class LeaderElection:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn: AsyncConnection | None = None
+        self.is_leader = db.dialect != "postgresql"
+
+    async def run(self) -> None:
+        if self.is_leader:
+            return
+        while True:
+            try:
+                await self._hold_or_acquire()
+            except Exception as exc:  # connection lost: drop it and try again next round
+                log.warning("leader_election_failed", error_type=type(exc).__name__)
+                await self._release()
+            await asyncio.sleep(_ELECTION_INTERVAL_SECONDS)
+
+    async def _hold_or_acquire(self) -> None:
+        if self._conn is None:
+            self._conn = await self._db.engine.connect()
+        if self.is_leader:
+            await self._conn.execute(text("SELECT 1"))
+            return
+        acquired = await self._conn.scalar(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}
+        )
+        await self._conn.commit()
+        if acquired:
+            self.is_leader = True
+            log.info("leader_elected")
+
+    async def _release(self) -> None:
+        self.is_leader = False
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        await self._release()
+
+
+async def refresh_gauges(db: Database, snapshot: GaugeSnapshot, clock: Clock) -> None:
+    now = clock()
+    async with db.transaction() as conn:
+        tenant_ids = list((await conn.execute(select(tenants.c.id))).scalars())
+        active = await conn.execute(
+            select(mandates.c.tenant_id, func.count())
+            .where(mandates.c.status == MandateStatus.ACTIVE.value, mandates.c.expires_at > now)
+            .group_by(mandates.c.tenant_id)
+        )
+        enabled = await conn.execute(
+            select(users.c.tenant_id, users.c.role, func.count())
+            .where(users.c.enabled.is_(True))
+            .group_by(users.c.tenant_id, users.c.role)
+        )
+        counts = dict.fromkeys(tenant_ids, 0) | {row[0]: row[1] for row in active}
+        snapshot.active_users = {(t, r): n for t, r, n in enabled}
+        snapshot.mandates_active = counts
+
+
+async def sweep_expired(db: Database, clock: Clock) -> int:
+    async with db.transaction() as conn:
+        expired = await expire_due(conn, clock())
+    for row in expired:
+        log.info("mandate_expired", mandate_id=row.id, tenant_id=row.tenant_id)
+    return len(expired)
+
+
+def every(
+    seconds: float, election: LeaderElection, job: Callable[[], Awaitable[object]], name: str
+) -> Callable[[], Coroutine[None, None, None]]:
+    """A loop running `job` every `seconds` while this replica leads; errors are logged."""
+
+    async def loop() -> None:
+        while True:
+            if election.is_leader:
+                try:
+                    await job()
+                except Exception as exc:
+                    log.warning("background_job_failed", job=name, error_type=type(exc).__name__)
+            await asyncio.sleep(seconds)
+
+    return loop
+
+
+async def report_gauges_forever(
+    db: Database, snapshot: GaugeSnapshot, clock: Clock, election: LeaderElection, seconds: float
+) -> None:
+    """Refresh the gauges while leading; report nothing (not stale values) otherwise."""
+    while True:
+        if election.is_leader:
+            try:
+                await refresh_gauges(db, snapshot, clock)
+                snapshot.reporting = True
+            except Exception as exc:
+                log.warning("background_job_failed", job="gauges", error_type=type(exc).__name__)
+        else:
+            snapshot.reporting = False
+        await asyncio.sleep(seconds)

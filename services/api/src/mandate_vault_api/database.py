@@ -1,0 +1,39 @@
+"""The api's handle on its database: an engine plus short, explicit transactions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+# Raised when the database is unreachable or the pool is exhausted: answered 503 + Retry-After.
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (DBAPIError, PoolTimeoutError, ConnectionError)
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+
+async def insert_ignoring_conflict(
+    conn: AsyncConnection, table: Table, values: Mapping[str, Any]
+) -> None:
+    """INSERT that silently skips a row whose primary key already exists."""
+    dialect = conn.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await conn.execute(insert(table).values(**values).on_conflict_do_nothing())

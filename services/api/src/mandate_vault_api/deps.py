@@ -1,0 +1,115 @@
+"""Dependencies: the lifespan's clients, the caller, and permission checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypedDict, cast
+
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from mandate_vault_api.auth import AuthPolicy, principal_from_api_key, principal_from_bearer
+from mandate_vault_api.clock import Clock
+from mandate_vault_api.database import Database
+from mandate_vault_api.metrics import ApiMetrics
+from mandate_vault_api.principal import Principal
+from mandate_vault_api.roles import Permission
+from mandate_vault_api.settings import ApiSettings
+from mandate_vault_api.verifier_client import VerifierClient
+from mandate_vault_shared.errors import Unauthorized
+from mandate_vault_shared.telemetry.logs import bind_context
+from mandate_vault_shared.telemetry.sentry import set_identity
+
+
+class ApiState(TypedDict):
+    settings: ApiSettings
+    db: Database
+    verifier: VerifierClient
+    metrics: ApiMetrics
+    clock: Clock
+    auth_policy: AuthPolicy
+
+
+def _state(request: Request) -> ApiState:
+    # uvicorn copies the lifespan's state into every request's scope
+    return cast(ApiState, request.scope["state"])
+
+
+def get_db(request: Request) -> Database:
+    return _state(request)["db"]
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return _state(request)["settings"]
+
+
+def get_verifier(request: Request) -> VerifierClient:
+    return _state(request)["verifier"]
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    return _state(request)["metrics"]
+
+
+def get_clock(request: Request) -> Clock:
+    return _state(request)["clock"]
+
+
+def get_policy(request: Request) -> AuthPolicy:
+    return _state(request)["auth_policy"]
+
+
+DatabaseDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+VerifierDep = Annotated[VerifierClient, Depends(get_verifier)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+PolicyDep = Annotated[AuthPolicy, Depends(get_policy)]
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An `mvk_` API key")
+
+
+async def get_principal(
+    db: DatabaseDep,
+    clock: ClockDep,
+    policy: PolicyDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key)],
+) -> Principal:
+    async with db.transaction() as conn:
+        if bearer is not None:
+            principal = await principal_from_bearer(
+                conn, bearer.credentials, policy.signing_key, clock()
+            )
+        elif api_key:
+            principal = await principal_from_api_key(conn, api_key)
+        else:
+            raise Unauthorized
+    bind_context(tenant_id=principal.tenant_id, principal_id=principal.id)
+    set_identity(user_id=principal.id, tenant_id=principal.tenant_id)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    async def check(principal: PrincipalDep) -> Principal:
+        principal.require(permission)
+        return principal
+
+    return check
+
+
+def acting_tenant(
+    principal: PrincipalDep,
+    x_tenant_id: Annotated[
+        str | None,
+        Header(description="Admins only: act on this tenant instead of their own."),
+    ] = None,
+) -> str:
+    return principal.acting_tenant(x_tenant_id)
+
+
+TenantDep = Annotated[str, Depends(acting_tenant)]

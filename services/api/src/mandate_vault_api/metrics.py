@@ -1,0 +1,64 @@
+"""The api's business instruments (names from the monitoring guide)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from mandate_vault_shared.telemetry import names
+
+
+@dataclass
+class GaugeSnapshot:
+    """Values computed from the database by the elected reporter, read by observable gauges.
+
+    Only one api replica reports them (see `background`), so `sum(mandates_active)` is right
+    however many replicas run; the others report nothing rather than a duplicate.
+    """
+
+    mandates_active: dict[str, int] = field(default_factory=dict)
+    active_users: dict[tuple[str, str], int] = field(default_factory=dict)
+    reporting: bool = False
+
+
+class ApiMetrics:
+    def __init__(self, meter: Meter) -> None:
+        self.snapshot = GaugeSnapshot()
+        self._auth = meter.create_counter(
+            names.AUTH_ATTEMPTS_TOTAL, description="Authentication attempts by result"
+        )
+        self._created = meter.create_counter(
+            names.MANDATES_CREATED_TOTAL, description="Mandates created by verification status"
+        )
+        meter.create_observable_gauge(
+            names.MANDATES_ACTIVE,
+            callbacks=[self._observe_mandates],
+            description="Mandates that are VALID, not expired and not revoked",
+        )
+        meter.create_observable_gauge(
+            names.ACTIVE_USERS,
+            callbacks=[self._observe_users],
+            description="Enabled user accounts by tenant and role",
+        )
+        self._auth_attrs = {r: {"result": r} for r in ("success", "failed", "locked_out")}
+
+    def auth_attempt(self, result: str) -> None:
+        self._auth.add(1, self._auth_attrs[result])
+
+    def mandate_created(self, tenant_id: str, verification_status: str) -> None:
+        self._created.add(1, {"tenant_id": tenant_id, "verification_status": verification_status})
+
+    def _observe_mandates(self, _: CallbackOptions) -> Iterable[Observation]:
+        if not self.snapshot.reporting:
+            return []
+        return [Observation(n, {"tenant_id": t}) for t, n in self.snapshot.mandates_active.items()]
+
+    def _observe_users(self, _: CallbackOptions) -> Iterable[Observation]:
+        if not self.snapshot.reporting:
+            return []
+        return [
+            Observation(n, {"tenant_id": tenant, "role": role})
+            for (tenant, role), n in self.snapshot.active_users.items()
+        ]

@@ -1,0 +1,229 @@
+"""/api/v1/mandates: submit (verify + store), list, read, revoke, re-verify."""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, status
+from sqlalchemy.exc import IntegrityError
+
+from mandate_vault_api import directory, idempotency
+from mandate_vault_api import mandates as domain
+from mandate_vault_api.clock import as_utc
+from mandate_vault_api.deps import (
+    ClockDep,
+    DatabaseDep,
+    MetricsDep,
+    SettingsDep,
+    TenantDep,
+    VerifierDep,
+    require,
+)
+from mandate_vault_api.principal import Principal
+from mandate_vault_api.roles import Permission
+from mandate_vault_api.schemas import MandateCreate, MandateOut, MandatePage, rows
+from mandate_vault_shared.errors import BadRequest, DomainError, PayloadTooLarge, ServiceUnavailable
+from mandate_vault_shared.telemetry import get_logger, names
+
+router = APIRouter(prefix="/api/v1/mandates", tags=["mandates"])
+log = get_logger(__name__)
+Writer = Annotated[Principal, Depends(require(Permission.MANDATES_WRITE))]
+Reader = Annotated[Principal, Depends(require(Permission.MANDATES_READ))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=idempotency.MAX_KEY_LENGTH,
+        description="Repeat a create safely: the same key returns the first result.",
+    ),
+]
+
+
+@router.post(
+    "",
+    response_model=MandateOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {}, 413: {}, 503: {"description": "The verifier is unavailable"}},
+)
+async def create_mandate(
+    body: MandateCreate,
+    principal: Writer,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    verifier: VerifierDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> MandateOut:
+    """Verify a mandate JWT with the jwt-verifier and store it with the outcome.
+
+    A mandate that fails verification is stored too (status REJECTED, with the verifier's
+    status and reason) and never becomes active. If the verifier is unavailable nothing is
+    stored and the answer is 503 with `Retry-After`.
+    """
+    if len(body.vc_jwt.encode()) > settings.max_token_bytes:
+        raise PayloadTooLarge("The mandate token is too large.")
+    started = time.perf_counter()
+    log.info(names.EVENT_CREATE_MANDATE_STARTED, tenant_id=tenant_id, user_id=principal.id)
+    fingerprint = idempotency.request_fingerprint(body.vc_jwt)
+    try:
+        async with db.transaction() as conn:
+            if idempotency_key is not None:
+                previous = await idempotency.find_previous(
+                    conn, tenant_id, idempotency_key, fingerprint
+                )
+                if previous is not None:
+                    return MandateOut.model_validate(
+                        await domain.get_mandate(conn, tenant_id, previous)
+                    )
+            allowed = await directory.trusted_issuer_ids(conn, tenant_id)
+        verification = await verifier.verify(body.vc_jwt, allowed)
+        values = domain.new_mandate(verification, body.vc_jwt, tenant_id, principal.id, clock())
+        try:
+            async with db.transaction() as conn:
+                await domain.insert_mandate(conn, values)
+                if idempotency_key is not None:
+                    await idempotency.remember(
+                        conn, tenant_id, idempotency_key, fingerprint, values["id"], clock()
+                    )
+                mandate = await domain.get_mandate(conn, tenant_id, values["id"])
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            # A concurrent request with the same key won the race: answer with its mandate.
+            async with db.transaction() as conn:
+                previous = await idempotency.find_previous(
+                    conn, tenant_id, idempotency_key, fingerprint
+                )
+                if previous is None:
+                    raise
+                return MandateOut.model_validate(
+                    await domain.get_mandate(conn, tenant_id, previous)
+                )
+    except Exception as exc:
+        if isinstance(exc, DomainError) and not isinstance(exc, ServiceUnavailable):
+            raise  # the caller's mistake, answered 4xx; not an operational failure
+        log.error(
+            names.EVENT_OPERATION_FAILED,
+            operation="create_mandate",
+            error=str(exc),
+            error_type=type(exc).__name__,
+            tenant_id=tenant_id,
+        )
+        raise
+    metrics.mandate_created(tenant_id, verification.status)
+    log.info(
+        names.EVENT_CREATE_MANDATE_COMPLETED,
+        mandate_id=mandate.id,
+        tenant_id=tenant_id,
+        user_id=principal.id,
+        status=mandate.status,
+        verification_status=verification.status,
+        issuer=verification.issuer,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return MandateOut.model_validate(mandate)
+
+
+def _encode_cursor(created_at: datetime, mandate_id: str) -> str:
+    raw = orjson.dumps([as_utc(created_at).isoformat(), mandate_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, mandate_id = orjson.loads(raw)
+        return datetime.fromisoformat(created_at), str(mandate_id)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("The cursor is invalid.", code="invalid_cursor") from exc
+
+
+@router.get("", response_model=MandatePage, responses={400: {}})
+async def list_mandates(
+    _: Reader,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    status_filter: Annotated[domain.MandateStatus | None, Query(alias="status")] = None,
+    issuer: Annotated[str | None, Query(max_length=512)] = None,
+    subject: Annotated[str | None, Query(max_length=512)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Page size, capped by the server.")
+    ] = None,
+) -> MandatePage:
+    """The tenant's mandates, newest first, with cursor pagination."""
+    size = min(limit or settings.page_size_default, settings.page_size_max)
+    filters = domain.MandateFilters(status_filter, issuer, subject, created_after, created_before)
+    after = _decode_cursor(cursor) if cursor else None
+    async with db.transaction() as conn:
+        found = await domain.list_mandates(conn, tenant_id, filters, after, size + 1)
+    page = found[:size]
+    next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(found) > size else None
+    return MandatePage(items=rows(MandateOut, page), next_cursor=next_cursor)
+
+
+@router.get("/{mandate_id}", response_model=MandateOut, responses={404: {}})
+async def get_mandate(
+    mandate_id: str, _: Reader, tenant_id: TenantDep, db: DatabaseDep
+) -> MandateOut:
+    """One mandate of the tenant (another tenant's id answers 404)."""
+    async with db.transaction() as conn:
+        return MandateOut.model_validate(await domain.get_mandate(conn, tenant_id, mandate_id))
+
+
+@router.post("/{mandate_id}/revoke", response_model=MandateOut, responses={404: {}, 409: {}})
+async def revoke_mandate(
+    mandate_id: str, principal: Writer, tenant_id: TenantDep, db: DatabaseDep, clock: ClockDep
+) -> MandateOut:
+    """Revoke a mandate. Revoking twice is harmless; an expired mandate cannot be revoked."""
+    async with db.transaction() as conn:
+        mandate, changed = await domain.revoke_mandate(conn, tenant_id, mandate_id, clock())
+    if changed:
+        log.info(
+            names.EVENT_USER_ACTION,
+            action="revoke_mandate",
+            user_id=principal.id,
+            mandate_id=mandate_id,
+            tenant_id=tenant_id,
+        )
+    return MandateOut.model_validate(mandate)
+
+
+@router.post("/{mandate_id}/verify", response_model=MandateOut, responses={404: {}, 503: {}})
+async def reverify_mandate(
+    mandate_id: str,
+    principal: Writer,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    verifier: VerifierDep,
+    clock: ClockDep,
+) -> MandateOut:
+    """Verify the stored token again (issuer keys or trust may have changed)."""
+    async with db.transaction() as conn:
+        current = await domain.get_mandate(conn, tenant_id, mandate_id)
+        allowed = await directory.trusted_issuer_ids(conn, tenant_id)
+    verification = await verifier.verify(current.vc_jwt, allowed)
+    async with db.transaction() as conn:
+        mandate, previous_status = await domain.apply_verification(
+            conn, tenant_id, mandate_id, verification, clock()
+        )
+    log.info(
+        names.EVENT_USER_ACTION,
+        action="reverify_mandate",
+        user_id=principal.id,
+        mandate_id=mandate_id,
+        tenant_id=tenant_id,
+        previous_status=previous_status,
+        status=mandate.status,
+        verification_status=verification.status,
+    )
+    return MandateOut.model_validate(mandate)

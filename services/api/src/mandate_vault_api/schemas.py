@@ -1,0 +1,193 @@
+"""Request and response bodies, with an OpenAPI example for each request.
+
+Request models forbid unknown fields: `tenant_id`, `status`, `verification_status` or `role`
+smuggled into a body are refused (422), never silently applied.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
+
+from mandate_vault_api.clock import as_utc
+from mandate_vault_api.mandates import MandateStatus
+from mandate_vault_api.roles import Role
+
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$"
+DID_PATTERN = r"^did:[a-z0-9]+:[A-Za-z0-9._%:-]+$"
+
+Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=320)]
+# SQLite returns naive datetimes; every timestamp leaves the API in UTC with an offset.
+Timestamp = Annotated[datetime, AfterValidator(as_utc)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- auth ---
+class LoginRequest(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "ops@acme.example", "password": "s3cret-pass"}]},
+    )
+    email: Email
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshRequest(Request):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"refresh_token": "mvr_..."}]}
+    )
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class TokenResponse(Response):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_in: int
+
+
+class PrincipalOut(Response):
+    kind: str
+    id: str
+    tenant_id: str
+    role: Role
+
+
+# --- tenants ---
+class TenantCreate(Request):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"id": "acme-corp", "name": "Acme Corp"}]}
+    )
+    id: str = Field(pattern=TENANT_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TenantOut(Response):
+    id: str
+    name: str
+    enabled: bool
+    created_at: Timestamp
+
+
+# --- users ---
+class UserCreate(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"email": "analyst@acme.example", "password": "a-long-passphrase", "role": "member"}
+            ]
+        },
+    )
+    email: Email
+    password: str = Field(min_length=12, max_length=1024)
+    role: Role = Role.MEMBER
+
+
+class UserUpdate(Request):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"role": "readonly", "enabled": True}]}
+    )
+    role: Role | None = None
+    enabled: bool | None = None
+
+
+class UserOut(Response):
+    id: str
+    tenant_id: str
+    email: str
+    role: Role
+    enabled: bool
+    created_at: Timestamp
+
+
+# --- API keys ---
+class ApiKeyCreate(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "billing-service", "role": "member"}]},
+    )
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = Role.MEMBER
+
+
+class ApiKeyOut(Response):
+    id: str
+    name: str
+    role: Role
+    prefix: str
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="Shown once. Send it as the X-API-Key header.")
+
+
+# --- trusted issuers ---
+class IssuerCreate(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"issuer": "did:web:bank.example.com"}]},
+    )
+    issuer: str = Field(pattern=DID_PATTERN, max_length=512)
+
+
+class IssuerOut(Response):
+    id: str
+    issuer: str
+    created_at: Timestamp
+
+
+# --- mandates ---
+class MandateCreate(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"vc_jwt": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImtleS0xIn0..."}]},
+    )
+    vc_jwt: str = Field(min_length=1, description="The mandate: a JWT Verifiable Credential.")
+
+
+class MandateOut(Response):
+    id: str
+    tenant_id: str
+    status: MandateStatus
+    verification_status: str
+    verification_reason: str | None
+    issuer: str | None
+    subject: str | None
+    key_id: str | None
+    scope: str | None
+    amount_limit: Decimal | None
+    currency: str | None
+    expires_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    verified_at: Timestamp
+    revoked_at: Timestamp | None
+
+    @field_serializer("amount_limit")
+    def _amount(self, value: Decimal | None) -> str | None:
+        return None if value is None else f"{value:.2f}"
+
+
+class MandatePage(Response):
+    items: list[MandateOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+def rows(model: type[Response], items: Any) -> list[Any]:
+    return [model.model_validate(item) for item in items]

@@ -1,0 +1,137 @@
+"""The tables, as SQLAlchemy Core metadata. Migrations (services/api/.../migrations) create them;
+nothing calls ``create_all`` at run time."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+def _ts(name: str, *, nullable: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    _ts("created_at"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+# Failed-login bookkeeping per e-mail *hash*, so unknown addresses lock out exactly like real
+# ones and the answer never reveals whether an account exists.
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("email_hash", String(64), primary_key=True),
+    Column("failure_count", Integer, nullable=False, default=0),
+    _ts("window_started_at", nullable=True),
+    _ts("locked_until", nullable=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id"), nullable=False, index=True),
+    Column("refresh_hash", String(64), nullable=False, unique=True),
+    _ts("created_at"),
+    _ts("expires_at"),
+    _ts("revoked_at", nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_by", String(36), nullable=True),
+    _ts("created_at"),
+    _ts("revoked_at", nullable=True),
+)
+
+trusted_issuers = Table(
+    "trusted_issuers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("issuer", String(512), nullable=False),
+    _ts("created_at"),
+    UniqueConstraint("tenant_id", "issuer", name="uq_trusted_issuers_tenant_issuer"),
+)
+
+mandates = Table(
+    "mandates",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("verification_status", String(40), nullable=False),
+    Column("verification_reason", String(500), nullable=True),
+    Column("issuer", String(512), nullable=True),
+    Column("subject", String(512), nullable=True),
+    Column("key_id", String(512), nullable=True),
+    Column("scope", String(200), nullable=True),
+    Column("amount_limit", Numeric(18, 2), nullable=True),
+    Column("currency", String(3), nullable=True),
+    _ts("expires_at", nullable=True),
+    Column("vc_jwt", Text, nullable=False),
+    Column("created_by", String(36), nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("verified_at"),
+    _ts("revoked_at", nullable=True),
+    Index("ix_mandates_tenant_created", "tenant_id", "created_at", "id"),
+    Index("ix_mandates_tenant_status", "tenant_id", "status"),
+    Index("ix_mandates_status_expires", "status", "expires_at"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("mandate_id", String(36), ForeignKey("mandates.id"), nullable=False),
+    _ts("created_at"),
+)
