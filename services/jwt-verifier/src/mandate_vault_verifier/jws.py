@@ -32,6 +32,7 @@ _FORMAT = VerificationStatus.INVALID_FORMAT
 class ParsedToken:
     header: dict[str, Any]
     payload: dict[str, Any]
+    signing_input: bytes  # "<header>.<payload>" exactly as received
     signature: bytes
     alg: str
     kid: str | None
@@ -54,7 +55,14 @@ def parse_compact(token: str, max_bytes: int) -> ParsedToken:
     signature = _b64decode(segments[2], "signature")
     if not signature:
         raise Rejection(VerificationStatus.SIG_INVALID, "The signature is empty.")
-    return ParsedToken(header=header, payload=payload, signature=signature, alg=alg, kid=kid)
+    return ParsedToken(
+        header=header,
+        payload=payload,
+        signing_input=f"{segments[0]}.{segments[1]}".encode("ascii"),
+        signature=signature,
+        alg=alg,
+        kid=kid,
+    )
 
 
 def _b64decode(segment: str, name: str) -> bytes:

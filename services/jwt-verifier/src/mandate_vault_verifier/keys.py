@@ -66,6 +66,8 @@ def build_key(jwk: Any, allowed: frozenset[str], kid: str | None = None) -> Trus
         raise InvalidKey(f"key {kid!r}: no allowed algorithm fits its type")
     try:
         by_algorithm = {alg: jwt.PyJWK(dict(jwk), algorithm=alg) for alg in sorted(algorithms)}
+        for key in by_algorithm.values():
+            key.Algorithm.prepare_key(key.key)  # PyJWT's own key-type and curve checks
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise InvalidKey(f"key {kid!r}: {exc}") from None
     for key in by_algorithm.values():
