@@ -409,6 +409,13 @@ async def test_duplicate_json_members_are_invalid_format(
         (b'{"exp": NaN}', S.INVALID_FORMAT),
         (b"\xff\xfe{}", S.INVALID_FORMAT),
         (b"[" * 3000 + b"]" * 3000, S.INVALID_FORMAT),
+        (b'{"iss": "did:web:bank.example.com", "n": 1180591620717411303424}', S.INVALID_FORMAT),
+        (b'{"iss": "did:web:bank.example.com", "n": -9007199254740992}', S.INVALID_FORMAT),
+        (b'{"iss": "did:web:bank.example.com", "n": 1e400}', S.INVALID_FORMAT),
+        (b'{"iss": "did:web:bank.example.com", "n": Infinity}', S.INVALID_FORMAT),
+        (b'{"iss": "did:web:bank.example.com\\ud800"}', S.INVALID_FORMAT),
+        (b'{"iss": "did:web:bank.example.com", "\\udfff": 1}', S.INVALID_FORMAT),
+        (b'{"iss": "did:web:bank.example.com", "n": ["\\ud83d"]}', S.INVALID_FORMAT),
     ],
 )
 async def test_payloads_that_are_not_json_objects(
@@ -416,6 +423,19 @@ async def test_payloads_that_are_not_json_objects(
 ) -> None:
     token = forge(header("ES256", keys.ec.kid), b64(payload), keys.ec)
     assert (await verifier.verify(token)).status is expected
+
+
+async def test_escaped_unicode_that_is_text_is_fine(verifier: Verifier, keys: Keys) -> None:
+    claims = json.dumps(mandate_claims(BANK, note="\U0001f600 caf\u00e9"), ensure_ascii=True)
+    assert "\\ud83d\\ude00" in claims
+    result = await verifier.verify(
+        forge(header("ES256", keys.ec.kid), b64(claims.encode()), keys.ec)
+    )
+    assert result.status is S.VALID
+    assert result.claims is not None
+    assert result.claims["note"] == "\U0001f600 caf\u00e9"
+    lone = forge(header("ES256", "ec-\ud800"), mandate_claims(BANK), keys.ec)
+    assert (await verifier.verify(lone)).status is S.INVALID_FORMAT
 
 
 async def test_unknown_issuers_and_the_tenant_allow_list(verifier: Verifier, keys: Keys) -> None:

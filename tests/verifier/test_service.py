@@ -18,6 +18,7 @@ from tests.verifier.helpers import (
     ALICE,
     DidServer,
     TlsFiles,
+    b64,
     did_web_issuer,
     forge,
     mandate_claims,
@@ -90,6 +91,9 @@ def test_outcomes_are_200_with_a_status(service: ServiceProcess, keys: Keys) -> 
         ({"jwt": sign(keys.ec, mandate_claims(BANK)), "allowed_issuers": ["did:web:other"]},
          "ISSUER_UNKNOWN", False),
         ({"jwt": "not.a.token"}, "INVALID_FORMAT", False),
+        ({"jwt": sign(keys.ec, mandate_claims(BANK, n=2**70))}, "INVALID_FORMAT", False),
+        ({"jwt": forge({"alg": "ES256"}, b64(b'{"iss": "\\udead"}'), keys.ec)},
+         "INVALID_FORMAT", False),
         ({"jwt": ""}, "INVALID_FORMAT", False),
     ]  # fmt: skip
     for request, status, has_claims in cases:

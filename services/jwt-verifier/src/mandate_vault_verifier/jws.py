@@ -1,9 +1,10 @@
 """Strict parsing of a compact JWS before any key is looked up (RFC 7515, RFC 8725).
 
 Everything here runs on untrusted input and decides only from the token itself: segment count
-(JWE and nested JWTs refused), canonical unpadded base64url, JSON objects without duplicate
-keys, an `alg` from the supported asymmetric set, and no header that tries to choose the key
-(`jku`, `x5u`, `jwk`, `x5c`) or demands an extension (`crit`, `b64`). No network, no keys.
+(JWE and nested JWTs refused), canonical unpadded base64url, I-JSON objects (UTF-8 without
+lone surrogates, unique member names, integers within +-2^53, finite numbers), an `alg` from
+the supported asymmetric set, and no header that tries to choose the key (`jku`, `x5u`, `jwk`,
+`x5c`) or demands an extension (`crit`, `b64`). No network, no keys.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -24,6 +26,7 @@ _KEY_CHOOSING_HEADERS: Final = ("jku", "x5u", "jwk", "x5c")
 _EXTENSION_HEADERS: Final = ("crit", "b64")
 _NESTED_CONTENT_TYPES: Final = frozenset({"JWT", "APPLICATION/JWT"})
 _JWE_SEGMENTS: Final = 5
+MAX_SAFE_INTEGER: Final = 2**53 - 1  # I-JSON (RFC 7493): numbers every consumer reads alike
 
 _FORMAT = VerificationStatus.INVALID_FORMAT
 
@@ -90,15 +93,52 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(msg)
 
 
+def _ijson_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_SAFE_INTEGER:
+        msg = "integer outside the I-JSON range"
+        raise ValueError(msg)
+    return value
+
+
+def _ijson_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        msg = "number outside the I-JSON range"
+        raise ValueError(msg)
+    return value
+
+
+def _check_unicode(value: Any) -> None:
+    """Refuse lone surrogates (only a \\u escape can make one): they are not Unicode text."""
+    if isinstance(value, str):
+        value.encode("utf-8")  # UnicodeEncodeError, a ValueError
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            key.encode("utf-8")
+            _check_unicode(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_unicode(item)
+
+
 def _json_object(raw: bytes, name: str) -> dict[str, Any]:
     if not raw:
         raise Rejection(_FORMAT, f"The {name} is empty.")
     try:
+        text = raw.decode("utf-8")
         value = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_refuse_constant
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_refuse_constant,
+            parse_int=_ijson_int,
+            parse_float=_ijson_float,
         )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise Rejection(_FORMAT, f"The {name} is not valid JSON without duplicate names.") from exc
+        if "\\u" in text:
+            _check_unicode(value)
+    except (ValueError, RecursionError) as exc:
+        reason = f"The {name} is not I-JSON: UTF-8 JSON, unique names, safe numbers."
+        raise Rejection(_FORMAT, reason) from exc
     if not isinstance(value, dict):
         raise Rejection(_FORMAT, f"The {name} is not a JSON object.")
     return value

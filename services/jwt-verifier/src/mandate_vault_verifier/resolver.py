@@ -115,7 +115,7 @@ class DidWebResolver:
         except ResponseTooLarge:
             msg = f"DID document larger than {self._max_bytes} bytes"
             raise IssuerUnreachable(msg) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             msg = f"DID document could not be fetched ({type(exc).__name__})"
             raise IssuerUnreachable(msg) from None
         try:
