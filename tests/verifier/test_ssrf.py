@@ -177,7 +177,7 @@ async def local_server() -> AsyncIterator[LocalServer]:
             await response.write_eof()
             return response
         if request.path == "/slow":
-            await asyncio.sleep(2)
+            await asyncio.sleep(1)
         return web.Response(text="ok")
 
     app = web.Application()
