@@ -209,6 +209,7 @@ class DidServer:
     def __init__(self, tls: TlsFiles) -> None:
         self.replies: dict[str, Reply] = {}
         self.requests: list[str] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, in order
         self._lock = threading.Lock()
         server = self
 
@@ -216,6 +217,7 @@ class DidServer:
             def do_GET(self) -> None:
                 with server._lock:
                     server.requests.append(self.path)
+                    server.arrivals.append(time.monotonic())
                     reply = server.replies.get(self.path, Reply(404, b'{"error":"not found"}'))
                 if reply.delay:
                     time.sleep(reply.delay)
@@ -256,6 +258,7 @@ class DidServer:
         with self._lock:
             self.replies.clear()
             self.requests.clear()
+            self.arrivals.clear()
 
     def close(self) -> None:
         self._httpd.shutdown()
