@@ -380,8 +380,8 @@ def test_service_urls_point_at_compose_services(services: dict[str, dict[str, An
         if key.endswith(("_URL", "_DATABASE_URL")) or key == "OTEL_EXPORTER_OTLP_ENDPOINT":
             host, port = host_port(value)
             assert host in services, f"{key}: {host} is no compose service"
-            expected = APPS[host].port if host in APPS else None
-            assert port in (LISTEN_PORTS.get(host) or {expected}), f"{key}: {host}:{port}"
+            listening = LISTEN_PORTS.get(host) or {APPS[host].port}
+            assert port in listening, f"{key}: {host}:{port}"
     for key in ("API_KAFKA__BOOTSTRAP_SERVERS", "WORKER_KAFKA__BOOTSTRAP_SERVERS"):
         value = {**api, **worker}[key]
         assert value == "kafka:9092", key
@@ -466,7 +466,8 @@ def test_bind_mounts_and_secret_files_exist(resolved: dict[str, Any]) -> None:
 def memory_bytes(value: str | int) -> int:
     match = re.fullmatch(r"(\d+)([kmg]?)b?", str(value).lower())
     assert match, value
-    return int(match.group(1)) * 1024 ** " kmg".index(match.group(2) or " ")
+    exponent = " kmg".index(match.group(2) or " ")
+    return int(match.group(1)) * int(1024**exponent)
 
 
 def test_collector_runs_the_repository_config_with_the_compose_overlay(
