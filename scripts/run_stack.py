@@ -103,19 +103,27 @@ def _service_env(base: dict[str, str], bootstrap: str) -> dict[str, str]:
         "API_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "WORKER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "API_VERIFIER_URL": "http://127.0.0.1:8001",
+        # Local receivers (scripts/webhook_receiver.py) live on loopback: allow it explicitly.
+        "API_SSRF_ALLOWLIST": base.get("API_SSRF_ALLOWLIST", "127.0.0.1,localhost"),
+        "WORKER_SSRF_ALLOWLIST": base.get("WORKER_SSRF_ALLOWLIST", "127.0.0.1,localhost"),
         "PYTHONUNBUFFERED": "1",
     }
 
 
 def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """Graceful first (SIGTERM, 15 s each); a second Ctrl-C kills what is left."""
     for _, process in reversed(processes):
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    for name, process in reversed(processes):
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            print(f"{name} did not stop in time; killing it")
+    try:
+        for name, process in reversed(processes):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop in time; killing it")
+                process.kill()
+    except KeyboardInterrupt:
+        for _, process in processes:
             process.kill()
 
 

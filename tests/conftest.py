@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,13 @@ async def database_url(postgres_server: None) -> AsyncIterator[str]:
     url = await create_database()
     yield url
     await drop_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite database file (the embedded default of `make run`)."""
+    from mandate_vault_api import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/mandate_vault.db"
+    migrate.upgrade(url)
+    return url

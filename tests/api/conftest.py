@@ -103,7 +103,7 @@ def api_settings(database_url: str, verifier_url: str, **overrides: Any) -> ApiS
         token_signing_key=SIGNING_KEY,
         gauge_refresh_interval_seconds=0.2,
         expiry_sweep_interval_seconds=0.2,
-        **overrides,
+        **({"ssrf_allowlist": "127.0.0.1,localhost"} | overrides),
     )
 
 

@@ -27,7 +27,7 @@ def a_job() -> WebhookJob:
         tenant_id="tenant-1",
         subscription_id="sub-1",
         occurred_at=datetime.now(UTC),
-        data={"mandate_id": "m-1"},
+        body='{"type":"MandateCreated","data":{"mandate_id":"m-1"}}',
     )
 
 
@@ -65,7 +65,7 @@ async def test_produced_message_carries_traceparent(broker: Broker, topic: str) 
 
 
 async def test_worker_processing_span_is_a_child_of_the_producer_span(
-    broker: Broker, topic: str, otlp: OtlpReceiver
+    broker: Broker, topic: str, otlp: OtlpReceiver, sqlite_url: str
 ) -> None:
     worker = ServiceProcess(
         "webhook-worker",
@@ -75,6 +75,7 @@ async def test_worker_processing_span_is_a_child_of_the_producer_span(
             "WORKER_CONSUMER_GROUP": f"group-{topic}",
             "WORKER_SESSION_TIMEOUT_MS": "2000",
             "WORKER_HEARTBEAT_INTERVAL_MS": "300",
+            "WORKER_DATABASE_URL": sqlite_url,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         },
@@ -89,6 +90,7 @@ async def test_worker_processing_span_is_a_child_of_the_producer_span(
     assert span.kind == CONSUMER_KIND
     assert (span.trace_id, span.parent_span_id) == (trace_id, span_id)
     assert span.attributes["messaging.destination.name"] == topic
-    received = [r for r in worker.json_logs() if r["event"] == "webhook_job_received"]
-    assert len(received) == 1
-    assert received[0]["trace_id"] == trace_id
+    # The job names a subscription that does not exist: handled (skipped), in the same trace.
+    skipped = [r for r in worker.json_logs() if r["event"] == "webhook_skipped"]
+    assert len(skipped) == 1
+    assert skipped[0]["trace_id"] == trace_id

@@ -18,13 +18,16 @@ SERVICE_NAMES = {
 }
 
 
-def service_env(service: str, broker: Broker, topic: str) -> dict[str, str]:
+def service_env(service: str, broker: Broker, topic: str, database: str) -> dict[str, str]:
     if service == "webhook-worker":
         return {
             "WORKER_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
             "WORKER_JOBS_TOPIC": topic,
             "WORKER_CONSUMER_GROUP": f"group-{topic}",
+            "WORKER_DATABASE_URL": database,
         }
+    if service == "api":
+        return {"API_DATABASE_URL": database, "API_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap}
     return {}
 
 
@@ -39,9 +42,9 @@ def wait_ready(url: str, timeout: float = 20.0) -> httpx.Response:
 
 @pytest.mark.parametrize("service", list(SERVICE_NAMES))
 def test_service_answers_health_readiness_and_metrics(
-    service: str, broker: Broker, topic: str
+    service: str, broker: Broker, topic: str, sqlite_url: str
 ) -> None:
-    process = ServiceProcess(service, service_env(service, broker, topic)).start()
+    process = ServiceProcess(service, service_env(service, broker, topic, sqlite_url)).start()
     try:
         health = httpx.get(f"{process.url}/healthz")
         assert health.status_code == 200
@@ -68,10 +71,14 @@ def test_service_answers_health_readiness_and_metrics(
         assert "service_stopped" in process.output()
 
 
-def test_worker_readiness_reports_a_missing_broker(topic: str) -> None:
+def test_worker_readiness_reports_a_missing_broker(topic: str, sqlite_url: str) -> None:
     process = ServiceProcess(
         "webhook-worker",
-        {"WORKER_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1", "WORKER_JOBS_TOPIC": topic},
+        {
+            "WORKER_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "WORKER_JOBS_TOPIC": topic,
+            "WORKER_DATABASE_URL": sqlite_url,
+        },
     ).start()
     try:
         assert httpx.get(f"{process.url}/healthz").status_code == 200
@@ -79,7 +86,7 @@ def test_worker_readiness_reports_a_missing_broker(topic: str) -> None:
         assert ready.status_code == 503
         assert ready.json() == {
             "status": "not_ready",
-            "checks": {"kafka": "not connected to Kafka"},
+            "checks": {"kafka": "not connected to Kafka", "database": "ok"},
         }
     finally:
         process.stop()

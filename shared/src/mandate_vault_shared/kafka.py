@@ -34,6 +34,18 @@ class KafkaSettings(BaseModel):
     request_timeout_ms: int = 10_000
 
 
+def producer_options(settings: KafkaSettings) -> dict[str, object]:
+    """AIOKafkaProducer keyword arguments: every write acknowledged by all in-sync replicas."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+        "acks": "all",
+        "enable_idempotence": settings.enable_idempotence,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+
+
 class _HeaderSetter(Setter[Headers]):
     def set(self, carrier: Headers, key: str, value: str) -> None:
         carrier[:] = [(k, v) for k, v in carrier if k != key]

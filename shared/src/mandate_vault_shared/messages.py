@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 WEBHOOK_JOBS_TOPIC: Final = "webhook-jobs"
+DEAD_LETTER_SUFFIX: Final = ".dlq"
 
 # Kafka header names (values are UTF-8).
 HEADER_EVENT_TYPE: Final = "event-type"
@@ -39,7 +40,7 @@ class WebhookJob(BaseModel):
     tenant_id: str
     subscription_id: str
     occurred_at: datetime
-    data: dict[str, Any]
+    body: str = Field(description="The exact JSON body to sign and send")
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()

@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
 from typing import Final
 
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
 
-from mandate_vault_api.clock import Clock
+from mandate_vault_api.clock import Clock, as_utc
 from mandate_vault_api.database import Database
 from mandate_vault_api.mandates import MandateStatus, expire_due
 from mandate_vault_api.metrics import GaugeSnapshot
-from mandate_vault_shared.db.schema import mandates, tenants, users
+from mandate_vault_api.schemas import mandate_event_data
+from mandate_vault_api.webhooks import enqueue_event
+from mandate_vault_shared.db.schema import mandates, outbox, tenants, users
+from mandate_vault_shared.messages import EventType
 from mandate_vault_shared.telemetry import get_logger
 
 _LOCK_KEY: Final = 0x4D565F4C  # "MV_L"
@@ -30,7 +35,9 @@ log = get_logger(__name__)
 
 class LeaderElection:
     def __init__(self, db: Database) -> None:
-        self._db = db
+        # Its own connection, outside the request pool: holding the lock must not count
+        # against `db_connections_active` or starve requests of a pooled connection.
+        self._engine = create_async_engine(db.engine.url, poolclass=NullPool)
         self._conn: AsyncConnection | None = None
         self.is_leader = db.dialect != "postgresql"
 
@@ -47,7 +54,7 @@ class LeaderElection:
 
     async def _hold_or_acquire(self) -> None:
         if self._conn is None:
-            self._conn = await self._db.engine.connect()
+            self._conn = await self._engine.connect()
         if self.is_leader:
             await self._conn.execute(text("SELECT 1"))
             return
@@ -68,6 +75,7 @@ class LeaderElection:
 
     async def close(self) -> None:
         await self._release()
+        await self._engine.dispose()
 
 
 async def refresh_gauges(db: Database, snapshot: GaugeSnapshot, clock: Clock) -> None:
@@ -84,14 +92,42 @@ async def refresh_gauges(db: Database, snapshot: GaugeSnapshot, clock: Clock) ->
             .where(users.c.enabled.is_(True))
             .group_by(users.c.tenant_id, users.c.role)
         )
+        backlog, oldest = (
+            await conn.execute(
+                select(func.count(), func.min(outbox.c.created_at)).where(
+                    outbox.c.published_at.is_(None)
+                )
+            )
+        ).one()
         counts = dict.fromkeys(tenant_ids, 0) | {row[0]: row[1] for row in active}
+        snapshot.outbox_backlog = int(backlog)
+        snapshot.outbox_oldest_age_seconds = (
+            max((now - as_utc(oldest)).total_seconds(), 0.0) if oldest is not None else 0.0
+        )
         snapshot.active_users = {(t, r): n for t, r, n in enabled}
         snapshot.mandates_active = counts
 
 
-async def sweep_expired(db: Database, clock: Clock) -> int:
+async def prune_outbox(db: Database, clock: Clock, retention: timedelta) -> None:
+    """Published events older than `retention` are history; the delivery log keeps the rest."""
     async with db.transaction() as conn:
-        expired = await expire_due(conn, clock())
+        await conn.execute(
+            outbox.delete().where(
+                outbox.c.published_at.is_not(None), outbox.c.published_at < clock() - retention
+            )
+        )
+
+
+async def sweep_expired(db: Database, clock: Clock, on_events: Callable[[], None]) -> int:
+    """Expire due mandates and emit MandateExpired for each, in one transaction."""
+    now = clock()
+    async with db.transaction() as conn:
+        expired = await expire_due(conn, now)
+        for row in expired:
+            data = mandate_event_data(row)
+            await enqueue_event(conn, row.tenant_id, EventType.MANDATE_EXPIRED, data, now)
+    if expired:
+        on_events()
     for row in expired:
         log.info("mandate_expired", mandate_id=row.id, tenant_id=row.tenant_id)
     return len(expired)

@@ -13,12 +13,14 @@ from mandate_vault_api.clock import Clock
 from mandate_vault_api.database import Database
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.principal import Principal
+from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.verifier_client import VerifierClient
 from mandate_vault_shared.errors import Unauthorized
 from mandate_vault_shared.telemetry.logs import bind_context
 from mandate_vault_shared.telemetry.sentry import set_identity
+from mandate_vault_shared.webhooks import SecretBox
 
 
 class ApiState(TypedDict):
@@ -28,6 +30,8 @@ class ApiState(TypedDict):
     metrics: ApiMetrics
     clock: Clock
     auth_policy: AuthPolicy
+    relay: OutboxRelay
+    secret_box: SecretBox
 
 
 def _state(request: Request) -> ApiState:
@@ -59,12 +63,22 @@ def get_policy(request: Request) -> AuthPolicy:
     return _state(request)["auth_policy"]
 
 
+def get_relay(request: Request) -> OutboxRelay:
+    return _state(request)["relay"]
+
+
+def get_secret_box(request: Request) -> SecretBox:
+    return _state(request)["secret_box"]
+
+
 DatabaseDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 VerifierDep = Annotated[VerifierClient, Depends(get_verifier)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 PolicyDep = Annotated[AuthPolicy, Depends(get_policy)]
+RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
+SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An `mvk_` API key")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Final
 
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
@@ -16,6 +16,7 @@ from mandate_vault_api.auth import AuthPolicy
 from mandate_vault_api.background import (
     LeaderElection,
     every,
+    prune_outbox,
     report_gauges_forever,
     sweep_expired,
 )
@@ -23,13 +24,16 @@ from mandate_vault_api.clock import Clock, utc_now
 from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
 from mandate_vault_api.deps import ApiState
 from mandate_vault_api.metrics import ApiMetrics
-from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users
+from mandate_vault_api.relay import OutboxRelay
+from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.verifier_client import VerifierClient, create_session
 from mandate_vault_shared.db.engine import create_engine
+from mandate_vault_shared.kafka import producer_options
 from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
 from mandate_vault_shared.web.app import build_app
+from mandate_vault_shared.webhooks import SecretBox
 
 SERVICE_NAME: Final = "mandate-vault-api"
 DISTRIBUTION: Final = "mandate-vault-api"
@@ -37,6 +41,7 @@ MAX_BODY_BYTES: Final = 64 * 1024
 TAGS: Final = [
     {"name": "auth", "description": "Login, token refresh and logout."},
     {"name": "mandates", "description": "Submit, list, read, revoke and re-verify mandates."},
+    {"name": "webhooks", "description": "Signed event deliveries to the tenant's systems."},
     {"name": "trusted issuers", "description": "Issuers whose mandates a tenant accepts."},
     {"name": "users", "description": "A tenant's users and roles."},
     {"name": "api keys", "description": "Keys for machine clients (X-API-Key)."},
@@ -64,6 +69,42 @@ async def _database_ready(request: Request) -> str | None:
     return None
 
 
+async def _relay_progress(request: Request) -> str | None:
+    relay: OutboxRelay = request.scope["state"]["relay"]
+    settings: ApiSettings = request.scope["state"]["settings"]
+    stalled = relay.stalled_for()
+    if stalled > settings.outbox_stall_seconds:
+        return f"outbox relay stalled for {stalled:.0f}s (Kafka unreachable?)"
+    return None
+
+
+def _background_tasks(
+    settings: ApiSettings,
+    db: Database,
+    metrics: ApiMetrics,
+    election: LeaderElection,
+    relay: OutboxRelay,
+    clock: Clock,
+) -> list[asyncio.Task[None]]:
+    retention = timedelta(days=settings.outbox_retention_days)
+
+    async def housekeeping() -> None:
+        await sweep_expired(db, clock, relay.wake)
+        await prune_outbox(db, clock, retention)
+
+    jobs = {
+        "leader-election": election.run(),
+        "outbox-relay": relay.run(lambda: election.is_leader),
+        "expiry-sweep": every(
+            settings.expiry_sweep_interval_seconds, election, housekeeping, "housekeeping"
+        )(),
+        "gauges": report_gauges_forever(
+            db, metrics.snapshot, clock, election, settings.gauge_refresh_interval_seconds
+        ),
+    }
+    return [asyncio.create_task(job, name=name) for name, job in jobs.items()]
+
+
 def create_app(
     settings: ApiSettings | None = None,
     telemetry: Telemetry | None = None,
@@ -86,24 +127,16 @@ def create_app(
         session = create_session(settings.verifier_timeout_seconds)
         metrics = ApiMetrics(telemetry.meter)
         election = LeaderElection(db)
-        tasks = [
-            asyncio.create_task(election.run(), name="leader-election"),
-            asyncio.create_task(
-                every(
-                    settings.expiry_sweep_interval_seconds,
-                    election,
-                    lambda: sweep_expired(db, clock),
-                    "expiry_sweep",
-                )(),
-                name="expiry-sweep",
-            ),
-            asyncio.create_task(
-                report_gauges_forever(
-                    db, metrics.snapshot, clock, election, settings.gauge_refresh_interval_seconds
-                ),
-                name="gauges",
-            ),
-        ]
+        relay = OutboxRelay(
+            db,
+            lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
+            telemetry.tracer,
+            settings.jobs_topic,
+            clock,
+            batch_size=settings.outbox_batch_size,
+            poll_interval=settings.outbox_poll_interval_seconds,
+        )
+        tasks = _background_tasks(settings, db, metrics, election, relay, clock)
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
             yield ApiState(
@@ -113,13 +146,14 @@ def create_app(
                 metrics=metrics,
                 clock=clock,
                 auth_policy=auth_policy(settings),
+                relay=relay,
+                secret_box=SecretBox(settings.encryption_key),
             )
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await relay.close()
             await election.close()
             await session.close()
             await engine.dispose()
@@ -135,10 +169,11 @@ def create_app(
         telemetry=telemetry,
         lifespan=lifespan,
         readiness={"database": _database_ready},
+        advisories={"outbox_relay": _relay_progress},
         openapi_tags=TAGS,
         dependency_errors=DATABASE_DOWN_ERRORS,
         max_body_size=MAX_BODY_BYTES,
     )
-    for module in (auth, mandates, issuers, users, api_keys, tenants):
+    for module in (auth, mandates, webhooks, issuers, users, api_keys, tenants):
         app.include_router(module.router)
     return app

@@ -172,7 +172,7 @@ async def _locked(conn: AsyncConnection, tenant_id: str, mandate_id: str) -> Row
 
 
 async def expire_due(conn: AsyncConnection, now: datetime, batch: int = 500) -> list[Row[Any]]:
-    """Mark ACTIVE mandates past `expires_at` EXPIRED; returns (id, tenant_id) of each."""
+    """Mark ACTIVE mandates past `expires_at` EXPIRED; returns them as they are now."""
     due = (
         select(mandates.c.id)
         .where(mandates.c.status == MandateStatus.ACTIVE.value, mandates.c.expires_at <= now)
@@ -183,6 +183,6 @@ async def expire_due(conn: AsyncConnection, now: datetime, batch: int = 500) -> 
         update(mandates)
         .where(mandates.c.id.in_(due), mandates.c.status == MandateStatus.ACTIVE.value)
         .values(status=MandateStatus.EXPIRED.value, updated_at=now)
-        .returning(mandates.c.id, mandates.c.tenant_id)
+        .returning(*mandates.c)
     )
     return list(result.all())

@@ -20,6 +20,8 @@ class GaugeSnapshot:
 
     mandates_active: dict[str, int] = field(default_factory=dict)
     active_users: dict[tuple[str, str], int] = field(default_factory=dict)
+    outbox_backlog: int = 0
+    outbox_oldest_age_seconds: float = 0.0
     reporting: bool = False
 
 
@@ -42,6 +44,17 @@ class ApiMetrics:
             callbacks=[self._observe_users],
             description="Enabled user accounts by tenant and role",
         )
+        meter.create_observable_gauge(
+            names.OUTBOX_BACKLOG,
+            callbacks=[self._observe_backlog],
+            description="Outbox events not yet published to Kafka",
+        )
+        meter.create_observable_gauge(
+            names.OUTBOX_OLDEST_AGE,
+            unit="s",
+            callbacks=[self._observe_oldest],
+            description="Age of the oldest unpublished outbox event",
+        )
         self._auth_attrs = {r: {"result": r} for r in ("success", "failed", "locked_out")}
 
     def auth_attempt(self, result: str) -> None:
@@ -62,3 +75,11 @@ class ApiMetrics:
             Observation(n, {"tenant_id": tenant, "role": role})
             for (tenant, role), n in self.snapshot.active_users.items()
         ]
+
+    def _observe_backlog(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.snapshot.outbox_backlog)] if self.snapshot.reporting else []
+
+    def _observe_oldest(self, _: CallbackOptions) -> Iterable[Observation]:
+        if not self.snapshot.reporting:
+            return []
+        return [Observation(self.snapshot.outbox_oldest_age_seconds)]

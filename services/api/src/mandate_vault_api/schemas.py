@@ -10,11 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from mandate_vault_api.clock import as_utc
 from mandate_vault_api.mandates import MandateStatus
 from mandate_vault_api.roles import Role
+from mandate_vault_shared.messages import EventType
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$"
@@ -191,3 +192,70 @@ class MandatePage(Response):
 
 def rows(model: type[Response], items: Any) -> list[Any]:
     return [model.model_validate(item) for item in items]
+
+
+def mandate_event_data(row: Any) -> dict[str, Any]:
+    """A mandate as webhook payload `data` (the same shape the API returns)."""
+    return MandateOut.model_validate(row).model_dump(mode="json")
+
+
+# --- webhooks ---
+class WebhookCreate(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.acme.example/mandates",
+                    "event_types": ["MandateCreated", "MandateRevoked"],
+                    "description": "billing system",
+                }
+            ]
+        },
+    )
+    url: str = Field(min_length=8, max_length=2048)
+    event_types: list[EventType] = Field(min_length=1, max_length=len(EventType))
+    description: str | None = Field(None, max_length=500)
+
+
+class WebhookUpdate(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"event_types": ["MandateExpired"], "enabled": True}]},
+    )
+    url: str | None = Field(None, min_length=8, max_length=2048)
+    event_types: list[EventType] | None = Field(None, min_length=1, max_length=len(EventType))
+    description: str | None = Field(None, max_length=500)
+    enabled: bool | None = None
+
+
+class WebhookOut(Response):
+    id: str
+    tenant_id: str
+    url: str
+    event_types: list[EventType]
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None
+    previous_secret_expires_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @field_validator("event_types", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return value.split(",") if isinstance(value, str) else value
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="Shown once: the `whsec_` signing secret.")
+
+
+class DeliveryAttemptOut(Response):
+    event_id: str = Field(description="The `webhook-id` the subscriber received")
+    attempt: int
+    attempted_at: Timestamp
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    outcome: str

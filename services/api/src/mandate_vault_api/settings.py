@@ -8,7 +8,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from mandate_vault_shared.kafka import KafkaSettings
-from mandate_vault_shared.settings import ServiceSettings
+from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
+from mandate_vault_shared.settings import Environment, ServiceSettings
+from mandate_vault_shared.ssrf import SsrfPolicy
+from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
 
 DEV_SIGNING_KEY = "dev-only-signing-key-change-me-0123456789abcdef"
 
@@ -39,8 +42,31 @@ class ApiSettings(ServiceSettings):
     expiry_sweep_interval_seconds: float = Field(30.0, gt=0)
     gauge_refresh_interval_seconds: float = Field(15.0, gt=0)
 
+    webhook_encryption_key: SecretStr | None = None
+    webhook_secret_rotation_seconds: int = Field(86_400, ge=0)
+    ssrf_allowlist: str = Field("", description="Comma-separated hosts, IPs or CIDRs")
+    jobs_topic: str = WEBHOOK_JOBS_TOPIC
+    outbox_poll_interval_seconds: float = Field(0.05, gt=0)
+    outbox_batch_size: int = Field(200, ge=1, le=5000)
+    outbox_stall_seconds: float = Field(60.0, gt=0)
+    outbox_retention_days: int = Field(7, ge=1)
+
     def required_secrets(self) -> Iterable[str]:
-        return ("token_signing_key",)
+        return ("token_signing_key", "webhook_encryption_key")
+
+    @property
+    def encryption_key(self) -> str:
+        if self.webhook_encryption_key is None:
+            return DEV_ENCRYPTION_KEY
+        return self.webhook_encryption_key.get_secret_value()
+
+    @property
+    def ssrf_policy(self) -> SsrfPolicy:
+        """https only in production; the allow-list is the one explicit way to loopback."""
+        return SsrfPolicy(
+            allowlist=[entry for entry in self.ssrf_allowlist.split(",") if entry.strip()],
+            require_https=self.environment is Environment.PRODUCTION,
+        )
 
     @property
     def signing_key(self) -> str:

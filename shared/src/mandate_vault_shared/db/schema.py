@@ -4,6 +4,7 @@ nothing calls ``create_all`` at run time."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -134,4 +135,86 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("mandate_id", String(36), ForeignKey("mandates.id"), nullable=False),
     _ts("created_at"),
+)
+
+# --- webhooks ---
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("url", String(2048), nullable=False),
+    Column("event_types", String(500), nullable=False),  # comma-separated EventType values
+    Column("description", String(500), nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("disabled_reason", String(200), nullable=True),
+    # Signing secrets, encrypted at rest (Fernet); never readable through the API.
+    Column("secret_ciphertext", Text, nullable=False),
+    Column("previous_secret_ciphertext", Text, nullable=True),
+    _ts("previous_secret_expires_at", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+# Events waiting to be published to Kafka, written in the transaction of the change that
+# caused them (transactional outbox). `id` orders publication; `published_at` marks it done.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("event_type", String(40), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("subscription_id", String(36), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("trace_context", String(1024), nullable=True),
+    _ts("created_at"),
+    _ts("published_at", nullable=True),
+)
+Index(
+    "ix_outbox_unpublished",
+    outbox.c.id,
+    postgresql_where=outbox.c.published_at.is_(None),
+    sqlite_where=outbox.c.published_at.is_(None),
+)
+
+# One row per event and subscription: where its delivery stands.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("subscription_id", String(36), nullable=False, index=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("status", String(20), nullable=False),  # pending|retrying|succeeded|failed|dead_lettered
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("next_attempt_at", nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("trace_context", String(1024), nullable=True),
+    Column("source", String(200), nullable=True),  # topic/partition/offset of the first message
+    _ts("created_at"),
+    _ts("updated_at"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+# Every attempt, for the tenant's delivery log; (event_id, attempt) makes replays harmless.
+webhook_delivery_attempts = Table(
+    "webhook_delivery_attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("subscription_id", String(36), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    _ts("attempted_at"),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Numeric(10, 2), nullable=False),
+    Column("error", String(500), nullable=True),
+    Column("outcome", String(20), nullable=False),
+    UniqueConstraint("event_id", "attempt", name="uq_webhook_delivery_attempts_event_attempt"),
+    Index("ix_webhook_delivery_attempts_subscription", "subscription_id", "attempted_at"),
 )

@@ -28,7 +28,15 @@ from mandate_vault_shared.telemetry.redact import REDACTED, is_sensitive_key, re
 
 _SAMPLED_METHODS: Final = frozenset({"debug", "info"})
 # Libraries whose INFO chatter would drown the service's own events.
-_QUIET_LIBRARIES: Final = ("aiokafka", "opentelemetry", "sqlalchemy", "alembic", "asyncio")
+_QUIET_LIBRARIES: Final = (
+    "aiokafka",
+    "aiosqlite",
+    "asyncio",
+    "alembic",
+    "httpx",
+    "opentelemetry",
+    "sqlalchemy",
+)
 _TEXT_KEYS_FIRST: Final = ("timestamp", "level", "logger", "event")
 
 

@@ -12,6 +12,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 
 from mandate_vault_shared.telemetry import Telemetry
 from mandate_vault_shared.web.handlers import install_error_handlers
+from mandate_vault_shared.web.limits import BodyLimitMiddleware
 from mandate_vault_shared.web.middleware import RequestTelemetryMiddleware
 from mandate_vault_shared.web.system import ReadinessCheck, system_router
 
@@ -28,6 +29,7 @@ def build_app(
     openapi_tags: list[dict[str, str]] | None = None,
     dependency_errors: tuple[type[Exception], ...] = (),
     max_body_size: int = 1 << 20,
+    advisories: Mapping[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title=title,
@@ -38,13 +40,14 @@ def build_app(
         redoc_url=None,
         openapi_url="/openapi.json",
         openapi_tags=openapi_tags,
-        max_body_size=max_body_size,
+        max_body_size=None,  # ours below answers in the shared error shape
         # FastAPI's native OpenTelemetry support switches itself on whenever global providers
         # exist; ours (below) is the one source of HTTP spans and metrics.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app, dependency_errors=dependency_errors)
-    app.include_router(system_router(telemetry, readiness))
+    app.include_router(system_router(telemetry, readiness, advisories))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_size)
     if telemetry.enabled:
         app.add_middleware(RequestTelemetryMiddleware, telemetry=telemetry)
         # One server span per request: no receive/send spans, no duplicate HTTP metrics

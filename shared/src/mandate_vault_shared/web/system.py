@@ -25,7 +25,14 @@ async def _run_check(check: ReadinessCheck, request: Request) -> str | None:
         return type(exc).__name__
 
 
-def system_router(telemetry: Telemetry, checks: Mapping[str, ReadinessCheck]) -> APIRouter:
+def system_router(
+    telemetry: Telemetry,
+    checks: Mapping[str, ReadinessCheck],
+    advisories: Mapping[str, ReadinessCheck] | None = None,
+) -> APIRouter:
+    """`checks` gate readiness; `advisories` are reported under "degraded" without gating it
+    (e.g. a stalled outbox relay: the api still serves, events wait in the outbox)."""
+    notes = dict(advisories or {})
     router = APIRouter(include_in_schema=False)
 
     @router.get("/api/v1/info", include_in_schema=True, tags=["system"])
@@ -45,14 +52,17 @@ def system_router(telemetry: Telemetry, checks: Mapping[str, ReadinessCheck]) ->
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JsonResponse:
-        names = list(checks)
-        results = await asyncio.gather(*(_run_check(checks[n], request) for n in names))
-        report = {name: (result or "ok") for name, result in zip(names, results, strict=True)}
-        ready = all(result is None for result in results)
-        return JsonResponse(
-            {"status": "ready" if ready else "not_ready", "checks": report},
-            status_code=200 if ready else 503,
-        )
+        everything = {**checks, **notes}
+        names = list(everything)
+        results = await asyncio.gather(*(_run_check(everything[n], request) for n in names))
+        outcome = dict(zip(names, results, strict=True))
+        report = {name: (outcome[name] or "ok") for name in checks}
+        ready = all(outcome[name] is None for name in checks)
+        body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": report}
+        degraded = {name: outcome[name] for name in notes if outcome[name] is not None}
+        if degraded:
+            body["degraded"] = degraded
+        return JsonResponse(body, status_code=200 if ready else 503)
 
     @router.get("/api/v1/metrics")
     async def metrics() -> Response:

@@ -11,13 +11,14 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, status
 from sqlalchemy.exc import IntegrityError
 
-from mandate_vault_api import directory, idempotency
+from mandate_vault_api import directory, idempotency, webhooks
 from mandate_vault_api import mandates as domain
 from mandate_vault_api.clock import as_utc
 from mandate_vault_api.deps import (
     ClockDep,
     DatabaseDep,
     MetricsDep,
+    RelayDep,
     SettingsDep,
     TenantDep,
     VerifierDep,
@@ -25,8 +26,15 @@ from mandate_vault_api.deps import (
 )
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.roles import Permission
-from mandate_vault_api.schemas import MandateCreate, MandateOut, MandatePage, rows
+from mandate_vault_api.schemas import (
+    MandateCreate,
+    MandateOut,
+    MandatePage,
+    mandate_event_data,
+    rows,
+)
 from mandate_vault_shared.errors import BadRequest, DomainError, PayloadTooLarge, ServiceUnavailable
+from mandate_vault_shared.messages import EventType
 from mandate_vault_shared.telemetry import get_logger, names
 
 router = APIRouter(prefix="/api/v1/mandates", tags=["mandates"])
@@ -57,6 +65,7 @@ async def create_mandate(
     verifier: VerifierDep,
     metrics: MetricsDep,
     settings: SettingsDep,
+    relay: RelayDep,
     clock: ClockDep,
     idempotency_key: IdempotencyKey = None,
 ) -> MandateOut:
@@ -85,8 +94,16 @@ async def create_mandate(
         verification = await verifier.verify(body.vc_jwt, allowed)
         values = domain.new_mandate(verification, body.vc_jwt, tenant_id, principal.id, clock())
         try:
+            event = (
+                EventType.MANDATE_CREATED
+                if verification.valid
+                else EventType.MANDATE_VERIFICATION_FAILED
+            )
             async with db.transaction() as conn:
                 await domain.insert_mandate(conn, values)
+                queued = await webhooks.enqueue_event(
+                    conn, tenant_id, event, mandate_event_data(values), values["created_at"]
+                )
                 if idempotency_key is not None:
                     await idempotency.remember(
                         conn, tenant_id, idempotency_key, fingerprint, values["id"], clock()
@@ -116,6 +133,8 @@ async def create_mandate(
             tenant_id=tenant_id,
         )
         raise
+    if queued:
+        relay.wake()
     metrics.mandate_created(tenant_id, verification.status)
     log.info(
         names.EVENT_CREATE_MANDATE_COMPLETED,
@@ -182,12 +201,21 @@ async def get_mandate(
 
 @router.post("/{mandate_id}/revoke", response_model=MandateOut, responses={404: {}, 409: {}})
 async def revoke_mandate(
-    mandate_id: str, principal: Writer, tenant_id: TenantDep, db: DatabaseDep, clock: ClockDep
+    mandate_id: str,
+    principal: Writer,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    relay: RelayDep,
+    clock: ClockDep,
 ) -> MandateOut:
     """Revoke a mandate. Revoking twice is harmless; an expired mandate cannot be revoked."""
     async with db.transaction() as conn:
         mandate, changed = await domain.revoke_mandate(conn, tenant_id, mandate_id, clock())
+        if changed:
+            data = mandate_event_data(mandate)
+            await webhooks.enqueue_event(conn, tenant_id, EventType.MANDATE_REVOKED, data, clock())
     if changed:
+        relay.wake()
         log.info(
             names.EVENT_USER_ACTION,
             action="revoke_mandate",
@@ -205,9 +233,14 @@ async def reverify_mandate(
     tenant_id: TenantDep,
     db: DatabaseDep,
     verifier: VerifierDep,
+    relay: RelayDep,
     clock: ClockDep,
 ) -> MandateOut:
-    """Verify the stored token again (issuer keys or trust may have changed)."""
+    """Verify the stored token again (issuer keys or trust may have changed).
+
+    An active mandate that no longer verifies becomes REJECTED and emits
+    MandateVerificationFailed.
+    """
     async with db.transaction() as conn:
         current = await domain.get_mandate(conn, tenant_id, mandate_id)
         allowed = await directory.trusted_issuer_ids(conn, tenant_id)
@@ -216,6 +249,12 @@ async def reverify_mandate(
         mandate, previous_status = await domain.apply_verification(
             conn, tenant_id, mandate_id, verification, clock()
         )
+        lost = previous_status == domain.MandateStatus.ACTIVE and mandate.status != previous_status
+        if lost:
+            event, data = EventType.MANDATE_VERIFICATION_FAILED, mandate_event_data(mandate)
+            await webhooks.enqueue_event(conn, tenant_id, event, data, clock())
+    if lost:
+        relay.wake()
     log.info(
         names.EVENT_USER_ACTION,
         action="reverify_mandate",

@@ -1,0 +1,160 @@
+"""The outbox relay: publishes committed events to Kafka, then marks them published.
+
+It runs on the elected replica only, so events leave in outbox order; each message is keyed
+by subscription id, so one subscription's events share a partition and stay ordered. Rows are
+marked after the broker acknowledged them: a crash in between re-publishes (consumers are
+idempotent by ``webhook-id``), and a marked row is never published again. While Kafka is down
+rows simply wait; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.trace import Tracer
+from sqlalchemy import Row, select, update
+
+from mandate_vault_api.clock import Clock, as_utc
+from mandate_vault_api.database import Database
+from mandate_vault_shared.db.schema import outbox
+from mandate_vault_shared.kafka import Headers, producer_span
+from mandate_vault_shared.messages import EventType, WebhookJob
+from mandate_vault_shared.telemetry import get_logger
+
+_RETRY_DELAY_SECONDS: Final = 1.0
+
+log = get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        tracer: Tracer,
+        topic: str,
+        clock: Clock,
+        *,
+        batch_size: int,
+        poll_interval: float,
+    ) -> None:
+        self._db = db
+        self._factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        self._tracer = tracer
+        self._topic = topic
+        self._clock = clock
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._wakeup = asyncio.Event()
+        self.last_progress = time.monotonic()
+        self.connected = False
+
+    def wake(self) -> None:
+        """New rows were committed here: publish now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run(self, is_leader: Callable[[], bool]) -> None:
+        while True:
+            published = 0
+            if is_leader():
+                try:
+                    published = await self.publish_batch()
+                except (KafkaError, OSError) as exc:
+                    self.connected = False
+                    log.warning("outbox_publish_failed", error_type=type(exc).__name__)
+                    await self._drop_producer()
+                    await asyncio.sleep(_RETRY_DELAY_SECONDS)
+                    continue
+            else:
+                self.last_progress = time.monotonic()
+            if published < self._batch_size:
+                await self._sleep()
+
+    async def _sleep(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+        self._wakeup.clear()
+
+    async def publish_batch(self) -> int:
+        async with self._db.transaction() as conn:
+            query = select(outbox).where(outbox.c.published_at.is_(None)).order_by(outbox.c.id)
+            rows = (
+                await conn.execute(query.limit(self._batch_size).with_for_update(skip_locked=True))
+            ).all()
+            if not rows:
+                self.last_progress = time.monotonic()
+                return 0
+            producer = await self._ensure_producer()
+            await self._publish(producer, rows)
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([row.id for row in rows]))
+                .values(published_at=self._clock())
+            )
+        self.last_progress = time.monotonic()
+        return len(rows)
+
+    async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Row[Any]]) -> None:
+        pending: list[Awaitable[Any]] = []
+        for row in rows:
+            job = WebhookJob(
+                event_id=row.event_id,
+                event_type=EventType(row.event_type),
+                tenant_id=row.tenant_id,
+                subscription_id=row.subscription_id,
+                occurred_at=as_utc(row.created_at),
+                body=row.payload,
+            )
+            headers: Headers = job.headers()
+            parent = (
+                propagate.extract(orjson.loads(row.trace_context)) if row.trace_context else None
+            )
+            token = otel_context.attach(parent) if parent is not None else None
+            try:
+                with producer_span(self._tracer, self._topic, headers):
+                    pending.append(
+                        await producer.send(
+                            self._topic,
+                            job.encode(),
+                            key=row.subscription_id.encode(),
+                            headers=headers,
+                        )
+                    )
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+        await asyncio.gather(*pending)
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._factory()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+            self.connected = True
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            with contextlib.suppress(KafkaError, OSError):
+                await producer.stop()
+
+    async def close(self) -> None:
+        await self._drop_producer()
+
+    def stalled_for(self) -> float:
+        return time.monotonic() - self.last_progress

@@ -1,0 +1,158 @@
+"""/api/v1/webhooks: subscriptions, secret rotation and the delivery log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from mandate_vault_api import webhooks
+from mandate_vault_api.deps import (
+    ClockDep,
+    DatabaseDep,
+    SecretBoxDep,
+    SettingsDep,
+    TenantDep,
+    require,
+)
+from mandate_vault_api.principal import Principal
+from mandate_vault_api.roles import Permission
+from mandate_vault_api.schemas import (
+    DeliveryAttemptOut,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookOut,
+    WebhookUpdate,
+    rows,
+)
+from mandate_vault_shared.telemetry import get_logger, names
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+log = get_logger(__name__)
+Writer = Annotated[Principal, Depends(require(Permission.WEBHOOKS_WRITE))]
+Reader = Annotated[Principal, Depends(require(Permission.WEBHOOKS_READ))]
+
+
+def _audit(action: str, principal: Principal, tenant_id: str, subscription_id: str) -> None:
+    log.info(
+        names.EVENT_USER_ACTION,
+        action=action,
+        user_id=principal.id,
+        subscription_id=subscription_id,
+        tenant_id=tenant_id,
+    )
+
+
+@router.post(
+    "", response_model=WebhookCreated, status_code=status.HTTP_201_CREATED, responses={422: {}}
+)
+async def create_webhook(
+    body: WebhookCreate,
+    principal: Writer,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    box: SecretBoxDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> WebhookCreated:
+    """Subscribe a URL to mandate events. The signing `secret` is shown only in this answer.
+
+    The URL must pass the SSRF guard (https only in production; no private, loopback or
+    metadata addresses, also after DNS resolution).
+    """
+    await webhooks.check_webhook_url(settings.ssrf_policy, body.url)
+    async with db.transaction() as conn:
+        subscription_id, secret = await webhooks.create_subscription(
+            conn, box, tenant_id, body.model_dump(), clock()
+        )
+        row = await webhooks.get_subscription(conn, tenant_id, subscription_id)
+    _audit("create_webhook", principal, tenant_id, subscription_id)
+    return WebhookCreated.model_validate({**row._mapping, "secret": secret})
+
+
+@router.get("", response_model=list[WebhookOut])
+async def list_webhooks(_: Reader, tenant_id: TenantDep, db: DatabaseDep) -> list[WebhookOut]:
+    """The tenant's subscriptions (never their secrets)."""
+    async with db.transaction() as conn:
+        return rows(WebhookOut, await webhooks.list_subscriptions(conn, tenant_id))
+
+
+@router.get("/{subscription_id}", response_model=WebhookOut, responses={404: {}})
+async def get_webhook(
+    subscription_id: str, _: Reader, tenant_id: TenantDep, db: DatabaseDep
+) -> WebhookOut:
+    """One subscription."""
+    async with db.transaction() as conn:
+        return WebhookOut.model_validate(
+            await webhooks.get_subscription(conn, tenant_id, subscription_id)
+        )
+
+
+@router.patch("/{subscription_id}", response_model=WebhookOut, responses={404: {}, 422: {}})
+async def update_webhook(
+    subscription_id: str,
+    body: WebhookUpdate,
+    principal: Writer,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> WebhookOut:
+    """Change the URL, event types or description, or re-enable a disabled subscription."""
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    if changes.get("url") is not None:
+        await webhooks.check_webhook_url(settings.ssrf_policy, changes["url"])
+    changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
+    async with db.transaction() as conn:
+        row = await webhooks.update_subscription(conn, tenant_id, subscription_id, changes, clock())
+    _audit("update_webhook", principal, tenant_id, subscription_id)
+    return WebhookOut.model_validate(row)
+
+
+@router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {}})
+async def delete_webhook(
+    subscription_id: str, principal: Writer, tenant_id: TenantDep, db: DatabaseDep
+) -> Response:
+    """Delete a subscription; undelivered events for it are dropped by the worker."""
+    async with db.transaction() as conn:
+        await webhooks.delete_subscription(conn, tenant_id, subscription_id)
+    _audit("delete_webhook", principal, tenant_id, subscription_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{subscription_id}/rotate-secret", response_model=WebhookCreated, responses={404: {}})
+async def rotate_webhook_secret(
+    subscription_id: str,
+    principal: Writer,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    box: SecretBoxDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> WebhookCreated:
+    """Issue a new signing secret, shown once. Until `previous_secret_expires_at` every
+    delivery carries two signatures, one per secret, so receivers can switch without a gap."""
+    window = timedelta(seconds=settings.webhook_secret_rotation_seconds)
+    async with db.transaction() as conn:
+        row, secret = await webhooks.rotate_secret(
+            conn, box, tenant_id, subscription_id, window, clock()
+        )
+    _audit("rotate_webhook_secret", principal, tenant_id, subscription_id)
+    return WebhookCreated.model_validate({**row._mapping, "secret": secret})
+
+
+@router.get(
+    "/{subscription_id}/deliveries", response_model=list[DeliveryAttemptOut], responses={404: {}}
+)
+async def list_deliveries(
+    subscription_id: str,
+    _: Reader,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[DeliveryAttemptOut]:
+    """Every delivery attempt, newest first: time, status code, latency, error, outcome."""
+    async with db.transaction() as conn:
+        found = await webhooks.list_delivery_attempts(conn, tenant_id, subscription_id, limit)
+    return rows(DeliveryAttemptOut, found)

@@ -1,0 +1,83 @@
+"""A poison message goes to the dead-letter topic without stalling what follows; replaying a
+delivered message changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from mandate_vault_shared.kafka import header
+from tests.api.issuer import Issuer
+from tests.webhooks.conftest import Stack
+from tests.webhooks.dlq import dead_letters, headers_of
+
+
+async def produce(stack: Stack, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(stack.topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def test_poison_message_is_dead_lettered_and_does_not_block(
+    stack: Stack, bank: Issuer
+) -> None:
+    stack.subscribe("/after-poison")
+    # Same key as the subscription's events: same partition, so it sits right in their way.
+    subscription_key = stack.subscribe("/poison-neighbour")["id"].encode()
+    await produce(stack, b"\\x00not json at all", subscription_key, [])
+    await produce(stack, b'{"type": "webhook.job", "schema_version": 99}', subscription_key, [])
+    stack.create_mandate(bank.mandate())
+    stack.receiver.wait_for(
+        lambda r: len(r.at("/after-poison")) == 1 and len(r.at("/poison-neighbour")) == 1
+    )
+    records = await dead_letters(stack.broker.bootstrap, f"{stack.topic}.dlq", 2)
+    poisoned = [r for r in records if headers_of(r).get("dlq-attempts") == "0"]
+    assert len(poisoned) == 2
+    for record in poisoned:
+        headers = headers_of(record)
+        assert headers["dlq-original-topic"] == stack.topic
+        assert headers["dlq-last-error"].startswith("undecodable message")
+        assert record.key == subscription_key
+
+
+async def test_replaying_a_delivered_message_changes_nothing(stack: Stack, bank: Issuer) -> None:
+    subscription = stack.subscribe("/replay")
+    stack.create_mandate(bank.mandate())
+    stack.receiver.wait_for(lambda r: len(r.at("/replay")) == 1)
+    webhook_id = stack.receiver.at("/replay")[0].webhook_id
+
+    consumer = AIOKafkaConsumer(
+        stack.topic,
+        bootstrap_servers=stack.broker.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    original = None
+    try:
+        while original is None:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    if record.value and webhook_id.encode() in record.value:
+                        original = record
+    finally:
+        await consumer.stop()
+    assert header(original.headers, "traceparent")
+    for _ in range(2):
+        await produce(stack, original.value, original.key, list(original.headers))
+
+    # A second event for the same subscription shares the replays' partition, so once it has
+    # arrived the replays have been handled.
+    stack.create_mandate(bank.mandate())
+    stack.receiver.wait_for(lambda r: len(r.at("/replay")) >= 2)
+    await asyncio.sleep(0.5)
+    assert len(stack.receiver.at("/replay")) == 2  # the original + the second mandate
+    with stack.client as client:
+        log = client.get(f"/api/v1/webhooks/{subscription['id']}/deliveries").json()
+    assert sorted(entry["event_id"] == webhook_id for entry in log) == [False, True]
+    assert json.loads(stack.receiver.at("/replay")[0].body)["type"] == "MandateCreated"
