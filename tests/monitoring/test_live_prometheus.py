@@ -569,3 +569,37 @@ def test_outage_telemetry_is_counted(live: Live) -> None:
         pytest.fail(str(exc))
     print_table("telemetry dropped (collector down)", [("by job", expr, describe(result, 9))])
     assert {r["metric"]["job"] for r in result} == set(live.monitoring.jobs)
+
+
+def test_firing_alerts_reach_alertmanager_routed_by_severity(live: Live) -> None:
+    """Whatever Prometheus reports firing has reached Alertmanager, routed by the repository's
+    alertmanager.yml: critical -> pagerduty, warning -> slack, anything else -> default.
+    (Which alerts fire depends on when the 1-minute groups last ran; often WebhookDeadLetters,
+    which has no `for`.)"""
+    routes = {"critical": "pagerduty", "warning": "slack"}
+    firing = {
+        alert["labels"]["alertname"]: alert["labels"].get("severity", "")
+        for alert in live.monitoring.api("alerts")["alerts"]
+        if alert["state"] == "firing"
+    }
+    deadline = time.monotonic() + 10
+    while True:
+        received = {
+            alert["labels"]["alertname"]: sorted(r["name"] for r in alert["receivers"])
+            for alert in httpx.get(
+                f"{live.monitoring.alertmanager_url}/api/v2/alerts", timeout=5
+            ).json()
+        }
+        if set(firing) <= set(received) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print_table(
+        "alerts firing in Prometheus -> Alertmanager receivers",
+        [
+            (name, f"severity={severity}", str(received.get(name, "(not received)")))
+            for name, severity in sorted(firing.items())
+        ]
+        or [("(none firing at this moment)", "", "")],
+    )
+    for name, severity in firing.items():
+        assert received.get(name) == [routes.get(severity, "default")], (name, received)
