@@ -104,6 +104,8 @@ def run_once(config: Config) -> Result:
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
         "API_PORT": str(port),
+        "API_TOKEN_SIGNING_KEY": "bench-only-signing-key-0123456789",
+        "API_WEBHOOK_ENCRYPTION_KEY": "YmVuY2gtb25seS13ZWJob29rLWtleS0wMDAwMDAwMDA=",
         **config.env,
     }
     with open(os.devnull, "wb") as devnull:
@@ -157,6 +159,20 @@ def main() -> None:
         Config(
             "telemetry-on (100 % traces, OTLP live)",
             {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}"},
+        ),
+        Config(
+            "telemetry-on, 10 % trace sampling",
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            },
+        ),
+        Config(
+            "contrib FastAPI instrumentation (100 %)",
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+                "TELEMETRY_HTTP_MIDDLEWARE": "contrib",
+            },
         ),
         Config(
             "telemetry-on, collector black-holed",

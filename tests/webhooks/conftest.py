@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.metrics import NoOpMeter
 
 from mandate_vault_api import directory, migrate
 from mandate_vault_api.roles import Role
@@ -131,7 +130,7 @@ def bank() -> Issuer:
 async def bootstrap(database_url: str, issuer: str) -> None:
     """Migrate and create the tenant, its admin and its trusted issuer (in-process: fast)."""
     await asyncio.to_thread(migrate.upgrade, database_url)
-    engine = create_engine(database_url, meter=NoOpMeter("tests"))
+    engine = create_engine(database_url)
     try:
         async with engine.begin() as conn:
             now = datetime.now(UTC)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Annotated, Self, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +81,10 @@ class ServiceSettings(BaseSettings):
     )
     telemetry_enabled: bool = Field(
         True, validation_alias=_alias("telemetry_enabled", "TELEMETRY_ENABLED")
+    )
+    telemetry_http_middleware: Literal["lean", "contrib"] = Field(
+        "lean",
+        validation_alias=_alias("telemetry_http_middleware", "TELEMETRY_HTTP_MIDDLEWARE"),
     )
 
     @model_validator(mode="after")

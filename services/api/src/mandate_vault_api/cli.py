@@ -18,7 +18,6 @@ import secrets
 import sys
 from collections.abc import Sequence
 
-from opentelemetry.metrics import NoOpMeter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -70,7 +69,7 @@ async def _bootstrap(conn: AsyncConnection, args: argparse.Namespace, password: 
 
 
 async def _run_bootstrap(settings: ApiSettings, args: argparse.Namespace) -> list[str]:
-    engine = create_engine(settings.database_url, meter=NoOpMeter("cli"))
+    engine = create_engine(settings.database_url)
     try:
         async with Database(engine).transaction() as conn:
             password = os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(18)

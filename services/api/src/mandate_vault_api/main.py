@@ -119,7 +119,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[ApiState]:
         engine = create_engine(
             settings.database_url,
-            meter=telemetry.meter,
+            metrics=telemetry.fast,
             pool_size=settings.db_pool_size,
             pool_timeout=settings.db_pool_timeout_seconds,
         )

@@ -72,7 +72,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WorkerState]:
         engine = create_engine(
-            settings.database_url, meter=telemetry.meter, pool_size=settings.db_pool_size
+            settings.database_url, metrics=telemetry.fast, pool_size=settings.db_pool_size
         )
         session = guarded_session(settings.ssrf_policy, settings.delivery_timeout_seconds)
         dead_letters = DeadLetters(

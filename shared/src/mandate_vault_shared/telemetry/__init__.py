@@ -23,7 +23,6 @@ from typing import Final
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
-from opentelemetry._logs import set_logger_provider
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -32,14 +31,13 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import Meter
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, generate_latest
@@ -48,14 +46,15 @@ from structlog.typing import Processor
 from mandate_vault_shared.settings import ServiceSettings
 from mandate_vault_shared.telemetry import names
 from mandate_vault_shared.telemetry.export import (
-    CountingLogExporter,
     DropCounter,
-    OtlpLogBridge,
     QueueFullFilter,
     SafeSpanExporter,
     check_protocol,
     otlp_configured,
+    sender_of,
 )
+from mandate_vault_shared.telemetry.fast_metrics import FastMetrics, MergingMetricExporter
+from mandate_vault_shared.telemetry.log_shipper import LogShipper
 from mandate_vault_shared.telemetry.logs import LogConfig, configure_logging, get_logger
 from mandate_vault_shared.telemetry.metrics import HttpMetrics
 from mandate_vault_shared.telemetry.sentry import flush_sentry, init_sentry
@@ -83,12 +82,14 @@ class Telemetry:
     version: str
     environment: str
     enabled: bool
+    http_middleware: str
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     registry: CollectorRegistry
     drops: DropCounter
     http: HttpMetrics
-    logger_provider: LoggerProvider | None = None
+    fast: FastMetrics
+    log_shipper: LogShipper | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _shut_down: bool = field(default=False, repr=False)
 
@@ -117,8 +118,8 @@ class Telemetry:
     def _shutdown_providers(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown(timeout_millis=_SHUTDOWN_TIMEOUT_SECONDS * 1000)
-        if self.logger_provider is not None:
-            self.logger_provider.shutdown()
+        if self.log_shipper is not None:
+            self.log_shipper.shutdown()
 
 
 _process_telemetry: Telemetry | None = None
@@ -153,15 +154,17 @@ def _build(
         }
     )
     registry = CollectorRegistry(auto_describe=True)
-    meter_provider = _meter_provider(resource, registry, options)
+    fast = FastMetrics()
+    registry.register(fast)
+    meter_provider = _meter_provider(resource, registry, fast, version, options)
     meter = meter_provider.get_meter(INSTRUMENTATION_SCOPE, version)
     drops = DropCounter(
         meter.create_counter(names.TELEMETRY_DROPPED_TOTAL, description="Telemetry items dropped")
     )
     logging.getLogger("opentelemetry.sdk._shared_internal").addFilter(QueueFullFilter(drops))
     tracer_provider = _tracer_provider(resource, settings, drops, options)
-    logger_provider = _logger_provider(resource, drops)
-    _configure_logs(service, settings, logger_provider, options)
+    log_shipper = _log_shipper(resource, drops, version)
+    _configure_logs(service, settings, log_shipper, options)
     set_global_textmap(
         CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
     )
@@ -187,25 +190,36 @@ def _build(
         version=version,
         environment=environment,
         enabled=settings.telemetry_enabled,
+        http_middleware=settings.telemetry_http_middleware,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         registry=registry,
         drops=drops,
-        http=HttpMetrics(meter),
-        logger_provider=logger_provider,
+        http=HttpMetrics(meter, fast),
+        fast=fast,
+        log_shipper=log_shipper,
     )
 
 
 def _meter_provider(
-    resource: Resource, registry: CollectorRegistry, options: TelemetryOptions
+    resource: Resource,
+    registry: CollectorRegistry,
+    fast: FastMetrics,
+    version: str,
+    options: TelemetryOptions,
 ) -> MeterProvider:
     readers: list[MetricReader] = [
         PrometheusMetricReader(registry=registry, scope_info_enabled=False),
         *options.metric_readers,
     ]
     if otlp_configured("metrics"):
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    return MeterProvider(resource=resource, metric_readers=readers)
+        scope = InstrumentationScope(INSTRUMENTATION_SCOPE, version)
+        exporter = MergingMetricExporter(OTLPMetricExporter(), fast, resource, scope)
+        readers.append(PeriodicExportingMetricReader(exporter))
+    # Exemplars would cost every measurement a reservoir update; the Prometheus text has none.
+    return MeterProvider(
+        resource=resource, metric_readers=readers, exemplar_filter=AlwaysOffExemplarFilter()
+    )
 
 
 def _tracer_provider(
@@ -214,32 +228,29 @@ def _tracer_provider(
     ratio = settings.trace_sample_rate if settings.trace_sample_rate is not None else 1.0
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(ratio)))
     if otlp_configured("traces"):
-        provider.add_span_processor(BatchSpanProcessor(SafeSpanExporter(OTLPSpanExporter(), drops)))
+        exporter = SafeSpanExporter(sender_of(OTLPSpanExporter()), drops)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     for processor in options.span_processors:
         provider.add_span_processor(processor)
     return provider
 
 
-def _logger_provider(resource: Resource, drops: DropCounter) -> LoggerProvider | None:
+def _log_shipper(resource: Resource, drops: DropCounter, version: str) -> LogShipper | None:
     if not otlp_configured("logs"):
         return None
-    provider = LoggerProvider(resource=resource)
-    provider.add_log_record_processor(
-        BatchLogRecordProcessor(CountingLogExporter(OTLPLogExporter(), drops))
-    )
-    set_logger_provider(provider)
-    return provider
+    scope = InstrumentationScope(INSTRUMENTATION_SCOPE, version)
+    return LogShipper(sender_of(OTLPLogExporter()), drops, resource, scope)
 
 
 def _configure_logs(
     service: str,
     settings: ServiceSettings,
-    logger_provider: LoggerProvider | None,
+    log_shipper: LogShipper | None,
     options: TelemetryOptions,
 ) -> None:
     exporters: list[Processor] = list(options.log_exporters)
-    if logger_provider is not None:
-        exporters.append(OtlpLogBridge(logger_provider.get_logger(INSTRUMENTATION_SCOPE)))
+    if log_shipper is not None:
+        exporters.append(log_shipper)
     configure_logging(
         LogConfig(
             service=service,

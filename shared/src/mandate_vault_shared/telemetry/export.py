@@ -1,41 +1,27 @@
 """OTLP export that can never get in a request's way, and counts what it loses.
 
-Everything leaves through the SDK's batch processors (bounded queues, a background thread):
-a collector that refuses or black-holes connections costs the export thread its time, never a
-request. Losses are counted in ``telemetry_dropped_total{signal, reason}``: ``queue_full`` when a
-batch queue overflows, ``export_failed`` when the collector does not take a batch.
+Spans leave through the SDK's batch processor and logs through `log_shipper` (bounded queues,
+background threads): a collector that refuses or black-holes connections costs those threads
+their time, never a request. Losses are counted in ``telemetry_dropped_total{signal,
+reason}``: ``queue_full`` when a queue overflows, ``export_failed`` when the collector does not
+take a batch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from opentelemetry import context as otel_context
-from opentelemetry._logs import Logger as OtelLogger
-from opentelemetry._logs import SeverityNumber
 from opentelemetry.metrics import Counter
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from structlog.typing import EventDict, WrappedLogger
 
 from mandate_vault_shared.telemetry.names import LABEL_REASON, LABEL_SIGNAL
-from mandate_vault_shared.telemetry.redact import redact
+from mandate_vault_shared.telemetry.otlp_wire import encode_spans
 
 _SIGNALS: Final = ("traces", "metrics", "logs")
-_SEVERITY: Final = {
-    "debug": SeverityNumber.DEBUG,
-    "info": SeverityNumber.INFO,
-    "warning": SeverityNumber.WARN,
-    "error": SeverityNumber.ERROR,
-    "critical": SeverityNumber.FATAL,
-}
-_ENVELOPE_KEYS: Final = frozenset({"event", "level", "timestamp"})
 
 
 def otlp_configured(signal: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -92,109 +78,42 @@ class QueueFullFilter(logging.Filter):
         return True
 
 
-def _clean_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    if not attributes:
-        return attributes
-    cleaned = redact(dict(attributes))
-    return attributes if cleaned == attributes else cleaned
+class OtlpSender(Protocol):
+    """What the SDK's OTLP/HTTP exporters use to POST a payload (with retries and timeout)."""
+
+    def export(self, data: bytes) -> Any: ...
+
+    def shutdown(self) -> None: ...
 
 
-def redact_span(span: ReadableSpan) -> ReadableSpan:
-    """The span itself when it holds no secret, else a copy with secrets replaced."""
-    attributes = _clean_attributes(span.attributes)
-    events = [
-        Event(event.name, _clean_attributes(event.attributes), event.timestamp)
-        if _clean_attributes(event.attributes) is not event.attributes
-        else event
-        for event in span.events
-    ]
-    unchanged = attributes is span.attributes and all(
-        new is old for new, old in zip(events, span.events, strict=True)
-    )
-    if unchanged:
-        return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+def sender_of(exporter: Any) -> OtlpSender:
+    """The HTTP client inside an SDK OTLP/HTTP exporter, configured from OTEL_* variables.
+
+    Reusing it keeps the SDK's endpoint, header, timeout, compression and retry handling; only
+    the encoding is ours (see `otlp_wire`). tests/shared/test_otlp_wire.py fails if the SDK
+    moves it.
+    """
+    client: OtlpSender = exporter._client
+    return client
 
 
 class SafeSpanExporter(SpanExporter):
-    """Redacts secrets from spans (in the export thread) and counts failed batches."""
+    """Encodes spans with `otlp_wire` (which removes secrets from attributes, event attributes
+    and status messages on the way) and counts failed batches."""
 
-    def __init__(self, inner: SpanExporter, drops: DropCounter) -> None:
-        self._inner = inner
+    def __init__(self, sender: OtlpSender, drops: DropCounter) -> None:
+        self._sender = sender
         self._drops = drops
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        result = self._inner.export([redact_span(span) for span in spans])
-        if result is not SpanExportResult.SUCCESS:
-            self._drops.add("traces", "export_failed", len(spans))
-        return result
+        payload = encode_spans(spans)
+        if self._sender.export(payload).success:
+            return SpanExportResult.SUCCESS
+        self._drops.add("traces", "export_failed", len(spans))
+        return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self._inner.shutdown()
+        self._sender.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-class CountingLogExporter(LogRecordExporter):
-    """Counts failed log batches (records are redacted before they reach the SDK)."""
-
-    def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
-        self._inner = inner
-        self._drops = drops
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        result = self._inner.export(batch)
-        if result is not LogRecordExportResult.SUCCESS:
-            self._drops.add("logs", "export_failed", len(batch))
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()  # type: ignore[no-untyped-call]
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-def _attribute_value(value: Any) -> str | int | float | bool:
-    if isinstance(value, str | bool | int | float):
-        return value
-    return str(value)
-
-
-class OtlpLogBridge:
-    """A structlog processor that also hands each (already redacted) event to the OTel SDK."""
-
-    def __init__(self, logger: OtelLogger) -> None:
-        self._logger = logger
-
-    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
-        level = event.get("level", "info")
-        attributes = {
-            key: _attribute_value(value)
-            for key, value in event.items()
-            if key not in _ENVELOPE_KEYS and value is not None
-        }
-        self._logger.emit(
-            timestamp=time.time_ns(),
-            context=otel_context.get_current(),
-            severity_number=_SEVERITY.get(level, SeverityNumber.INFO),
-            severity_text=level.upper(),
-            body=str(event.get("event", "")),
-            attributes=attributes,
-            event_name=str(event.get("event", "")),
-        )
-        return event
+        return True

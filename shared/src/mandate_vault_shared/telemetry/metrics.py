@@ -5,6 +5,7 @@ from __future__ import annotations
 from opentelemetry.metrics import Histogram, Meter
 
 from mandate_vault_shared.telemetry import names
+from mandate_vault_shared.telemetry.fast_metrics import FastMetrics
 
 
 def seconds_histogram(meter: Meter, name: str, description: str) -> Histogram:
@@ -18,39 +19,33 @@ def seconds_histogram(meter: Meter, name: str, description: str) -> Histogram:
 
 
 class HttpMetrics:
-    """`http_requests_total`, `http_request_duration_seconds` and `errors_total`."""
+    """`http_requests_total`, `http_request_duration_seconds` (fast instruments: every request
+    records them) and `errors_total`."""
 
-    def __init__(self, meter: Meter) -> None:
-        self._requests = meter.create_counter(
-            names.HTTP_REQUESTS_TOTAL, description="Total HTTP requests"
+    def __init__(self, meter: Meter, fast: FastMetrics) -> None:
+        self._requests = fast.counter(
+            names.HTTP_REQUESTS_TOTAL,
+            "Total HTTP requests",
+            (names.LABEL_METHOD, names.LABEL_ENDPOINT, names.LABEL_STATUS_CODE),
         )
-        self._duration = seconds_histogram(
-            meter, names.HTTP_REQUEST_DURATION, "HTTP request latency"
+        self._duration = fast.histogram(
+            names.HTTP_REQUEST_DURATION,
+            "HTTP request latency",
+            (names.LABEL_METHOD, names.LABEL_ENDPOINT),
+            names.LATENCY_BUCKETS_SECONDS,
         )
         self._errors = meter.create_counter(
             names.ERRORS_TOTAL, description="Total errors by type and severity"
         )
-        self._request_attrs: dict[tuple[str, str, int], dict[str, str]] = {}
-        self._duration_attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self._status_text: dict[int, str] = {}
         self._error_attrs: dict[tuple[str, str], dict[str, str]] = {}
 
     def record_request(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        key = (method, endpoint, status)
-        attrs = self._request_attrs.get(key)
-        if attrs is None:
-            attrs = self._request_attrs[key] = {
-                names.LABEL_METHOD: method,
-                names.LABEL_ENDPOINT: endpoint,
-                names.LABEL_STATUS_CODE: str(status),
-            }
-        self._requests.add(1, attrs)
-        duration_attrs = self._duration_attrs.get(key[:2])
-        if duration_attrs is None:
-            duration_attrs = self._duration_attrs[key[:2]] = {
-                names.LABEL_METHOD: method,
-                names.LABEL_ENDPOINT: endpoint,
-            }
-        self._duration.record(seconds, duration_attrs)
+        status_text = self._status_text.get(status)
+        if status_text is None:
+            status_text = self._status_text[status] = str(status)
+        self._requests.add((method, endpoint, status_text))
+        self._duration.record((method, endpoint), seconds)
 
     def record_error(self, error_type: str, severity: str) -> None:
         key = (error_type, severity)

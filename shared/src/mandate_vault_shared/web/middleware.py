@@ -1,19 +1,40 @@
-"""Per-request telemetry as one lean ASGI middleware: request id, HTTP metrics, access log.
+"""Per-request telemetry in one lean ASGI middleware: server span, HTTP metrics, access log.
 
-It records ``http_requests_total{method, endpoint, status_code}`` and
-``http_request_duration_seconds{method, endpoint}`` with ``endpoint`` the matched route template
-(unmatched paths collapse to one value), logs ``http_request`` for every request and
-``http_request_error`` plus ``errors_total`` for every 5xx. Health, readiness and metrics
-routes are counted but not logged.
+For every request it:
+
+- continues the caller's W3C trace and opens one SERVER span named ``{method} {route}`` with the
+  stable HTTP semantic-convention attributes (``http.request.method``, ``http.route``,
+  ``url.path``, ``url.scheme``, ``http.response.status_code``, ``server.address``,
+  ``client.address``, ``user_agent.original``, ``error.type``); attributes are only computed
+  for spans that are recorded, so unsampled requests cost almost nothing;
+- records ``http_requests_total{method, endpoint, status_code}`` and
+  ``http_request_duration_seconds{method, endpoint}`` (``endpoint`` is the route template;
+  unmatched paths collapse to one value);
+- logs ``http_request`` (and ``http_request_error`` plus ``errors_total`` for every 5xx).
+
+Health, readiness and metrics routes are counted but neither traced nor logged.
+
+It replaces opentelemetry-instrumentation-fastapi's middleware, which on the reference machine
+cost more than the framework itself per request: it builds attributes for unsampled spans,
+looks the route up by iterating the app's routes, and wraps send/receive (see
+README, Performance, for the paired measurements). Set ``TELEMETRY_HTTP_MIDDLEWARE=contrib``
+to run the contrib instrumentation instead (kept for comparison).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
+from collections.abc import Iterable, Sequence
+from contextvars import Token
 from typing import Final
 
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mandate_vault_shared.telemetry import Telemetry, get_logger, names
@@ -22,18 +43,38 @@ from mandate_vault_shared.telemetry.logs import bind_context
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/api/v1/metrics"})
+_CONTEXT_HEADERS: Final = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 log = get_logger(__name__)
 
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+class _AsgiHeaders(Getter[Headers]):
+    def get(self, carrier: Headers, key: str) -> list[str] | None:
+        wanted = key.encode()
+        found = [v.decode("latin-1") for k, v in carrier if k == wanted]
+        return found or None
+
+    def keys(self, carrier: Headers) -> list[str]:
+        return [k.decode("latin-1") for k, _ in carrier]
+
+
+_GETTER: Final = _AsgiHeaders()
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
 
 def _incoming_request_id(scope: Scope) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == _REQUEST_ID_HEADER:
-            candidate: str = value.decode("latin-1")
-            if _VALID_REQUEST_ID.fullmatch(candidate):
-                return candidate
-            break
-    return uuid.uuid4().hex
+    candidate = _header(scope.get("headers", ()), _REQUEST_ID_HEADER)
+    if candidate is not None and _VALID_REQUEST_ID.fullmatch(candidate):
+        return candidate
+    return os.urandom(16).hex()
 
 
 def _endpoint(scope: Scope) -> str:
@@ -42,18 +83,38 @@ def _endpoint(scope: Scope) -> str:
     return path if isinstance(path, str) else names.UNMATCHED_ENDPOINT
 
 
+def _start_attributes(scope: Scope) -> dict[str, str | int]:
+    headers = scope.get("headers", ())
+    attributes: dict[str, str | int] = {
+        "http.request.method": scope["method"],
+        "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"),
+        "network.protocol.version": scope.get("http_version", "1.1"),
+    }
+    server = scope.get("server")
+    if server:
+        attributes["server.address"], attributes["server.port"] = server[0], server[1]
+    client = scope.get("client")
+    if client:
+        attributes["client.address"] = client[0]
+    agent = _header(headers, b"user-agent")
+    if agent:
+        attributes["user_agent.original"] = agent[:256]
+    return attributes
+
+
 class RequestTelemetryMiddleware:
-    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry, *, tracing: bool = True) -> None:
         self.app = app
         self._http = telemetry.http
+        self._tracer = telemetry.tracer if tracing else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope)
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
+        scope.setdefault("state", {})["request_id"] = request_id
         bind_context(request_id=request_id)
         header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
         status = 500
@@ -66,19 +127,47 @@ class RequestTelemetryMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
+        span, token = self._start_span(scope)
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as exc:
             status, error_type = 500, type(exc).__name__
+            if span is not None and span.is_recording():
+                span.record_exception(exc)
             raise
         finally:
-            self._finish(scope, status, time.perf_counter() - start, error_type)
+            self._finish(scope, status, time.perf_counter() - start, error_type, span)
+            if token is not None:
+                otel_context.detach(token)
 
-    def _finish(self, scope: Scope, status: int, seconds: float, error_type: str | None) -> None:
+    def _start_span(self, scope: Scope) -> tuple[trace.Span | None, Token[Context] | None]:
+        if self._tracer is None or scope["path"] in QUIET_PATHS:
+            return None, None
+        headers = scope.get("headers", ())
+        # Most callers send no trace context: skip the propagators' parsing for them.
+        carried = any(key in _CONTEXT_HEADERS for key, _ in headers)
+        parent = propagate.extract(headers, getter=_GETTER) if carried else None
+        span = self._tracer.start_span(scope["method"], context=parent, kind=SpanKind.SERVER)
+        if span.is_recording():
+            span.set_attributes(_start_attributes(scope))
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    def _finish(
+        self,
+        scope: Scope,
+        status: int,
+        seconds: float,
+        error_type: str | None,
+        span: trace.Span | None,
+    ) -> None:
         method = scope["method"]
         endpoint = _endpoint(scope)
         self._http.record_request(method, endpoint, status, seconds)
+        if status >= 500:
+            error_type = str(error_type or scope["state"].get("error_type") or status)
+        if span is not None:
+            self._end_span(span, method, endpoint, status, error_type)
         if scope["path"] in QUIET_PATHS and status < 500:
             return
         duration_ms = round(seconds * 1000, 2)
@@ -86,9 +175,8 @@ class RequestTelemetryMiddleware:
             "http_request", method=method, route=endpoint, status=status, duration_ms=duration_ms
         )
         if status >= 500:
-            error_type = str(error_type or scope["state"].get("error_type") or f"http_{status}")
             severity = "warning" if status == 503 else "error"
-            self._http.record_error(error_type, severity)
+            self._http.record_error(str(error_type), severity)
             log.error(
                 "http_request_error",
                 method=method,
@@ -97,3 +185,17 @@ class RequestTelemetryMiddleware:
                 duration_ms=duration_ms,
                 error_type=error_type,
             )
+
+    @staticmethod
+    def _end_span(
+        span: trace.Span, method: str, endpoint: str, status: int, error_type: str | None
+    ) -> None:
+        if span.is_recording():
+            if endpoint != names.UNMATCHED_ENDPOINT:
+                span.update_name(f"{method} {endpoint}")
+                span.set_attribute("http.route", endpoint)
+            span.set_attribute("http.response.status_code", status)
+            if error_type is not None:
+                span.set_attribute("error.type", error_type)
+                span.set_status(Status(StatusCode.ERROR))
+        span.end()
