@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mandate_vault_api.clock import as_utc
+from mandate_vault_api.cache import TtlCache
+from mandate_vault_api.clock import Clock, as_utc
 from mandate_vault_api.credentials import (
     AccessClaims,
     digest,
@@ -26,7 +27,7 @@ from mandate_vault_api.credentials import (
     read_access_token,
     verify_password,
 )
-from mandate_vault_api.database import insert_ignoring_conflict
+from mandate_vault_api.database import Database, insert_ignoring_conflict
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.roles import Role
 from mandate_vault_shared.db.schema import api_keys, login_throttle, sessions, tenants, users
@@ -208,12 +209,54 @@ async def logout(conn: AsyncConnection, session_id: str, now: datetime) -> None:
     )
 
 
-async def principal_from_bearer(
-    conn: AsyncConnection, token: str, signing_key: str, now: datetime
-) -> Principal:
-    claims = read_access_token(token, signing_key, now)
-    if claims is None:
-        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+class Authenticator:
+    """Turns a bearer token or an API key into a `Principal`.
+
+    The token's signature and expiry are checked on every request; what the database says about
+    its session (revoked? user disabled? current role and tenant) and about API keys is cached
+    for a few seconds (`TtlCache`) and dropped on every logout, user change or key revocation
+    made here.
+    """
+
+    def __init__(
+        self, db: Database, policy: AuthPolicy, clock: Clock, cache_seconds: float
+    ) -> None:
+        self._db = db
+        self._policy = policy
+        self._clock = clock
+        self._cache: TtlCache[Principal | None] = TtlCache(cache_seconds)
+
+    def forget_all(self) -> None:
+        self._cache.clear()
+
+    async def from_bearer(self, token: str) -> Principal:
+        claims = read_access_token(token, self._policy.signing_key, self._clock())
+        if claims is None:
+            raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+
+        async def load() -> Principal | None:
+            async with self._db.read() as conn:
+                return await _session_principal(conn, claims)
+
+        principal = await self._cache.get_or_load(("session", claims.session_id), load)
+        if principal is None or principal.id != claims.user_id:
+            raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+        return principal
+
+    async def from_api_key(self, key: str) -> Principal:
+        key_hash = digest(key)
+
+        async def load() -> Principal | None:
+            async with self._db.read() as conn:
+                return await _api_key_principal(conn, key_hash)
+
+        principal = await self._cache.get_or_load(("api_key", key_hash), load)
+        if principal is None:
+            raise Unauthorized("The API key is invalid.", code="invalid_api_key")
+        return principal
+
+
+async def _session_principal(conn: AsyncConnection, claims: AccessClaims) -> Principal | None:
     row = (
         await conn.execute(
             select(sessions.c.revoked_at, users.c.enabled, users.c.role, users.c.tenant_id)
@@ -222,19 +265,19 @@ async def principal_from_bearer(
         )
     ).one_or_none()
     if row is None or row.revoked_at is not None or not row.enabled:
-        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
-    # Role and tenant come from the database: a demotion takes effect immediately.
+        return None
+    # Role and tenant come from the database: a demotion takes effect within the cache TTL.
     return Principal("user", claims.user_id, row.tenant_id, Role(row.role), claims.session_id)
 
 
-async def principal_from_api_key(conn: AsyncConnection, key: str) -> Principal:
+async def _api_key_principal(conn: AsyncConnection, key_hash: str) -> Principal | None:
     row = (
         await conn.execute(
             select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.role, api_keys.c.revoked_at)
             .join(tenants, tenants.c.id == api_keys.c.tenant_id)
-            .where(api_keys.c.key_hash == digest(key), tenants.c.enabled.is_(True))
+            .where(api_keys.c.key_hash == key_hash, tenants.c.enabled.is_(True))
         )
     ).one_or_none()
     if row is None or row.revoked_at is not None:
-        raise Unauthorized("The API key is invalid.", code="invalid_api_key")
+        return None
     return Principal("api_key", row.id, row.tenant_id, Role(row.role))

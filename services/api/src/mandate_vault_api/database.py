@@ -25,6 +25,13 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one-statement reads: autocommit, so no BEGIN/ROLLBACK round trips."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name

@@ -8,8 +8,10 @@ from typing import Annotated, Any, TypedDict, cast
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from mandate_vault_api.auth import AuthPolicy, principal_from_api_key, principal_from_bearer
+from mandate_vault_api.auth import Authenticator, AuthPolicy
+from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock
+from mandate_vault_api.creation import Creation
 from mandate_vault_api.database import Database
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.principal import Principal
@@ -32,6 +34,8 @@ class ApiState(TypedDict):
     auth_policy: AuthPolicy
     relay: OutboxRelay
     secret_box: SecretBox
+    authenticator: Authenticator
+    issuer_cache: TtlCache[list[str]]
 
 
 def _state(request: Request) -> ApiState:
@@ -63,6 +67,14 @@ def get_policy(request: Request) -> AuthPolicy:
     return _state(request)["auth_policy"]
 
 
+def get_authenticator(request: Request) -> Authenticator:
+    return _state(request)["authenticator"]
+
+
+def get_issuer_cache(request: Request) -> TtlCache[list[str]]:
+    return _state(request)["issuer_cache"]
+
+
 def get_relay(request: Request) -> OutboxRelay:
     return _state(request)["relay"]
 
@@ -78,6 +90,18 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 PolicyDep = Annotated[AuthPolicy, Depends(get_policy)]
 RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
+
+
+def get_creation(request: Request) -> Creation:
+    state = _state(request)
+    return Creation(
+        state["db"], state["verifier"], state["relay"], state["issuer_cache"], state["clock"]
+    )
+
+
+CreationDep = Annotated[Creation, Depends(get_creation)]
+AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
+IssuerCacheDep = Annotated[TtlCache[list[str]], Depends(get_issuer_cache)]
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
@@ -85,21 +109,16 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An `mvk
 
 
 async def get_principal(
-    db: DatabaseDep,
-    clock: ClockDep,
-    policy: PolicyDep,
+    authenticator: AuthenticatorDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Principal:
-    async with db.transaction() as conn:
-        if bearer is not None:
-            principal = await principal_from_bearer(
-                conn, bearer.credentials, policy.signing_key, clock()
-            )
-        elif api_key:
-            principal = await principal_from_api_key(conn, api_key)
-        else:
-            raise Unauthorized
+    if bearer is not None:
+        principal = await authenticator.from_bearer(bearer.credentials)
+    elif api_key:
+        principal = await authenticator.from_api_key(api_key)
+    else:
+        raise Unauthorized
     bind_context(tenant_id=principal.tenant_id, principal_id=principal.id)
     set_identity(user_id=principal.id, tenant_id=principal.tenant_id)
     return principal

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from mandate_vault_api.auth import AuthPolicy
+from mandate_vault_api.auth import Authenticator, AuthPolicy
 from mandate_vault_api.background import (
     LeaderElection,
     every,
@@ -20,6 +20,7 @@ from mandate_vault_api.background import (
     report_gauges_forever,
     sweep_expired,
 )
+from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock, utc_now
 from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
 from mandate_vault_api.deps import ApiState
@@ -137,6 +138,7 @@ def create_app(
             poll_interval=settings.outbox_poll_interval_seconds,
         )
         tasks = _background_tasks(settings, db, metrics, election, relay, clock)
+        policy = auth_policy(settings)
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
             yield ApiState(
@@ -145,9 +147,11 @@ def create_app(
                 verifier=VerifierClient(settings.verifier_url, session, telemetry.tracer),
                 metrics=metrics,
                 clock=clock,
-                auth_policy=auth_policy(settings),
+                auth_policy=policy,
                 relay=relay,
                 secret_box=SecretBox(settings.encryption_key),
+                authenticator=Authenticator(db, policy, clock, settings.auth_cache_seconds),
+                issuer_cache=TtlCache(settings.auth_cache_seconds),
             )
         finally:
             for task in tasks:

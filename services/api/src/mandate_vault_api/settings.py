@@ -36,6 +36,7 @@ class ApiSettings(ServiceSettings):
     lockout_window_seconds: int = Field(900, ge=1)
     lockout_duration_seconds: int = Field(900, ge=1)
 
+    auth_cache_seconds: float = Field(5.0, ge=0, le=60)
     max_token_bytes: int = Field(16_384, ge=1024)
     page_size_default: int = Field(50, ge=1)
     page_size_max: int = Field(200, ge=1)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from mandate_vault_api import directory
-from mandate_vault_api.deps import ClockDep, DatabaseDep, TenantDep, require
+from mandate_vault_api.deps import AuthenticatorDep, ClockDep, DatabaseDep, TenantDep, require
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, rows
@@ -48,11 +48,17 @@ async def list_api_keys(_: KeyAdmin, tenant_id: TenantDep, db: DatabaseDep) -> l
 
 @router.delete("/{key_id}", response_model=ApiKeyOut, responses={404: {}})
 async def revoke_api_key(
-    key_id: str, principal: KeyAdmin, tenant_id: TenantDep, db: DatabaseDep, clock: ClockDep
+    key_id: str,
+    principal: KeyAdmin,
+    tenant_id: TenantDep,
+    db: DatabaseDep,
+    clock: ClockDep,
+    authenticator: AuthenticatorDep,
 ) -> ApiKeyOut:
     """Revoke an API key; it stops working immediately."""
     async with db.transaction() as conn:
         row = await directory.revoke_api_key(conn, tenant_id, key_id, clock())
+    authenticator.forget_all()
     log.info(
         names.EVENT_USER_ACTION,
         action="revoke_api_key",

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from mandate_vault_api import auth
-from mandate_vault_api.deps import ClockDep, DatabaseDep, MetricsDep, PolicyDep, PrincipalDep
+from mandate_vault_api.deps import (
+    AuthenticatorDep,
+    ClockDep,
+    DatabaseDep,
+    MetricsDep,
+    PolicyDep,
+    PrincipalDep,
+)
 from mandate_vault_api.schemas import LoginRequest, PrincipalOut, RefreshRequest, TokenResponse
 from mandate_vault_shared.errors import Unauthorized
 from mandate_vault_shared.telemetry import get_logger, names
@@ -71,12 +78,15 @@ async def refresh(
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses={401: {}})
-async def logout(principal: PrincipalDep, db: DatabaseDep, clock: ClockDep) -> Response:
+async def logout(
+    principal: PrincipalDep, db: DatabaseDep, clock: ClockDep, authenticator: AuthenticatorDep
+) -> Response:
     """Revoke the current session: its access and refresh tokens stop working at once."""
     if principal.session_id is None:
         raise Unauthorized("API keys have no session to log out of.", code="not_a_session")
     async with db.transaction() as conn:
         await auth.logout(conn, principal.session_id, clock())
+    authenticator.forget_all()
     log.info(names.EVENT_USER_ACTION, action="logout", user_id=principal.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

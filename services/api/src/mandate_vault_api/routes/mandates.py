@@ -9,13 +9,14 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, status
-from sqlalchemy.exc import IntegrityError
 
-from mandate_vault_api import directory, idempotency, webhooks
+from mandate_vault_api import idempotency, webhooks
 from mandate_vault_api import mandates as domain
 from mandate_vault_api.clock import as_utc
+from mandate_vault_api.creation import create_mandate as create
 from mandate_vault_api.deps import (
     ClockDep,
+    CreationDep,
     DatabaseDep,
     MetricsDep,
     RelayDep,
@@ -61,12 +62,9 @@ async def create_mandate(
     body: MandateCreate,
     principal: Writer,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    verifier: VerifierDep,
+    creation: CreationDep,
     metrics: MetricsDep,
     settings: SettingsDep,
-    relay: RelayDep,
-    clock: ClockDep,
     idempotency_key: IdempotencyKey = None,
 ) -> MandateOut:
     """Verify a mandate JWT with the jwt-verifier and store it with the outcome.
@@ -79,49 +77,8 @@ async def create_mandate(
         raise PayloadTooLarge("The mandate token is too large.")
     started = time.perf_counter()
     log.info(names.EVENT_CREATE_MANDATE_STARTED, tenant_id=tenant_id, user_id=principal.id)
-    fingerprint = idempotency.request_fingerprint(body.vc_jwt)
     try:
-        async with db.transaction() as conn:
-            if idempotency_key is not None:
-                previous = await idempotency.find_previous(
-                    conn, tenant_id, idempotency_key, fingerprint
-                )
-                if previous is not None:
-                    return MandateOut.model_validate(
-                        await domain.get_mandate(conn, tenant_id, previous)
-                    )
-            allowed = await directory.trusted_issuer_ids(conn, tenant_id)
-        verification = await verifier.verify(body.vc_jwt, allowed)
-        values = domain.new_mandate(verification, body.vc_jwt, tenant_id, principal.id, clock())
-        try:
-            event = (
-                EventType.MANDATE_CREATED
-                if verification.valid
-                else EventType.MANDATE_VERIFICATION_FAILED
-            )
-            async with db.transaction() as conn:
-                await domain.insert_mandate(conn, values)
-                queued = await webhooks.enqueue_event(
-                    conn, tenant_id, event, mandate_event_data(values), values["created_at"]
-                )
-                if idempotency_key is not None:
-                    await idempotency.remember(
-                        conn, tenant_id, idempotency_key, fingerprint, values["id"], clock()
-                    )
-                mandate = await domain.get_mandate(conn, tenant_id, values["id"])
-        except IntegrityError:
-            if idempotency_key is None:
-                raise
-            # A concurrent request with the same key won the race: answer with its mandate.
-            async with db.transaction() as conn:
-                previous = await idempotency.find_previous(
-                    conn, tenant_id, idempotency_key, fingerprint
-                )
-                if previous is None:
-                    raise
-                return MandateOut.model_validate(
-                    await domain.get_mandate(conn, tenant_id, previous)
-                )
+        created = await create(creation, body.vc_jwt, tenant_id, principal.id, idempotency_key)
     except Exception as exc:
         if isinstance(exc, DomainError) and not isinstance(exc, ServiceUnavailable):
             raise  # the caller's mistake, answered 4xx; not an operational failure
@@ -133,20 +90,20 @@ async def create_mandate(
             tenant_id=tenant_id,
         )
         raise
-    if queued:
-        relay.wake()
-    metrics.mandate_created(tenant_id, verification.status)
-    log.info(
-        names.EVENT_CREATE_MANDATE_COMPLETED,
-        mandate_id=mandate.id,
-        tenant_id=tenant_id,
-        user_id=principal.id,
-        status=mandate.status,
-        verification_status=verification.status,
-        issuer=verification.issuer,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    return MandateOut.model_validate(mandate)
+    mandate = MandateOut.model_validate(created.mandate)
+    if created.verification is not None:
+        metrics.mandate_created(tenant_id, created.verification.status)
+        log.info(
+            names.EVENT_CREATE_MANDATE_COMPLETED,
+            mandate_id=mandate.id,
+            tenant_id=tenant_id,
+            user_id=principal.id,
+            status=mandate.status.value,
+            verification_status=created.verification.status,
+            issuer=created.verification.issuer,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+    return mandate
 
 
 def _encode_cursor(created_at: datetime, mandate_id: str) -> str:
@@ -183,7 +140,7 @@ async def list_mandates(
     size = min(limit or settings.page_size_default, settings.page_size_max)
     filters = domain.MandateFilters(status_filter, issuer, subject, created_after, created_before)
     after = _decode_cursor(cursor) if cursor else None
-    async with db.transaction() as conn:
+    async with db.read() as conn:
         found = await domain.list_mandates(conn, tenant_id, filters, after, size + 1)
     page = found[:size]
     next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(found) > size else None
@@ -195,7 +152,7 @@ async def get_mandate(
     mandate_id: str, _: Reader, tenant_id: TenantDep, db: DatabaseDep
 ) -> MandateOut:
     """One mandate of the tenant (another tenant's id answers 404)."""
-    async with db.transaction() as conn:
+    async with db.read() as conn:
         return MandateOut.model_validate(await domain.get_mandate(conn, tenant_id, mandate_id))
 
 
@@ -234,6 +191,7 @@ async def reverify_mandate(
     db: DatabaseDep,
     verifier: VerifierDep,
     relay: RelayDep,
+    creation: CreationDep,
     clock: ClockDep,
 ) -> MandateOut:
     """Verify the stored token again (issuer keys or trust may have changed).
@@ -241,10 +199,9 @@ async def reverify_mandate(
     An active mandate that no longer verifies becomes REJECTED and emits
     MandateVerificationFailed.
     """
-    async with db.transaction() as conn:
+    async with db.read() as conn:
         current = await domain.get_mandate(conn, tenant_id, mandate_id)
-        allowed = await directory.trusted_issuer_ids(conn, tenant_id)
-    verification = await verifier.verify(current.vc_jwt, allowed)
+    verification = await verifier.verify(current.vc_jwt, await creation.trusted_issuers(tenant_id))
     async with db.transaction() as conn:
         mandate, previous_status = await domain.apply_verification(
             conn, tenant_id, mandate_id, verification, clock()

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 
 from mandate_vault_api import directory
-from mandate_vault_api.deps import ClockDep, DatabaseDep, TenantDep, require
+from mandate_vault_api.deps import AuthenticatorDep, ClockDep, DatabaseDep, TenantDep, require
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import UserCreate, UserOut, UserUpdate, rows
@@ -62,6 +62,7 @@ async def update_user(
     tenant_id: TenantDep,
     db: DatabaseDep,
     clock: ClockDep,
+    authenticator: AuthenticatorDep,
 ) -> UserOut:
     """Change a user's role or disable them (disabled users cannot log in)."""
     changes: dict[str, Any] = body.model_dump(exclude_none=True)
@@ -69,6 +70,7 @@ async def update_user(
         changes["role"] = changes["role"].value
     async with db.transaction() as conn:
         user = await directory.update_user(conn, principal, tenant_id, user_id, changes, clock())
+    authenticator.forget_all()
     log.info(
         names.EVENT_USER_ACTION,
         action="update_user",
