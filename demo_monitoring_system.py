@@ -308,15 +308,27 @@ class Demo:
     def unsubscribe(self, subscription_id: str) -> None:
         self.client.delete(f"{self.api}/api/v1/webhooks/{subscription_id}", headers=self.headers)
 
+    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int | str, Any]:
+        """One request to the api: (status, JSON body or None); a transport error is reported
+        by its name instead of ending the demo (a 500 can close the connection)."""
+        try:
+            response = self.client.request(method, f"{self.api}{path}", **kwargs)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__, None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
     def submit(self, token: str) -> str:
         """POST a mandate; "<http status> <mandate status>/<verification status>"."""
-        response = self.client.post(
-            f"{self.api}/api/v1/mandates", headers=self.headers, json={"vc_jwt": token}
+        status, body = self.call(
+            "POST", "/api/v1/mandates", headers=self.headers, json={"vc_jwt": token}
         )
-        body = response.json()
-        if response.status_code >= 400:
-            return f"{response.status_code} {body.get('error', '')}"
-        return f"{response.status_code} {body['status']}/{body['verification_status']}"
+        if not isinstance(status, int) or status >= 400 or not isinstance(body, dict):
+            error = body.get("error", "") if isinstance(body, dict) else ""
+            return f"{status} {error}".strip()
+        return f"{status} {body['status']}/{body['verification_status']}"
 
     def tally(self, what: str, outcome: object) -> None:
         counts = self.done.setdefault(what, defaultdict(int))
@@ -352,9 +364,7 @@ class Demo:
         self.tally("unknown issuer", self.submit(self.foreign_token(UNKNOWN_ISSUER, "k1")))
         self.tally("expired", self.submit(self.expired_token()))
         for _ in range(2):
-            status = self.client.get(
-                f"{self.api}/api/v1/mandates", headers=self.headers
-            ).status_code
+            status, _ = self.call("GET", "/api/v1/mandates", headers=self.headers)
             self.tally("mandate list reads", status)
         nobody = f"nobody-{uuid.uuid4().hex[:6]}@{DEMO_TENANT}.example"
         intruder = f"intruder-{uuid.uuid4().hex[:6]}@{DEMO_TENANT}.example"
@@ -363,11 +373,9 @@ class Demo:
             (intruder, 6, "lockout: 6 bad passwords"),
         ):
             for n in range(tries):
-                response = self.client.post(
-                    f"{self.api}/api/v1/auth/login", json={"email": email, "password": f"guess-{n}"}
-                )
-                self.tally(what, response.status_code)
-        self.tally("unknown path", self.client.get(f"{self.api}/wp-login.php").status_code)
+                body = {"email": email, "password": f"guess-{n}"}
+                self.tally(what, self.call("POST", "/api/v1/auth/login", json=body)[0])
+        self.tally("unknown path", self.call("GET", "/wp-login.php")[0])
 
     def wait(self, what: str, condition: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -579,7 +587,10 @@ class Summary:
 
     def lag(self) -> list[str]:
         lags = self.after["webhook-worker"].by("webhook_consumer_lag", "topic")
-        return [f"topic={topic:<24}lag {fmt(n)}" for (topic,), n in sorted(lags.items())]
+        lines = [f"topic={topic:<24}lag {fmt(n)}" for (topic,), n in sorted(lags.items())]
+        if lines:
+            lines.append("(measured every WORKER_LAG_INTERVAL_SECONDS, 5 s by default)")
+        return lines
 
     def dead_letters(self) -> list[str]:
         dead = self.after["webhook-worker"].by("webhook_dead_letters_total", "event_type")
@@ -652,9 +663,15 @@ def main(argv: list[str] | None = None) -> None:
             lambda: receiver.count("/hooks") >= expected and receiver.count("/hooks-failing") >= 1,
             args.wait,
         )
+        tenant = (demo.tenant_id,)
+        active_before = before["api"].by("mandates_active", "tenant_id").get(tenant, 0)
+        activated = demo.done.get("valid mandates", {}).get("201 ACTIVE/VALID", 0)
         demo.wait(
-            "this tenant in mandates_active (refreshed every API_GAUGE_REFRESH_INTERVAL_SECONDS)",
-            lambda: (demo.tenant_id,) in demo.scrape()["api"].by("mandates_active", "tenant_id"),
+            "mandates_active to count them (refreshed every API_GAUGE_REFRESH_INTERVAL_SECONDS)",
+            lambda: (
+                demo.scrape()["api"].by("mandates_active", "tenant_id").get(tenant, 0)
+                >= active_before + activated
+            ),
             args.wait,
         )
     finally:
