@@ -1,26 +1,30 @@
-"""`make bench`: paired, alternating wrk runs of one api process per configuration.
+"""`make bench`: paired benchmarks on real parts; prints a table, writes reports/bench-<date>.md.
 
-Configurations run in rounds (A B C, A B C, ...) so drift on a shared machine hits all of them
-alike; the report gives each round's figures, the medians, and each configuration's throughput
-as a share of telemetry-off measured in the same round.
+Pairs run alternately in one invocation (A B A B ...), so drift on a shared machine hits both
+sides; each pair reports its rounds, the medians and the ratio taken pair by pair.
 
-    telemetry-off      TELEMETRY_ENABLED=false (no middleware, no spans, no access log)
-    telemetry-on       100 % traces, metrics, one JSON access-log line, OTLP to a live receiver
-    collector-blackhole the same with the OTLP endpoint accepting nothing and answering nothing
+1. Telemetry cost on a trivial endpoint (`GET /api/v1/info`, one api process per run, wrk):
+   off vs on at 100 % and 10 % trace sampling; the contrib FastAPI instrumentation (the usual
+   stack) for comparison; and the collector reachable vs black-holed.
+2. Create-mandate vs the trivial endpoint of the same api process (verify over HTTP, mandate +
+   outbox rows in PostgreSQL, all telemetry on), wrk throughput.
+3. Create-mandate latency at a constant rate (open model: no coordinated omission).
+4. Webhook end to end (mandate accepted -> subscriber received) at a constant rate.
 
-Environment knobs: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (16).
+Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (16), BENCH_CREATE_RPS (250),
+BENCH_WEBHOOK_RPS (100), BENCH_LATENCY_SECONDS (20), BENCH_QUICK=1 (seconds-long smoke run).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,183 +32,230 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORTS = ROOT / "reports"
-PATH = "/api/v1/info"
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+
+from scripts.bench_stack import BenchStack  # noqa: E402
+from scripts.loadgen import OpenLoop, Throughput, run_constant_rate, wrk  # noqa: E402
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "2" if QUICK else "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+CREATE_RPS = float(os.environ.get("BENCH_CREATE_RPS", "20" if QUICK else "250"))
+WEBHOOK_RPS = float(os.environ.get("BENCH_WEBHOOK_RPS", "10" if QUICK else "100"))
+LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "3" if QUICK else "20"))
+REPORTS = ROOT / "reports"
 
 
 @dataclass
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-@dataclass
-class Config:
+class Series:
     name: str
-    env: dict[str, str]
-    results: list[Result] = field(default_factory=list)
+    runs: list[Throughput] = field(default_factory=list)
+
+    def median(self, attribute: str) -> float:
+        return statistics.median(getattr(run, attribute) for run in self.runs)
 
 
-class _Discard(BaseHTTPRequestHandler):
-    """An OTLP endpoint that accepts and drops everything, costing the machine little."""
+def _ratio_row(series: Series, baseline: Series) -> str:
+    ratios = [run.rps / base.rps for run, base in zip(series.runs, baseline.runs, strict=True)]
+    return (
+        f"| {series.name} | {', '.join(f'{run.rps:,.0f}' for run in series.runs)} "
+        f"| {series.median('rps'):,.0f} | {statistics.median(ratios):.0%} "
+        f"| {series.median('p50_ms'):.2f} | {series.median('p99_ms'):.2f} "
+        f"| {sum(run.errors for run in series.runs)} |"
+    )
 
+
+def _table(title: str, baseline: Series, others: list[Series]) -> list[str]:
+    return [
+        f"### {title}",
+        "",
+        f"| configuration | rounds req/s | median req/s | vs {baseline.name} (paired median) "
+        "| p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+        *(_ratio_row(series, baseline) for series in [baseline, *others]),
+        "",
+    ]
+
+
+def telemetry_pairs(stack: BenchStack) -> list[str]:
+    configs: list[tuple[Series, dict[str, str]]] = [
+        (Series("telemetry off"), {"TELEMETRY_ENABLED": "false"}),
+        (Series("on, 100 % traces"), stack.otlp_env()),
+        (Series("on, 10 % traces"), {**stack.otlp_env(), "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
+        (
+            Series("usual stack: contrib instrumentation, 100 %"),
+            {**stack.otlp_env(), "TELEMETRY_HTTP_MIDDLEWARE": "contrib"},
+        ),
+        (Series("on, 100 %, collector black-holed"), stack.blackhole_env()),
+    ]
+    for round_number in range(1, ROUNDS + 1):
+        for series, env in configs:
+            with stack.api(env) as api:
+                wrk(f"{api}/api/v1/info", 1, 4)  # warm up
+                result = wrk(f"{api}/api/v1/info", SECONDS, CONNECTIONS)
+            series.runs.append(result)
+            _progress(round_number, series.name, result)
+    off, *others = (series for series, _ in configs)
+    return _table("Telemetry cost, trivial endpoint (GET /api/v1/info)", off, others)
+
+
+def create_pairs(stack: BenchStack) -> list[str]:
+    trivial, create = Series("GET /api/v1/info"), Series("POST /api/v1/mandates")
+    with stack.api(stack.otlp_env()) as api:
+        body = json.dumps({"vc_jwt": stack.token()}).encode()
+        headers = {"Content-Type": "application/json", "X-API-Key": stack.api_key}
+        wrk(f"{api}/api/v1/mandates", 2, 4, method="POST", body=body, headers=headers)
+        for round_number in range(1, ROUNDS + 1):
+            result = wrk(
+                f"{api}/api/v1/mandates",
+                SECONDS,
+                CONNECTIONS,
+                method="POST",
+                body=body,
+                headers=headers,
+            )
+            create.runs.append(result)
+            _progress(round_number, create.name, result)
+            result = wrk(f"{api}/api/v1/info", SECONDS, CONNECTIONS)
+            trivial.runs.append(result)
+            _progress(round_number, trivial.name, result)
+    return _table(
+        "Create-mandate vs the trivial endpoint (same api process, telemetry on)", trivial, [create]
+    )
+
+
+def _create_request(api: str, body: bytes, api_key: str) -> Callable[[aiohttp.ClientSession], Any]:
+    async def request(session: aiohttp.ClientSession) -> int:
+        async with session.post(
+            f"{api}/api/v1/mandates",
+            data=body,
+            headers={"Content-Type": "application/json", "X-API-Key": api_key},
+        ) as response:
+            await response.read()
+            return response.status
+
+    return request
+
+
+def create_latency(stack: BenchStack) -> tuple[OpenLoop, list[str]]:
+    with stack.api(stack.otlp_env()) as api:
+        body = json.dumps({"vc_jwt": stack.token()}).encode()
+        outcome = run_constant_rate(
+            _create_request(api, body, stack.api_key), CREATE_RPS, LATENCY_SECONDS
+        )
+    summary = outcome.summary()
+    return outcome, [
+        f"### Create-mandate latency at {CREATE_RPS:.0f} req/s (constant rate, {LATENCY_SECONDS:.0f} s)",
+        "",
+        "| target req/s | achieved req/s | p50 ms | p95 ms | p99 ms | max ms | errors |",
+        "|---|---|---|---|---|---|---|",
+        f"| {summary['target_rps']:.0f} | {summary['achieved_rps']} | {summary['p50_ms']} "
+        f"| {summary['p95_ms']} | {summary['p99_ms']} | {summary['max_ms']} | {summary['errors'] or 0} |",
+        "",
+    ]
+
+
+class _Arrivals(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    seen: dict[str, float] = {}
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Arrivals.seen[json.loads(body)["data"]["id"]] = time.monotonic()
+        self.send_response(204)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, *args: Any) -> None:
+    def log_message(self, *_: Any) -> None:
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def webhook_latency(stack: BenchStack) -> list[str]:
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Arrivals)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    sent: dict[str, float] = {}
+    with stack.api(stack.otlp_env()) as api, stack.worker(stack.otlp_env()):
+        stack.subscribe(api, f"http://127.0.0.1:{receiver.server_address[1]}/hook")
+        body = json.dumps({"vc_jwt": stack.token()}).encode()
 
+        async def request(session: aiohttp.ClientSession) -> int:
+            scheduled = time.monotonic()
+            async with session.post(
+                f"{api}/api/v1/mandates",
+                data=body,
+                headers={"Content-Type": "application/json", "X-API-Key": stack.api_key},
+            ) as response:
+                created = await response.json()
+                sent[created["id"]] = scheduled
+                return response.status
 
-def _wait_healthy(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-                return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"api did not start on port {port}")
+        outcome = run_constant_rate(request, WEBHOOK_RPS, LATENCY_SECONDS)
+        deadline = time.monotonic() + 30
+        while len(_Arrivals.seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    receiver.shutdown()
+    latencies = sorted((_Arrivals.seen[i] - sent[i]) * 1000 for i in sent if i in _Arrivals.seen)
+    lost = len(sent) - len(latencies)
 
-
-_LATENCY = re.compile(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def parse_wrk(output: str) -> Result:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    latency = {p: float(v) * _UNITS[u] for p, v, u in _LATENCY.findall(output)}
-    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", output))
-    socket_errors = re.search(r"Socket errors:.*?timeout (\d+)", output)
-    if socket_errors:
-        errors += int(socket_errors.group(1))
-    return Result(rps, latency.get("50", float("nan")), latency.get("99", float("nan")), errors)
-
-
-def run_once(config: Config) -> Result:
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SENTRY_"))},
-        "ENVIRONMENT": "staging",
-        "LOG_LEVEL": "INFO",
-        "LOG_FORMAT": "json",
-        "API_PORT": str(port),
-        "API_TOKEN_SIGNING_KEY": "bench-only-signing-key-0123456789",
-        "API_WEBHOOK_ENCRYPTION_KEY": "YmVuY2gtb25seS13ZWJob29rLWtleS0wMDAwMDAwMDA=",
-        **config.env,
-    }
-    with open(os.devnull, "wb") as devnull:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mandate_vault_api"], env=env, stdout=devnull, stderr=devnull
+    def pct(q: float) -> str:
+        return (
+            f"{latencies[min(int(q * len(latencies)), len(latencies) - 1)]:.1f}"
+            if latencies
+            else "n/a"
         )
-    try:
-        _wait_healthy(port)
-        url = f"http://127.0.0.1:{port}{PATH}"
-        subprocess.run(["wrk", "-t1", "-c4", "-d2s", url], capture_output=True, check=True)
-        wrk = subprocess.run(
-            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", url],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return parse_wrk(wrk.stdout)
-    finally:
-        process.terminate()
-        process.wait(20)
 
-
-def _table(configs: list[Config]) -> list[str]:
-    off = configs[0]
-    rows = [
-        "| configuration | rounds req/s | median req/s | vs off (paired median) "
-        "| p50 ms | p99 ms | errors |",
+    return [
+        f"### Webhook end to end at {WEBHOOK_RPS:.0f} mandates/s ({LATENCY_SECONDS:.0f} s, "
+        "mandate accepted -> subscriber received)",
+        "",
+        "| mandates | delivered | p50 ms | p95 ms | p99 ms | max ms | create errors |",
         "|---|---|---|---|---|---|---|",
+        f"| {len(sent)} | {len(latencies)} (lost {lost}) | {pct(0.5)} | {pct(0.95)} | {pct(0.99)} "
+        f"| {pct(1.0)} | {sum(outcome.errors.values())} |",
+        "",
     ]
-    for config in configs:
-        rps = [r.rps for r in config.results]
-        ratios = [r.rps / o.rps for r, o in zip(config.results, off.results, strict=True)]
-        rows.append(
-            f"| {config.name} | {', '.join(f'{x:,.0f}' for x in rps)} "
-            f"| {statistics.median(rps):,.0f} | {statistics.median(ratios):.0%} "
-            f"| {statistics.median(r.p50_ms for r in config.results):.2f} "
-            f"| {statistics.median(r.p99_ms for r in config.results):.2f} "
-            f"| {sum(r.errors for r in config.results)} |"
-        )
-    return rows
+
+
+def _progress(round_number: int, name: str, result: Throughput) -> None:
+    print(
+        f"round {round_number}  {name:<46} {result.rps:>8,.0f} req/s  "
+        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms",
+        flush=True,
+    )
+
+
+def _machine() -> str:
+    return f"{os.cpu_count()} cores, {socket.gethostname()}, Python {sys.version.split()[0]}"
 
 
 def main() -> None:
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Discard)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    blackhole = socket.socket()
-    blackhole.bind(("127.0.0.1", 0))
-    blackhole.listen(1)
-    configs = [
-        Config("telemetry-off", {"TELEMETRY_ENABLED": "false"}),
-        Config(
-            "telemetry-on (100 % traces, OTLP live)",
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}"},
-        ),
-        Config(
-            "telemetry-on, 10 % trace sampling",
-            {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
-                "OTEL_TRACES_SAMPLER_ARG": "0.1",
-            },
-        ),
-        Config(
-            "contrib FastAPI instrumentation (100 %)",
-            {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
-                "TELEMETRY_HTTP_MIDDLEWARE": "contrib",
-            },
-        ),
-        Config(
-            "telemetry-on, collector black-holed",
-            {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
-                "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
-            },
-        ),
-    ]
-    for round_number in range(1, ROUNDS + 1):
-        for config in configs:
-            result = run_once(config)
-            config.results.append(result)
-            print(
-                f"round {round_number} {config.name:<42} {result.rps:>8,.0f} req/s "
-                f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms",
-                flush=True,
-            )
-    rows = _table(configs)
-    print("\n" + "\n".join(rows))
-    REPORTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    report = REPORTS / f"bench-{stamp}.md"
+    started = datetime.now(UTC)
+    with BenchStack() as stack:
+        lines = telemetry_pairs(stack)
+        lines += create_pairs(stack)
+        _, latency_lines = create_latency(stack)
+        lines += latency_lines
+        lines += webhook_latency(stack)
     header = [
-        f"# Benchmark {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"# Benchmark {started.isoformat(timespec='seconds')}",
         "",
-        f"`GET {PATH}` on one api process (uvloop + httptools); wrk -t1 -c{CONNECTIONS} "
-        f"-d{SECONDS}s per run, {ROUNDS} alternating rounds, on the same machine as the load.",
+        f"Machine: {_machine()}. Load generators on the same cores as the services. wrk -t1 "
+        f"-c{CONNECTIONS} -d{SECONDS}s per throughput run, {ROUNDS} alternating rounds; "
+        "latency from a constant-rate open-model generator (scripts/loadgen.py). All telemetry "
+        "on means 100 % traces with batched OTLP export, the guide's metrics and a JSON "
+        "access-log line (also shipped over OTLP) per request.",
         "",
     ]
-    report.write_text("\n".join(header + rows) + "\n")
-    print(f"\nreport: {report.relative_to(ROOT)}")
+    report = "\n".join(header + lines)
+    print("\n" + report)
+    REPORTS.mkdir(exist_ok=True)
+    name = "bench-quick" if QUICK else f"bench-{started:%Y-%m-%d}"
+    path = REPORTS / f"{name}.md"
+    path.write_text(report + "\n")
+    print(f"report: {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class Api:
     state: dict[str, Any]
 
     def transaction(self) -> Any:
-        return self.state["db"].transaction()
+        return self.state["context"].db.transaction()
 
     async def add_tenant(self, tenant_id: str, *issuers: str) -> None:
         async with self.transaction() as conn:

@@ -23,7 +23,7 @@ from mandate_vault_api.background import (
 from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock, utc_now
 from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
-from mandate_vault_api.deps import ApiState
+from mandate_vault_api.deps import ApiState, AppContext
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
@@ -64,17 +64,16 @@ def auth_policy(settings: ApiSettings) -> AuthPolicy:
 
 
 async def _database_ready(request: Request) -> str | None:
-    db: Database = request.scope["state"]["db"]
-    async with db.engine.connect() as conn:
+    context: AppContext = request.scope["state"]["context"]
+    async with context.db.engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
     return None
 
 
 async def _relay_progress(request: Request) -> str | None:
-    relay: OutboxRelay = request.scope["state"]["relay"]
-    settings: ApiSettings = request.scope["state"]["settings"]
-    stalled = relay.stalled_for()
-    if stalled > settings.outbox_stall_seconds:
+    context: AppContext = request.scope["state"]["context"]
+    stalled = context.relay.stalled_for()
+    if stalled > context.settings.outbox_stall_seconds:
         return f"outbox relay stalled for {stalled:.0f}s (Kafka unreachable?)"
     return None
 
@@ -142,16 +141,18 @@ def create_app(
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
             yield ApiState(
-                settings=settings,
-                db=db,
-                verifier=VerifierClient(settings.verifier_url, session, telemetry.tracer),
-                metrics=metrics,
-                clock=clock,
-                auth_policy=policy,
-                relay=relay,
-                secret_box=SecretBox(settings.encryption_key),
-                authenticator=Authenticator(db, policy, clock, settings.auth_cache_seconds),
-                issuer_cache=TtlCache(settings.auth_cache_seconds),
+                context=AppContext(
+                    settings=settings,
+                    db=db,
+                    verifier=VerifierClient(settings.verifier_url, session, telemetry.tracer),
+                    metrics=metrics,
+                    clock=clock,
+                    policy=policy,
+                    relay=relay,
+                    box=SecretBox(settings.encryption_key),
+                    authenticator=Authenticator(db, policy, clock, settings.auth_cache_seconds),
+                    issuer_cache=TtlCache(settings.auth_cache_seconds),
+                )
             )
         finally:
             for task in tasks:

@@ -47,7 +47,7 @@ class ApiSettings(ServiceSettings):
     webhook_secret_rotation_seconds: int = Field(86_400, ge=0)
     ssrf_allowlist: str = Field("", description="Comma-separated hosts, IPs or CIDRs")
     jobs_topic: str = WEBHOOK_JOBS_TOPIC
-    outbox_poll_interval_seconds: float = Field(0.05, gt=0)
+    outbox_poll_interval_seconds: float = Field(0.25, gt=0)
     outbox_batch_size: int = Field(200, ge=1, le=5000)
     outbox_stall_seconds: float = Field(60.0, gt=0)
     outbox_retention_days: int = Field(7, ge=1)

@@ -10,15 +10,15 @@ from mandate_vault_verifier.telemetry import VerificationRecorder
 from mandate_vault_verifier.verifier import Verifier
 
 
-def get_verifier(request: Request) -> Verifier:
+async def get_verifier(request: Request) -> Verifier:
     return cast(Verifier, request.state.verifier)
 
 
-def get_recorder(request: Request) -> VerificationRecorder:
+async def get_recorder(request: Request) -> VerificationRecorder:
     return cast(VerificationRecorder, request.state.recorder)
 
 
-def get_max_request_bytes(request: Request) -> int:
+async def get_max_request_bytes(request: Request) -> int:
     return cast(int, request.state.max_request_bytes)
 
 

@@ -43,7 +43,9 @@ def create_engine(
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=pool_timeout,
-            pool_pre_ping=True,
+            # No pre-ping: it would add a round trip to every checkout. A connection that died
+            # fails its statement (answered 503), is discarded, and the next one is fresh.
+            pool_recycle=1800,
         )
     if metrics is not None:
         _instrument(engine.sync_engine, metrics)

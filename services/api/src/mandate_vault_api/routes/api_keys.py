@@ -7,7 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from mandate_vault_api import directory
-from mandate_vault_api.deps import AuthenticatorDep, ClockDep, DatabaseDep, TenantDep, require
+from mandate_vault_api.deps import (
+    ContextDep,
+    TenantDep,
+    require,
+)
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, rows
@@ -20,13 +24,16 @@ KeyAdmin = Annotated[Principal, Depends(require(Permission.API_KEYS_MANAGE))]
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
 async def create_api_key(
-    body: ApiKeyCreate, principal: KeyAdmin, tenant_id: TenantDep, db: DatabaseDep, clock: ClockDep
+    body: ApiKeyCreate,
+    principal: KeyAdmin,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
 ) -> ApiKeyCreated:
     """Create an API key. The `key` field is shown only in this answer."""
     directory.check_grant(principal, body.role)
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         key_id, key = await directory.create_api_key(
-            conn, tenant_id, body.name, body.role, principal.id, clock()
+            conn, tenant_id, body.name, body.role, principal.id, ctx.clock()
         )
         created = next(r for r in await directory.list_api_keys(conn, tenant_id) if r.id == key_id)
     log.info(
@@ -40,9 +47,13 @@ async def create_api_key(
 
 
 @router.get("", response_model=list[ApiKeyOut])
-async def list_api_keys(_: KeyAdmin, tenant_id: TenantDep, db: DatabaseDep) -> list[ApiKeyOut]:
+async def list_api_keys(
+    _: KeyAdmin,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+) -> list[ApiKeyOut]:
     """The tenant's API keys (never the keys themselves)."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         return rows(ApiKeyOut, await directory.list_api_keys(conn, tenant_id))
 
 
@@ -51,14 +62,12 @@ async def revoke_api_key(
     key_id: str,
     principal: KeyAdmin,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    clock: ClockDep,
-    authenticator: AuthenticatorDep,
+    ctx: ContextDep,
 ) -> ApiKeyOut:
     """Revoke an API key; it stops working immediately."""
-    async with db.transaction() as conn:
-        row = await directory.revoke_api_key(conn, tenant_id, key_id, clock())
-    authenticator.forget_all()
+    async with ctx.db.transaction() as conn:
+        row = await directory.revoke_api_key(conn, tenant_id, key_id, ctx.clock())
+    ctx.authenticator.forget_all()
     log.info(
         names.EVENT_USER_ACTION,
         action="revoke_api_key",

@@ -6,11 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from mandate_vault_api import auth
 from mandate_vault_api.deps import (
-    AuthenticatorDep,
-    ClockDep,
-    DatabaseDep,
-    MetricsDep,
-    PolicyDep,
+    ContextDep,
     PrincipalDep,
 )
 from mandate_vault_api.schemas import LoginRequest, PrincipalOut, RefreshRequest, TokenResponse
@@ -33,19 +29,16 @@ def _client_address(request: Request) -> str | None:
 async def login(
     body: LoginRequest,
     request: Request,
-    db: DatabaseDep,
-    policy: PolicyDep,
-    clock: ClockDep,
-    metrics: MetricsDep,
+    ctx: ContextDep,
 ) -> TokenResponse:
     """Exchange e-mail and password for a short-lived access token and a refresh token.
 
     Five failures within 15 minutes lock the address for 15 minutes (configurable); while
     locked every attempt answers 429 with `Retry-After`, whatever the password.
     """
-    async with db.transaction() as conn:
-        outcome = await auth.attempt_login(conn, body.email, body.password, policy, clock())
-    metrics.auth_attempt(outcome.result.value)
+    async with ctx.db.transaction() as conn:
+        outcome = await auth.attempt_login(conn, body.email, body.password, ctx.policy, ctx.clock())
+    ctx.metrics.auth_attempt(outcome.result.value)
     log.info(
         names.EVENT_AUTH_ATTEMPT,
         action="login",
@@ -65,11 +58,12 @@ async def login(
 
 @router.post("/refresh", response_model=TokenResponse, responses={401: {}})
 async def refresh(
-    body: RefreshRequest, db: DatabaseDep, policy: PolicyDep, clock: ClockDep
+    body: RefreshRequest,
+    ctx: ContextDep,
 ) -> TokenResponse:
     """Rotate a refresh token: the one presented stops working, a new pair is returned."""
-    async with db.transaction() as conn:
-        tokens = await auth.refresh(conn, body.refresh_token, policy, clock())
+    async with ctx.db.transaction() as conn:
+        tokens = await auth.refresh(conn, body.refresh_token, ctx.policy, ctx.clock())
     return TokenResponse(
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,
@@ -79,14 +73,15 @@ async def refresh(
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses={401: {}})
 async def logout(
-    principal: PrincipalDep, db: DatabaseDep, clock: ClockDep, authenticator: AuthenticatorDep
+    principal: PrincipalDep,
+    ctx: ContextDep,
 ) -> Response:
     """Revoke the current session: its access and refresh tokens stop working at once."""
     if principal.session_id is None:
         raise Unauthorized("API keys have no session to log out of.", code="not_a_session")
-    async with db.transaction() as conn:
-        await auth.logout(conn, principal.session_id, clock())
-    authenticator.forget_all()
+    async with ctx.db.transaction() as conn:
+        await auth.logout(conn, principal.session_id, ctx.clock())
+    ctx.authenticator.forget_all()
     log.info(names.EVENT_USER_ACTION, action="logout", user_id=principal.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

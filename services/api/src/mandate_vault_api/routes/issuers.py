@@ -7,7 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from mandate_vault_api import directory
-from mandate_vault_api.deps import ClockDep, DatabaseDep, IssuerCacheDep, TenantDep, require
+from mandate_vault_api.deps import (
+    ContextDep,
+    TenantDep,
+    require,
+)
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import IssuerCreate, IssuerOut, rows
@@ -24,16 +28,14 @@ async def add_issuer(
     body: IssuerCreate,
     principal: IssuerAdmin,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    clock: ClockDep,
-    issuer_cache: IssuerCacheDep,
+    ctx: ContextDep,
 ) -> IssuerOut:
     """Trust an issuer DID for this tenant's mandates (its keys come from the verifier's
     truststore or its did:web document)."""
-    async with db.transaction() as conn:
-        issuer_id = await directory.add_trusted_issuer(conn, tenant_id, body.issuer, clock())
-    issuer_cache.forget(tenant_id)
-    async with db.read() as conn:
+    async with ctx.db.transaction() as conn:
+        issuer_id = await directory.add_trusted_issuer(conn, tenant_id, body.issuer, ctx.clock())
+    ctx.issuer_cache.forget(tenant_id)
+    async with ctx.db.read() as conn:
         row = next(
             r for r in await directory.list_trusted_issuers(conn, tenant_id) if r.id == issuer_id
         )
@@ -48,9 +50,13 @@ async def add_issuer(
 
 
 @router.get("", response_model=list[IssuerOut])
-async def list_issuers(_: IssuerReader, tenant_id: TenantDep, db: DatabaseDep) -> list[IssuerOut]:
+async def list_issuers(
+    _: IssuerReader,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+) -> list[IssuerOut]:
     """The issuers this tenant trusts."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         return rows(IssuerOut, await directory.list_trusted_issuers(conn, tenant_id))
 
 
@@ -59,13 +65,12 @@ async def remove_issuer(
     issuer_id: str,
     principal: IssuerAdmin,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    issuer_cache: IssuerCacheDep,
+    ctx: ContextDep,
 ) -> Response:
     """Stop trusting an issuer (existing mandates keep their status until re-verified)."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         await directory.remove_trusted_issuer(conn, tenant_id, issuer_id)
-    issuer_cache.forget(tenant_id)
+    ctx.issuer_cache.forget(tenant_id)
     log.info(
         names.EVENT_USER_ACTION,
         action="untrust_issuer",

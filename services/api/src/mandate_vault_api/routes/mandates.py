@@ -15,14 +15,8 @@ from mandate_vault_api import mandates as domain
 from mandate_vault_api.clock import as_utc
 from mandate_vault_api.creation import create_mandate as create
 from mandate_vault_api.deps import (
-    ClockDep,
-    CreationDep,
-    DatabaseDep,
-    MetricsDep,
-    RelayDep,
-    SettingsDep,
+    ContextDep,
     TenantDep,
-    VerifierDep,
     require,
 )
 from mandate_vault_api.principal import Principal
@@ -62,9 +56,7 @@ async def create_mandate(
     body: MandateCreate,
     principal: Writer,
     tenant_id: TenantDep,
-    creation: CreationDep,
-    metrics: MetricsDep,
-    settings: SettingsDep,
+    ctx: ContextDep,
     idempotency_key: IdempotencyKey = None,
 ) -> MandateOut:
     """Verify a mandate JWT with the jwt-verifier and store it with the outcome.
@@ -73,12 +65,12 @@ async def create_mandate(
     status and reason) and never becomes active. If the verifier is unavailable nothing is
     stored and the answer is 503 with `Retry-After`.
     """
-    if len(body.vc_jwt.encode()) > settings.max_token_bytes:
+    if len(body.vc_jwt.encode()) > ctx.settings.max_token_bytes:
         raise PayloadTooLarge("The mandate token is too large.")
     started = time.perf_counter()
     log.info(names.EVENT_CREATE_MANDATE_STARTED, tenant_id=tenant_id, user_id=principal.id)
     try:
-        created = await create(creation, body.vc_jwt, tenant_id, principal.id, idempotency_key)
+        created = await create(ctx.creation, body.vc_jwt, tenant_id, principal.id, idempotency_key)
     except Exception as exc:
         if isinstance(exc, DomainError) and not isinstance(exc, ServiceUnavailable):
             raise  # the caller's mistake, answered 4xx; not an operational failure
@@ -92,7 +84,7 @@ async def create_mandate(
         raise
     mandate = MandateOut.model_validate(created.mandate)
     if created.verification is not None:
-        metrics.mandate_created(tenant_id, created.verification.status)
+        ctx.metrics.mandate_created(tenant_id, created.verification.status)
         log.info(
             names.EVENT_CREATE_MANDATE_COMPLETED,
             mandate_id=mandate.id,
@@ -124,8 +116,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 async def list_mandates(
     _: Reader,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    settings: SettingsDep,
+    ctx: ContextDep,
     status_filter: Annotated[domain.MandateStatus | None, Query(alias="status")] = None,
     issuer: Annotated[str | None, Query(max_length=512)] = None,
     subject: Annotated[str | None, Query(max_length=512)] = None,
@@ -137,10 +128,10 @@ async def list_mandates(
     ] = None,
 ) -> MandatePage:
     """The tenant's mandates, newest first, with cursor pagination."""
-    size = min(limit or settings.page_size_default, settings.page_size_max)
+    size = min(limit or ctx.settings.page_size_default, ctx.settings.page_size_max)
     filters = domain.MandateFilters(status_filter, issuer, subject, created_after, created_before)
     after = _decode_cursor(cursor) if cursor else None
-    async with db.read() as conn:
+    async with ctx.db.read() as conn:
         found = await domain.list_mandates(conn, tenant_id, filters, after, size + 1)
     page = found[:size]
     next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(found) > size else None
@@ -149,10 +140,13 @@ async def list_mandates(
 
 @router.get("/{mandate_id}", response_model=MandateOut, responses={404: {}})
 async def get_mandate(
-    mandate_id: str, _: Reader, tenant_id: TenantDep, db: DatabaseDep
+    mandate_id: str,
+    _: Reader,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
 ) -> MandateOut:
     """One mandate of the tenant (another tenant's id answers 404)."""
-    async with db.read() as conn:
+    async with ctx.db.read() as conn:
         return MandateOut.model_validate(await domain.get_mandate(conn, tenant_id, mandate_id))
 
 
@@ -161,18 +155,18 @@ async def revoke_mandate(
     mandate_id: str,
     principal: Writer,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    relay: RelayDep,
-    clock: ClockDep,
+    ctx: ContextDep,
 ) -> MandateOut:
     """Revoke a mandate. Revoking twice is harmless; an expired mandate cannot be revoked."""
-    async with db.transaction() as conn:
-        mandate, changed = await domain.revoke_mandate(conn, tenant_id, mandate_id, clock())
+    async with ctx.db.transaction() as conn:
+        mandate, changed = await domain.revoke_mandate(conn, tenant_id, mandate_id, ctx.clock())
         if changed:
             data = mandate_event_data(mandate)
-            await webhooks.enqueue_event(conn, tenant_id, EventType.MANDATE_REVOKED, data, clock())
+            await webhooks.enqueue_event(
+                conn, tenant_id, EventType.MANDATE_REVOKED, data, ctx.clock()
+            )
     if changed:
-        relay.wake()
+        ctx.relay.wake()
         log.info(
             names.EVENT_USER_ACTION,
             action="revoke_mandate",
@@ -188,30 +182,28 @@ async def reverify_mandate(
     mandate_id: str,
     principal: Writer,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    verifier: VerifierDep,
-    relay: RelayDep,
-    creation: CreationDep,
-    clock: ClockDep,
+    ctx: ContextDep,
 ) -> MandateOut:
     """Verify the stored token again (issuer keys or trust may have changed).
 
     An active mandate that no longer verifies becomes REJECTED and emits
     MandateVerificationFailed.
     """
-    async with db.read() as conn:
+    async with ctx.db.read() as conn:
         current = await domain.get_mandate(conn, tenant_id, mandate_id)
-    verification = await verifier.verify(current.vc_jwt, await creation.trusted_issuers(tenant_id))
-    async with db.transaction() as conn:
+    verification = await ctx.verifier.verify(
+        current.vc_jwt, await ctx.creation.trusted_issuers(tenant_id)
+    )
+    async with ctx.db.transaction() as conn:
         mandate, previous_status = await domain.apply_verification(
-            conn, tenant_id, mandate_id, verification, clock()
+            conn, tenant_id, mandate_id, verification, ctx.clock()
         )
         lost = previous_status == domain.MandateStatus.ACTIVE and mandate.status != previous_status
         if lost:
             event, data = EventType.MANDATE_VERIFICATION_FAILED, mandate_event_data(mandate)
-            await webhooks.enqueue_event(conn, tenant_id, event, data, clock())
+            await webhooks.enqueue_event(conn, tenant_id, event, data, ctx.clock())
     if lost:
-        relay.wake()
+        ctx.relay.wake()
     log.info(
         names.EVENT_USER_ACTION,
         action="reverify_mandate",

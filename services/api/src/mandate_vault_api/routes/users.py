@@ -7,7 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 
 from mandate_vault_api import directory
-from mandate_vault_api.deps import AuthenticatorDep, ClockDep, DatabaseDep, TenantDep, require
+from mandate_vault_api.deps import (
+    ContextDep,
+    TenantDep,
+    require,
+)
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import UserCreate, UserOut, UserUpdate, rows
@@ -20,13 +24,16 @@ UserAdmin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 
 @router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED, responses={409: {}})
 async def create_user(
-    body: UserCreate, principal: UserAdmin, tenant_id: TenantDep, db: DatabaseDep, clock: ClockDep
+    body: UserCreate,
+    principal: UserAdmin,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
 ) -> UserOut:
     """Create a user in the tenant; nobody grants a role above their own."""
     directory.check_grant(principal, body.role)
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         user_id = await directory.create_user(
-            conn, tenant_id, body.email, body.password, body.role, clock()
+            conn, tenant_id, body.email, body.password, body.role, ctx.clock()
         )
         user = await directory.get_user(conn, tenant_id, user_id)
     log.info(
@@ -41,16 +48,25 @@ async def create_user(
 
 
 @router.get("", response_model=list[UserOut])
-async def list_users(_: UserAdmin, tenant_id: TenantDep, db: DatabaseDep) -> list[UserOut]:
+async def list_users(
+    _: UserAdmin,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+) -> list[UserOut]:
     """The tenant's users."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         return rows(UserOut, await directory.list_users(conn, tenant_id))
 
 
 @router.get("/{user_id}", response_model=UserOut, responses={404: {}})
-async def get_user(user_id: str, _: UserAdmin, tenant_id: TenantDep, db: DatabaseDep) -> UserOut:
+async def get_user(
+    user_id: str,
+    _: UserAdmin,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+) -> UserOut:
     """One user of the tenant."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         return UserOut.model_validate(await directory.get_user(conn, tenant_id, user_id))
 
 
@@ -60,17 +76,17 @@ async def update_user(
     body: UserUpdate,
     principal: UserAdmin,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    clock: ClockDep,
-    authenticator: AuthenticatorDep,
+    ctx: ContextDep,
 ) -> UserOut:
     """Change a user's role or disable them (disabled users cannot log in)."""
     changes: dict[str, Any] = body.model_dump(exclude_none=True)
     if "role" in changes:
         changes["role"] = changes["role"].value
-    async with db.transaction() as conn:
-        user = await directory.update_user(conn, principal, tenant_id, user_id, changes, clock())
-    authenticator.forget_all()
+    async with ctx.db.transaction() as conn:
+        user = await directory.update_user(
+            conn, principal, tenant_id, user_id, changes, ctx.clock()
+        )
+    ctx.authenticator.forget_all()
     log.info(
         names.EVENT_USER_ACTION,
         action="update_user",

@@ -9,10 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from mandate_vault_api import webhooks
 from mandate_vault_api.deps import (
-    ClockDep,
-    DatabaseDep,
-    SecretBoxDep,
-    SettingsDep,
+    ContextDep,
     TenantDep,
     require,
 )
@@ -51,20 +48,17 @@ async def create_webhook(
     body: WebhookCreate,
     principal: Writer,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    box: SecretBoxDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    ctx: ContextDep,
 ) -> WebhookCreated:
     """Subscribe a URL to mandate events. The signing `secret` is shown only in this answer.
 
     The URL must pass the SSRF guard (https only in production; no private, loopback or
     metadata addresses, also after DNS resolution).
     """
-    await webhooks.check_webhook_url(settings.ssrf_policy, body.url)
-    async with db.transaction() as conn:
+    await webhooks.check_webhook_url(ctx.settings.ssrf_policy, body.url)
+    async with ctx.db.transaction() as conn:
         subscription_id, secret = await webhooks.create_subscription(
-            conn, box, tenant_id, body.model_dump(), clock()
+            conn, ctx.box, tenant_id, body.model_dump(), ctx.clock()
         )
         row = await webhooks.get_subscription(conn, tenant_id, subscription_id)
     _audit("create_webhook", principal, tenant_id, subscription_id)
@@ -72,18 +66,25 @@ async def create_webhook(
 
 
 @router.get("", response_model=list[WebhookOut])
-async def list_webhooks(_: Reader, tenant_id: TenantDep, db: DatabaseDep) -> list[WebhookOut]:
+async def list_webhooks(
+    _: Reader,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+) -> list[WebhookOut]:
     """The tenant's subscriptions (never their secrets)."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         return rows(WebhookOut, await webhooks.list_subscriptions(conn, tenant_id))
 
 
 @router.get("/{subscription_id}", response_model=WebhookOut, responses={404: {}})
 async def get_webhook(
-    subscription_id: str, _: Reader, tenant_id: TenantDep, db: DatabaseDep
+    subscription_id: str,
+    _: Reader,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
 ) -> WebhookOut:
     """One subscription."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         return WebhookOut.model_validate(
             await webhooks.get_subscription(conn, tenant_id, subscription_id)
         )
@@ -95,27 +96,30 @@ async def update_webhook(
     body: WebhookUpdate,
     principal: Writer,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    ctx: ContextDep,
 ) -> WebhookOut:
     """Change the URL, event types or description, or re-enable a disabled subscription."""
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
     if changes.get("url") is not None:
-        await webhooks.check_webhook_url(settings.ssrf_policy, changes["url"])
+        await webhooks.check_webhook_url(ctx.settings.ssrf_policy, changes["url"])
     changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
-    async with db.transaction() as conn:
-        row = await webhooks.update_subscription(conn, tenant_id, subscription_id, changes, clock())
+    async with ctx.db.transaction() as conn:
+        row = await webhooks.update_subscription(
+            conn, tenant_id, subscription_id, changes, ctx.clock()
+        )
     _audit("update_webhook", principal, tenant_id, subscription_id)
     return WebhookOut.model_validate(row)
 
 
 @router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {}})
 async def delete_webhook(
-    subscription_id: str, principal: Writer, tenant_id: TenantDep, db: DatabaseDep
+    subscription_id: str,
+    principal: Writer,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
 ) -> Response:
     """Delete a subscription; undelivered events for it are dropped by the worker."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         await webhooks.delete_subscription(conn, tenant_id, subscription_id)
     _audit("delete_webhook", principal, tenant_id, subscription_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -126,17 +130,14 @@ async def rotate_webhook_secret(
     subscription_id: str,
     principal: Writer,
     tenant_id: TenantDep,
-    db: DatabaseDep,
-    box: SecretBoxDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    ctx: ContextDep,
 ) -> WebhookCreated:
     """Issue a new signing secret, shown once. Until `previous_secret_expires_at` every
     delivery carries two signatures, one per secret, so receivers can switch without a gap."""
-    window = timedelta(seconds=settings.webhook_secret_rotation_seconds)
-    async with db.transaction() as conn:
+    window = timedelta(seconds=ctx.settings.webhook_secret_rotation_seconds)
+    async with ctx.db.transaction() as conn:
         row, secret = await webhooks.rotate_secret(
-            conn, box, tenant_id, subscription_id, window, clock()
+            conn, ctx.box, tenant_id, subscription_id, window, ctx.clock()
         )
     _audit("rotate_webhook_secret", principal, tenant_id, subscription_id)
     return WebhookCreated.model_validate({**row._mapping, "secret": secret})
@@ -149,10 +150,10 @@ async def list_deliveries(
     subscription_id: str,
     _: Reader,
     tenant_id: TenantDep,
-    db: DatabaseDep,
+    ctx: ContextDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryAttemptOut]:
     """Every delivery attempt, newest first: time, status code, latency, error, outcome."""
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         found = await webhooks.list_delivery_attempts(conn, tenant_id, subscription_id, limit)
     return rows(DeliveryAttemptOut, found)
