@@ -16,6 +16,7 @@ from mandate_vault_api.creation import Creation
 from mandate_vault_api.database import Database
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.principal import Principal
+from mandate_vault_api.ratelimit import RateLimiter
 from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.settings import ApiSettings
@@ -44,6 +45,7 @@ class AppContext:
     box: SecretBox
     authenticator: Authenticator
     issuer_cache: TtlCache[list[str]]
+    limiter: RateLimiter
 
     @property
     def creation(self) -> Creation:
@@ -75,8 +77,10 @@ async def get_principal(
         principal = await ctx.authenticator.from_bearer(bearer.credentials)
     elif api_key:
         principal = await ctx.authenticator.from_api_key(api_key)
+        ctx.limiter.check("api_key", principal.id)
     else:
         raise Unauthorized
+    ctx.limiter.check("tenant", principal.tenant_id)
     bind_context(tenant_id=principal.tenant_id, principal_id=principal.id)
     set_identity(user_id=principal.id, tenant_id=principal.tenant_id)
     return principal

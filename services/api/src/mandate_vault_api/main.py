@@ -25,6 +25,7 @@ from mandate_vault_api.clock import Clock, utc_now
 from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
 from mandate_vault_api.deps import ApiState, AppContext
 from mandate_vault_api.metrics import ApiMetrics
+from mandate_vault_api.ratelimit import RateLimiter
 from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
@@ -152,6 +153,7 @@ def create_app(
                     box=SecretBox(settings.encryption_key),
                     authenticator=Authenticator(db, policy, clock, settings.auth_cache_seconds),
                     issuer_cache=TtlCache(settings.auth_cache_seconds),
+                    limiter=RateLimiter(settings.rate_limits, telemetry.meter),
                 )
             )
         finally:

@@ -56,6 +56,10 @@ class ApiMetrics:
             description="Age of the oldest unpublished outbox event",
         )
         self._auth_attrs = {r: {"result": r} for r in ("success", "failed", "locked_out")}
+        # Every series exists from the start at 0: the first increment is then visible to
+        # rate()/increase() (a series born at 1 hides it).
+        for attributes in self._auth_attrs.values():
+            self._auth.add(0, attributes)
 
     def auth_attempt(self, result: str) -> None:
         self._auth.add(1, self._auth_attrs[result])

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from mandate_vault_api.ratelimit import Limit
 from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
 from mandate_vault_shared.settings import Environment, ServiceSettings
@@ -37,6 +38,10 @@ class ApiSettings(ServiceSettings):
     lockout_duration_seconds: int = Field(900, ge=1)
 
     auth_cache_seconds: float = Field(5.0, ge=0, le=60)
+    rate_limit_tenant_per_second: float = Field(500.0, gt=0)
+    rate_limit_api_key_per_second: float = Field(250.0, gt=0)
+    rate_limit_login_account_per_minute: float = Field(20.0, gt=0)
+    rate_limit_login_client_per_minute: float = Field(60.0, gt=0)
     max_token_bytes: int = Field(16_384, ge=1024)
     page_size_default: int = Field(50, ge=1)
     page_size_max: int = Field(200, ge=1)
@@ -68,6 +73,17 @@ class ApiSettings(ServiceSettings):
             allowlist=[entry for entry in self.ssrf_allowlist.split(",") if entry.strip()],
             require_https=self.environment is Environment.PRODUCTION,
         )
+
+    @property
+    def rate_limits(self) -> dict[str, Limit]:
+        """Scope -> limit; bursts allow twice the steady rate."""
+        tenant, key = self.rate_limit_tenant_per_second, self.rate_limit_api_key_per_second
+        return {
+            "tenant": Limit(tenant, tenant * 2),
+            "api_key": Limit(key, key * 2),
+            "login_account": Limit.per_minute(self.rate_limit_login_account_per_minute),
+            "login_client": Limit.per_minute(self.rate_limit_login_client_per_minute),
+        }
 
     @property
     def signing_key(self) -> str:

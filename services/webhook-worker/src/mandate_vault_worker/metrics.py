@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from mandate_vault_shared.messages import EventType
 from mandate_vault_shared.telemetry import names
 from mandate_vault_shared.telemetry.metrics import seconds_histogram
 
@@ -32,6 +33,12 @@ class WorkerMetrics:
             description="Messages not yet consumed: highwater minus committed offset",
         )
         self.lag: dict[tuple[str, int], int] = {}
+        # Every series exists from the start at 0, so the first failure or dead letter after a
+        # restart shows in rate()/increase() (and fires its alert).
+        for event_type in EventType:
+            for status in (SUCCESS, FAILED):
+                self._deliveries.add(0, {"event_type": event_type.value, "status": status})
+            self._dead_letters.add(0, {"event_type": event_type.value})
 
     def attempt(self, event_type: str, status: str, seconds: float) -> None:
         self._deliveries.add(1, {"event_type": event_type, "status": status})

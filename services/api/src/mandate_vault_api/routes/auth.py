@@ -36,6 +36,8 @@ async def login(
     Five failures within 15 minutes lock the address for 15 minutes (configurable); while
     locked every attempt answers 429 with `Retry-After`, whatever the password.
     """
+    ctx.limiter.check("login_client", _client_address(request) or "unknown")
+    ctx.limiter.check("login_account", auth.normalize_email(body.email))
     async with ctx.db.transaction() as conn:
         outcome = await auth.attempt_login(conn, body.email, body.password, ctx.policy, ctx.clock())
     ctx.metrics.auth_attempt(outcome.result.value)
