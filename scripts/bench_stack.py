@@ -115,6 +115,9 @@ class BenchStack:
             "API_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
             "API_JOBS_TOPIC": self.topic,
             "API_SSRF_ALLOWLIST": "127.0.0.1",
+            # The bench drives one tenant and one key far above the default abuse limits.
+            "API_RATE_LIMIT_TENANT_PER_SECOND": "1000000",
+            "API_RATE_LIMIT_API_KEY_PER_SECOND": "1000000",
             **extra,
         }
 
