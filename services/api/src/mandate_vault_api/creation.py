@@ -7,17 +7,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from asyncpg import UniqueViolationError
 from sqlalchemy.exc import IntegrityError
 
-from mandate_vault_api import directory, idempotency, webhooks
+from mandate_vault_api import directory, idempotency
 from mandate_vault_api import mandates as domain
 from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock
 from mandate_vault_api.database import Database
+from mandate_vault_api.fast_writes import store_created
 from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.schemas import mandate_event_data
 from mandate_vault_api.verifier_client import Verification, VerifierClient
 from mandate_vault_shared.messages import EventType
+
+# A concurrent create with the same Idempotency-Key committed first (either driver's error).
+DUPLICATE_ERRORS = (IntegrityError, UniqueViolationError)
 
 
 @dataclass(frozen=True)
@@ -72,17 +77,12 @@ async def create_mandate(
     event = (
         EventType.MANDATE_CREATED if verification.valid else EventType.MANDATE_VERIFICATION_FAILED
     )
+    idempotency_row = (idempotency_key, fingerprint) if idempotency_key is not None else None
     try:
-        async with creation.db.transaction() as conn:
-            await domain.insert_mandate(conn, values)
-            queued = await webhooks.enqueue_event(
-                conn, tenant_id, event, mandate_event_data(values), values["created_at"]
-            )
-            if idempotency_key is not None:
-                await idempotency.remember(
-                    conn, tenant_id, idempotency_key, fingerprint, values["id"], creation.clock()
-                )
-    except IntegrityError:
+        queued = await store_created(
+            creation.db, values, event, mandate_event_data(values), idempotency_row
+        )
+    except DUPLICATE_ERRORS:
         # A concurrent request with the same key won the race: answer with its mandate.
         previous = (
             await _previous(creation, tenant_id, idempotency_key, fingerprint)

@@ -12,13 +12,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mandate_vault_shared.telemetry.fast_metrics import FastHistogram
+
 # Raised when the database is unreachable or the pool is exhausted: answered 503 + Retry-After.
 DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (DBAPIError, PoolTimeoutError, ConnectionError)
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, query_timings: FastHistogram | None = None) -> None:
         self.engine = engine
+        # db_query_duration_seconds, for statements that bypass SQLAlchemy (see fast_writes)
+        self.query_timings = query_timings
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

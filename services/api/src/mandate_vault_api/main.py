@@ -30,7 +30,7 @@ from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.verifier_client import VerifierClient, create_session
-from mandate_vault_shared.db.engine import create_engine
+from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
 from mandate_vault_shared.kafka import producer_options
 from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
@@ -124,7 +124,7 @@ def create_app(
             pool_size=settings.db_pool_size,
             pool_timeout=settings.db_pool_timeout_seconds,
         )
-        db = Database(engine)
+        db = Database(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))
         session = create_session(settings.verifier_timeout_seconds)
         metrics = ApiMetrics(telemetry.meter)
         election = LeaderElection(db)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -197,24 +197,34 @@ async def enqueue_event(
             )
         )
     ).all()
-    wanted = [s.id for s in subscriptions if event_type.value in s.event_types.split(",")]
+    rows = outbox_rows(tenant_id, event_type, data, now, subscriptions)
+    if rows:
+        await conn.execute(outbox.insert(), rows)
+    return len(rows)
+
+
+def outbox_rows(
+    tenant_id: str,
+    event_type: EventType,
+    data: dict[str, Any],
+    now: datetime,
+    subscriptions: Iterable[Any],
+) -> list[dict[str, Any]]:
+    """One outbox row per subscription (rows of id, event_types) that wants `event_type`."""
+    wanted = [s[0] for s in subscriptions if event_type.value in s[1].split(",")]
     if not wanted:
-        return 0
+        return []
     body = payload_bytes(event_type.value, now, data).decode()
     context = _current_trace_context()
-    await conn.execute(
-        outbox.insert(),
-        [
-            {
-                "event_id": new_event_id(),
-                "event_type": event_type.value,
-                "tenant_id": tenant_id,
-                "subscription_id": subscription_id,
-                "payload": body,
-                "trace_context": context,
-                "created_at": now,
-            }
-            for subscription_id in wanted
-        ],
-    )
-    return len(wanted)
+    return [
+        {
+            "event_id": new_event_id(),
+            "event_type": event_type.value,
+            "tenant_id": tenant_id,
+            "subscription_id": subscription_id,
+            "payload": body,
+            "trace_context": context,
+            "created_at": now,
+        }
+        for subscription_id in wanted
+    ]

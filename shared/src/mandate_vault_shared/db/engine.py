@@ -25,6 +25,15 @@ OTHER_OPERATION: Final = "other"
 _START_KEY: Final = "_mv_query_started"
 
 
+# The arguments of the `db_query_duration_seconds` fast histogram (name, help, labels, buckets).
+DB_QUERY_TIMINGS: Final = (
+    names.DB_QUERY_DURATION,
+    "Database query latency",
+    ("operation",),
+    names.LATENCY_BUCKETS_SECONDS,
+)
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -69,12 +78,7 @@ def operation_of(statement: str) -> str:
 
 def _instrument(engine: Engine, metrics: FastMetrics) -> None:
     active = metrics.gauge(names.DB_CONNECTIONS_ACTIVE, "Database connections checked out now")
-    duration = metrics.histogram(
-        names.DB_QUERY_DURATION,
-        "Database query latency",
-        ("operation",),
-        names.LATENCY_BUCKETS_SECONDS,
-    )
+    duration = metrics.histogram(*DB_QUERY_TIMINGS)
     labels = {op: (op,) for op in (*OPERATIONS, OTHER_OPERATION)}
 
     @event.listens_for(engine, "checkout")
