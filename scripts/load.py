@@ -58,41 +58,57 @@ def _env(name: str, default: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--host", default=_env("LOAD_HOST", "http://127.0.0.1:8000"))
-    parser.add_argument("--users", type=int, default=int(_env("LOAD_USERS", "10")))
-    parser.add_argument(
-        "--rps",
-        type=float,
-        default=float(_env("LOAD_RPS", "20")),
-        help="target requests/s over all users (0: as fast as the users go)",
-    )
-    parser.add_argument("--seconds", type=int, default=int(_env("LOAD_SECONDS", "60")))
-    parser.add_argument(
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+
+    def option(flag: str, variable: str, default: str, text: str, **kwargs: Any) -> None:
+        shown = f"default {default}" if default else "no default"
+        parser.add_argument(
+            flag,
+            default=_env(variable, default),
+            help=f"{text} (${variable}; {shown})",
+            **kwargs,
+        )
+
+    option("--host", "LOAD_HOST", "http://127.0.0.1:8000", "the api's base URL")
+    option("--users", "LOAD_USERS", "10", "simulated tenant clients", type=int)
+    option("--rps", "LOAD_RPS", "20", "target requests/s over all users, 0: unpaced", type=float)
+    option("--seconds", "LOAD_SECONDS", "60", "duration of the run", type=int)
+    option(
         "--spawn-rate",
+        "LOAD_SPAWN_RATE",
+        "0",
+        "users started per second, 0: ramp over a tenth of the run (1 to 10 s)",
         type=float,
-        default=float(_env("LOAD_SPAWN_RATE", "0")),
-        help="users started per second (0: ramp over a tenth of the run, 1 to 10 s)",
     )
-    parser.add_argument("--email", default=_env("LOAD_EMAIL", ""))
+    option("--email", "LOAD_EMAIL", "", "tenant admin; without it a tenant is bootstrapped")
     parser.add_argument(
-        "--password", default=_env("LOAD_PASSWORD", ""), help="prefer LOAD_PASSWORD"
+        "--password",
+        default=os.environ.get("LOAD_PASSWORD", ""),
+        help="the admin's password; prefer $LOAD_PASSWORD (a flag shows in `ps`)",
     )
-    parser.add_argument("--issuer-key", default=_env("LOAD_ISSUER_KEY", str(KEY_FILE)))
-    parser.add_argument("--issuer", default=_env("LOAD_ISSUER", ISSUER))
-    parser.add_argument("--kid", default=_env("LOAD_KID", KID))
-    parser.add_argument("--tenant-id", default=_env("LOAD_TENANT_ID", ""))
+    option("--issuer-key", "LOAD_ISSUER_KEY", str(KEY_FILE), "PEM private key signing mandates")
+    option("--issuer", "LOAD_ISSUER", ISSUER, "the key's issuer DID, trusted by the tenant")
+    option("--kid", "LOAD_KID", KID, "key id in the mandates' JWT header")
+    option("--tenant-id", "LOAD_TENANT_ID", "", "X-Tenant-ID to act on (platform admins)")
+    option(
+        "--webhook-url",
+        "LOAD_WEBHOOK_URL",
+        "http://127.0.0.1:9/mandate-vault-load",
+        "where subscriptions point (must pass the api's SSRF allow-list)",
+    )
+    option(
+        "--out-dir",
+        "LOAD_OUT_DIR",
+        str(ROOT / "reports"),
+        "where load-<timestamp>/ goes",
+        type=Path,
+    )
     parser.add_argument(
-        "--webhook-url", default=_env("LOAD_WEBHOOK_URL", "http://127.0.0.1:9/mandate-vault-load")
+        "--progress-seconds", type=float, default=5.0, help="seconds between progress lines"
     )
     parser.add_argument(
-        "--out-dir", type=Path, default=Path(_env("LOAD_OUT_DIR", str(ROOT / "reports")))
+        "--report-only", type=Path, metavar="RUN_DIR", help="rebuild the report of a run dir"
     )
-    parser.add_argument("--progress-seconds", type=float, default=5.0)
-    parser.add_argument("--report-only", type=Path, help="rebuild the report of this run dir")
     args = parser.parse_args(argv)
     if args.users < 1 or args.seconds < 1 or args.rps < 0:
         parser.error("--users and --seconds must be positive, --rps not negative")
@@ -212,6 +228,26 @@ def progress_line(history: list[dict[str, str]], args: argparse.Namespace) -> st
     )
 
 
+LOGINS_PER_MINUTE_PER_ACCOUNT = 20  # the api's default API_RATE_LIMIT_LOGIN_ACCOUNT_PER_MINUTE
+
+
+def warnings(args: argparse.Namespace) -> list[str]:
+    notes = []
+    if args.users > LOGINS_PER_MINUTE_PER_ACCOUNT - 1:
+        notes.append(
+            f"{args.users} users log in with one account; the api allows "
+            f"{LOGINS_PER_MINUTE_PER_ACCOUNT} logins a minute per account by default "
+            "(API_RATE_LIMIT_LOGIN_ACCOUNT_PER_MINUTE): expect HTTP 429 on login at the start"
+        )
+    if args.rps and args.rps / args.users > 20:
+        notes.append(
+            f"each user must send {args.rps / args.users:.0f} req/s, one at a time: the target "
+            "is only reachable with answers under "
+            f"{1000 * args.users / args.rps:.0f} ms; add users (--users)"
+        )
+    return notes
+
+
 def run_locust(args: argparse.Namespace, run_dir: Path) -> int:
     prefix = run_dir / CSV_PREFIX
     print(
@@ -219,6 +255,8 @@ def run_locust(args: argparse.Namespace, run_dir: Path) -> int:
         f"{args.host}; results in {run_dir}",
         flush=True,
     )
+    for note in warnings(args):
+        print(f"load: note: {note}", flush=True)
     process = subprocess.Popen(locust_command(args, prefix), cwd=ROOT, env=locust_env(args))
     history_path = Path(f"{prefix}_stats_history.csv")
     deadline = time.monotonic() + args.seconds + 120
@@ -236,8 +274,11 @@ def run_locust(args: argparse.Namespace, run_dir: Path) -> int:
                 if line:
                     print(line, flush=True)
     except KeyboardInterrupt:
-        print("\nload: interrupted; stopping locust and writing the report of what ran")
-        process.send_signal(signal.SIGINT)
+        print("\nload: interrupted; locust stops, then the report of what ran is written")
+        try:  # Ctrl-C reached locust too; a signal sent to this process alone did not
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
     return process.wait()
 
 
