@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup run test lint format typecheck bench load demo reliability clean
+.PHONY: help setup run test lint format typecheck bench soak load demo reliability clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -31,8 +31,14 @@ format: setup ## Apply ruff fixes and formatting
 typecheck: setup ## mypy --strict on shared and the services
 	@$(UV) run --frozen mypy
 
-bench: setup ## Paired wrk benchmarks; writes reports/bench-<date>.md
+bench: setup ## Paired benchmarks on real parts; writes reports/bench-<date>.md
 	@$(UV) run --frozen python scripts/bench.py
+
+soak: setup ## Memory after 100,000 requests and over a 10-minute soak; writes reports/soak-<date>.md
+	@$(UV) run --frozen python scripts/soak.py
+
+demo: setup ## Drive the running `make run` stack and summarize every monitoring-guide metric
+	@$(UV) run --frozen python demo_monitoring_system.py $(DEMO_ARGS)
 
 clean: ## Remove local state (SQLite file, reports of make run)
 	rm -rf var/

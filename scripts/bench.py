@@ -46,7 +46,7 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CREATE_RPS = float(os.environ.get("BENCH_CREATE_RPS", "20" if QUICK else "250"))
 WEBHOOK_RPS = float(os.environ.get("BENCH_WEBHOOK_RPS", "10" if QUICK else "100"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "3" if QUICK else "20"))
-REPORTS = ROOT / "reports"
+REPORTS = Path(os.environ.get("BENCH_REPORTS_DIR", ROOT / "reports"))
 
 
 @dataclass
@@ -93,7 +93,8 @@ def telemetry_pairs(stack: BenchStack) -> list[str]:
     ]
     for round_number in range(1, ROUNDS + 1):
         for series, env in configs:
-            with stack.api(env) as api:
+            with stack.api(env) as process:
+                api = process.url
                 wrk(f"{api}/api/v1/info", 1, 4)  # warm up
                 result = wrk(f"{api}/api/v1/info", SECONDS, CONNECTIONS)
             series.runs.append(result)
@@ -104,7 +105,8 @@ def telemetry_pairs(stack: BenchStack) -> list[str]:
 
 def create_pairs(stack: BenchStack) -> list[str]:
     trivial, create = Series("GET /api/v1/info"), Series("POST /api/v1/mandates")
-    with stack.api(stack.otlp_env()) as api:
+    with stack.api(stack.otlp_env()) as process:
+        api = process.url
         body = json.dumps({"vc_jwt": stack.token()}).encode()
         headers = {"Content-Type": "application/json", "X-API-Key": stack.api_key}
         wrk(f"{api}/api/v1/mandates", 2, 4, method="POST", body=body, headers=headers)
@@ -141,19 +143,22 @@ def _create_request(api: str, body: bytes, api_key: str) -> Callable[[aiohttp.Cl
 
 
 def create_latency(stack: BenchStack) -> tuple[OpenLoop, list[str]]:
-    with stack.api(stack.otlp_env()) as api:
+    with stack.api(stack.otlp_env()) as process:
+        api = process.url
         body = json.dumps({"vc_jwt": stack.token()}).encode()
         outcome = run_constant_rate(
             _create_request(api, body, stack.api_key), CREATE_RPS, LATENCY_SECONDS
         )
     summary = outcome.summary()
     return outcome, [
-        f"### Create-mandate latency at {CREATE_RPS:.0f} req/s (constant rate, {LATENCY_SECONDS:.0f} s)",
+        f"### Create-mandate latency at {CREATE_RPS:.0f} req/s "
+        f"(constant rate, {LATENCY_SECONDS:.0f} s)",
         "",
         "| target req/s | achieved req/s | p50 ms | p95 ms | p99 ms | max ms | errors |",
         "|---|---|---|---|---|---|---|",
         f"| {summary['target_rps']:.0f} | {summary['achieved_rps']} | {summary['p50_ms']} "
-        f"| {summary['p95_ms']} | {summary['p99_ms']} | {summary['max_ms']} | {summary['errors'] or 0} |",
+        f"| {summary['p95_ms']} | {summary['p99_ms']} | {summary['max_ms']} "
+        f"| {summary['errors'] or 0} |",
         "",
     ]
 
@@ -177,7 +182,8 @@ def webhook_latency(stack: BenchStack) -> list[str]:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Arrivals)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     sent: dict[str, float] = {}
-    with stack.api(stack.otlp_env()) as api, stack.worker(stack.otlp_env()):
+    with stack.api(stack.otlp_env()) as process, stack.worker(stack.otlp_env()):
+        api = process.url
         stack.subscribe(api, f"http://127.0.0.1:{receiver.server_address[1]}/hook")
         body = json.dumps({"vc_jwt": stack.token()}).encode()
 
@@ -255,7 +261,7 @@ def main() -> None:
     name = "bench-quick" if QUICK else f"bench-{started:%Y-%m-%d}"
     path = REPORTS / f"{name}.md"
     path.write_text(report + "\n")
-    print(f"report: {path.relative_to(ROOT)}")
+    print(f"report: {path}")
 
 
 if __name__ == "__main__":

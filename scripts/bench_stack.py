@@ -121,17 +121,22 @@ class BenchStack:
             **extra,
         }
 
+    @property
+    def verifier(self) -> ServiceProcess:
+        assert self._verifier is not None
+        return self._verifier
+
     @contextmanager
-    def api(self, extra: dict[str, str]) -> Iterator[str]:
+    def api(self, extra: dict[str, str]) -> Iterator[ServiceProcess]:
         process = ServiceProcess("api", self._api_env(extra)).start()
         try:
-            yield process.url
+            yield process
         finally:
             process.stop()
             process.log_path.unlink(missing_ok=True)
 
     @contextmanager
-    def worker(self, extra: dict[str, str]) -> Iterator[str]:
+    def worker(self, extra: dict[str, str]) -> Iterator[ServiceProcess]:
         env = {
             "WORKER_DATABASE_URL": self.database_url,
             "WORKER_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
@@ -144,7 +149,7 @@ class BenchStack:
         }
         process = ServiceProcess("webhook-worker", env).start()
         try:
-            yield process.url
+            yield process
         finally:
             process.stop()
             process.log_path.unlink(missing_ok=True)
