@@ -75,6 +75,10 @@ class OutboxRelay:
                     await self._drop_producer()
                     await asyncio.sleep(_RETRY_DELAY_SECONDS)
                     continue
+                except Exception as exc:  # the database is down: rows wait, the relay lives on
+                    log.warning("outbox_publish_failed", error_type=type(exc).__name__)
+                    await asyncio.sleep(_RETRY_DELAY_SECONDS)
+                    continue
             else:
                 self.last_progress = time.monotonic()
             if published < self._batch_size:
