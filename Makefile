@@ -34,6 +34,10 @@ typecheck: setup ## mypy --strict on shared and the services
 bench: setup ## Paired benchmarks on real parts; writes reports/bench-<date>.md
 	@$(UV) run --frozen python scripts/bench.py
 
+LOAD_ARGS ?=
+load: setup ## Locust mix against a running stack (default make run); report in reports/
+	@$(UV) run --frozen python scripts/load.py $(LOAD_ARGS)
+
 soak: setup ## Memory after 100,000 requests and over a 10-minute soak; writes reports/soak-<date>.md
 	@$(UV) run --frozen python scripts/soak.py
 

@@ -88,41 +88,62 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def _lock_remaining(throttle: Row[Any] | None, now: datetime) -> int | None:
+    """Seconds left on the address's lock, or None when it is not locked."""
+    if throttle is None or throttle.locked_until is None:
+        return None
+    left = math.ceil((as_utc(throttle.locked_until) - now).total_seconds())
+    return max(left, 1) if as_utc(throttle.locked_until) > now else None
+
+
 async def attempt_login(
-    conn: AsyncConnection, email: str, password: str, policy: AuthPolicy, now: datetime
+    db: Database, email: str, password: str, policy: AuthPolicy, now: datetime
 ) -> LoginOutcome:
-    """Check credentials under the e-mail's throttle row lock and record the outcome."""
-    email_hash = digest(normalize_email(email))
-    await insert_ignoring_conflict(
-        conn, login_throttle, {"email_hash": email_hash, "failure_count": 0}
-    )
-    throttle = (
-        await conn.execute(
-            select(login_throttle)
-            .where(login_throttle.c.email_hash == email_hash)
-            .with_for_update()
-        )
-    ).one()
-    if throttle.locked_until is not None and as_utc(throttle.locked_until) > now:
-        retry_after = math.ceil((as_utc(throttle.locked_until) - now).total_seconds())
-        return LoginOutcome(AuthResult.LOCKED_OUT, retry_after=max(retry_after, 1))
-    user = (
-        await conn.execute(select(users).where(users.c.email == normalize_email(email)))
-    ).one_or_none()
+    """Check credentials and record the outcome under the address's throttle row lock.
+
+    Argon2 takes tens of milliseconds: it runs with no connection held (on SQLite's single
+    connection it would stall every other request), and the lock is re-checked afterwards.
+    """
+    email = normalize_email(email)
+    email_hash = digest(email)
+    async with db.read() as conn:
+        throttle = (
+            await conn.execute(
+                select(login_throttle).where(login_throttle.c.email_hash == email_hash)
+            )
+        ).one_or_none()
+        user = (await conn.execute(select(users).where(users.c.email == email))).one_or_none()
+    locked = _lock_remaining(throttle, now)
+    if locked is not None:
+        return LoginOutcome(AuthResult.LOCKED_OUT, retry_after=locked)
     valid = await verify_password(user.password_hash if user else None, password)
-    if user is None or not valid or not user.enabled:
-        await _record_failure(conn, throttle, policy, now)
-        return LoginOutcome(
-            AuthResult.FAILED,
-            user_id=user.id if user else None,
-            tenant_id=user.tenant_id if user else None,
+    async with db.transaction() as conn:
+        await insert_ignoring_conflict(
+            conn, login_throttle, {"email_hash": email_hash, "failure_count": 0}
         )
-    await conn.execute(
-        update(login_throttle)
-        .where(login_throttle.c.email_hash == email_hash)
-        .values(failure_count=0, window_started_at=None, locked_until=None)
-    )
-    tokens = await _open_session(conn, user.id, user.tenant_id, Role(user.role), policy, now)
+        throttle = (
+            await conn.execute(
+                select(login_throttle)
+                .where(login_throttle.c.email_hash == email_hash)
+                .with_for_update()
+            )
+        ).one()
+        locked = _lock_remaining(throttle, now)
+        if locked is not None:  # a concurrent attempt locked it meanwhile
+            return LoginOutcome(AuthResult.LOCKED_OUT, retry_after=locked)
+        if user is None or not valid or not user.enabled:
+            await _record_failure(conn, throttle, policy, now)
+            return LoginOutcome(
+                AuthResult.FAILED,
+                user_id=user.id if user else None,
+                tenant_id=user.tenant_id if user else None,
+            )
+        await conn.execute(
+            update(login_throttle)
+            .where(login_throttle.c.email_hash == email_hash)
+            .values(failure_count=0, window_started_at=None, locked_until=None)
+        )
+        tokens = await _open_session(conn, user.id, user.tenant_id, Role(user.role), policy, now)
     return LoginOutcome(AuthResult.SUCCESS, tokens, user_id=user.id, tenant_id=user.tenant_id)
 
 

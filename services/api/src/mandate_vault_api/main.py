@@ -126,7 +126,7 @@ def create_app(
         )
         db = Database(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))
         session = create_session(settings.verifier_timeout_seconds)
-        metrics = ApiMetrics(telemetry.meter)
+        metrics = ApiMetrics(telemetry.meter, telemetry.fast)
         election = LeaderElection(db)
         relay = OutboxRelay(
             db,

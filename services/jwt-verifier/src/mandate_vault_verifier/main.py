@@ -89,7 +89,7 @@ def create_app(
         try:
             yield State(
                 verifier=verifier,
-                recorder=VerificationRecorder(telemetry.meter),
+                recorder=VerificationRecorder(telemetry.fast),
                 max_request_bytes=settings.max_request_bytes,
             )
         finally:

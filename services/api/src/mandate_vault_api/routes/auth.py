@@ -38,8 +38,7 @@ async def login(
     """
     ctx.limiter.check("login_client", _client_address(request) or "unknown")
     ctx.limiter.check("login_account", auth.normalize_email(body.email))
-    async with ctx.db.transaction() as conn:
-        outcome = await auth.attempt_login(conn, body.email, body.password, ctx.policy, ctx.clock())
+    outcome = await auth.attempt_login(ctx.db, body.email, body.password, ctx.policy, ctx.clock())
     ctx.metrics.auth_attempt(outcome.result.value)
     log.info(
         names.EVENT_AUTH_ATTEMPT,
