@@ -66,6 +66,7 @@ class JobConsumer:
             session_timeout_ms=self._settings.session_timeout_ms,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
             max_poll_records=self._settings.max_poll_records,
+            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
         )
 
     async def run(self) -> None:

@@ -30,6 +30,9 @@ class WorkerSettings(ServiceSettings):
     session_timeout_ms: int = Field(10_000, ge=1000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     max_poll_records: int = Field(100, ge=1)
+    fetch_max_wait_ms: int = Field(
+        50, ge=1, description="How long a fetch may wait for data: the idle end of the latency"
+    )
 
     database_url: str = "sqlite+aiosqlite:///./var/mandate_vault.db"
     db_pool_size: int = Field(10, ge=1, le=200)
