@@ -1,0 +1,372 @@
+"""The system under test, on real parts: PostgreSQL, the Kafka-protocol broker, and the three
+services as separate processes, started the way tests/fixtures starts them.
+
+A scenario opens a `System`, adds tenants (in-process, straight into the database: fast),
+starts the services it needs with the settings it wants, and closes it, which stops every
+process it started and drops its database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+import httpx
+from tests.api.issuer import Issuer, truststore_json
+from tests.fixtures.broker import Broker, MotoS3
+from tests.fixtures.postgres import create_database, drop_database, ensure_server
+from tests.fixtures.receiver import Receiver, start_receiver
+from tests.fixtures.services import ServiceProcess
+
+from mandate_vault_api import directory, migrate
+from mandate_vault_api.roles import Role
+from mandate_vault_shared.db.engine import create_engine
+
+PASSWORD = "reliability-passphrase-0123"  # noqa: S105 - the throwaway users' password
+ROLES = (Role.READONLY, Role.MEMBER, Role.TENANT_ADMIN, Role.ADMIN)
+KEEP_LOGS = "RELIABILITY_KEEP_LOGS"  # set to keep the services' log files for a post-mortem
+
+
+@dataclass
+class Tenant:
+    id: str
+    keys: dict[Role, str] = field(default_factory=dict)  # an API key per role
+    key_ids: dict[Role, str] = field(default_factory=dict)
+    emails: dict[Role, str] = field(default_factory=dict)  # a user per role (password PASSWORD)
+
+    def headers(self, role: Role = Role.TENANT_ADMIN) -> dict[str, str]:
+        return {"X-API-Key": self.keys[role]}
+
+
+def asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class System:
+    def __init__(
+        self,
+        *,
+        issuers: list[Issuer] | None = None,
+        truststore: str | None = None,
+        database_url: str | None = None,
+        durable_broker: bool = False,
+        partitions: int = 4,
+        verifier: bool = True,
+        broker: bool = True,
+    ) -> None:
+        self.issuers = issuers if issuers is not None else [Issuer()]
+        self.truststore = truststore or truststore_json(*self.issuers)
+        self.database_url = database_url or ""
+        self._own_database = database_url is None
+        self.durable_broker = durable_broker
+        self.partitions = partitions
+        self._with_verifier = verifier
+        self._with_broker = broker
+        self.topic = f"rel-jobs-{uuid.uuid4().hex[:8]}"
+        self.s3: MotoS3 | None = None
+        self.broker: Broker | None = None
+        self.receiver: Receiver | None = None
+        self._receiver_server: ThreadingHTTPServer | None = None
+        self.verifier: ServiceProcess | None = None
+        self.apis: list[ServiceProcess] = []
+        self.workers: list[ServiceProcess] = []
+        self.retired: list[ServiceProcess] = []  # stopped or killed processes (their logs count)
+        self.tenants: dict[str, Tenant] = {}
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> System:
+        try:
+            self.start(verifier=self._with_verifier, broker=self._with_broker)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self, *, verifier: bool = True, broker: bool = True) -> None:
+        if verifier:
+            self.start_verifier(wait=False)  # its start overlaps the database's; see ready()
+        if self._own_database:
+            ensure_server()
+            self.database_url = asyncio.run(create_database())
+        migrate.upgrade(self.database_url)
+        if broker:
+            if self.durable_broker:
+                self.s3 = MotoS3()
+                self.s3.start()
+                self.broker = Broker(storage="s3://tansu/", extra_env=self.s3.env)
+            else:
+                self.broker = Broker()
+            self.broker.start()
+            self.broker.create_topic(self.topic, self.partitions)
+        self.receiver, self._receiver_server = start_receiver()
+
+    def close(self) -> None:
+        for process in [*self.workers, *self.apis]:
+            process.stop()
+        if self.verifier is not None:
+            self.verifier.stop()
+        if self._receiver_server is not None:
+            self._receiver_server.shutdown()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.s3 is not None:
+            self.s3.stop()
+        if self._own_database and self.database_url:
+            asyncio.run(drop_database(self.database_url))
+        if not os.environ.get(KEEP_LOGS):
+            for process in self.processes():
+                process.log_path.unlink(missing_ok=True)
+
+    def processes(self) -> list[ServiceProcess]:
+        found = [*self.apis, *self.workers, *self.retired]
+        if self.verifier is not None:
+            found.append(self.verifier)
+        return found
+
+    # --- services ---------------------------------------------------------------------------
+
+    def ready(self, timeout: float = 60.0) -> None:
+        """Wait until every running service answers /healthz (they start in parallel)."""
+        for process in [self.verifier, *self.apis, *self.workers]:
+            if process is not None and process.running:
+                process.wait_healthy(timeout)
+
+    def start_verifier(
+        self, wait: bool = True, port: int | None = None, **env: str
+    ) -> ServiceProcess:
+        """The jwt-verifier; `port` restarts it where the api already looks for it."""
+        self.verifier = ServiceProcess(
+            "jwt-verifier", {"VERIFIER_TRUSTSTORE_JSON": self.truststore, **env}
+        )
+        if port is not None:
+            self.verifier.port = port
+            self.verifier.env["VERIFIER_PORT"] = str(port)
+        return self.verifier.start(wait=wait)
+
+    def api_env(self, **overrides: str) -> dict[str, str]:
+        assert self.verifier is not None or "API_VERIFIER_URL" in overrides
+        env = {
+            "API_DATABASE_URL": self.database_url,
+            "API_VERIFIER_URL": self.verifier.url if self.verifier else "",
+            "API_SSRF_ALLOWLIST": "127.0.0.1",
+            "API_DB_POOL_SIZE": "10",
+            "API_AUTH_CACHE_SECONDS": "5",
+            # Scenarios drive one tenant far above the abuse limits unless they test them.
+            "API_RATE_LIMIT_TENANT_PER_SECOND": "1000000",
+            "API_RATE_LIMIT_API_KEY_PER_SECOND": "1000000",
+            "API_RATE_LIMIT_LOGIN_ACCOUNT_PER_MINUTE": "1000000",
+            "API_RATE_LIMIT_LOGIN_CLIENT_PER_MINUTE": "1000000",
+        }
+        if self.broker is not None:
+            env["API_KAFKA__BOOTSTRAP_SERVERS"] = self.broker.bootstrap
+            env["API_JOBS_TOPIC"] = self.topic
+        return {**env, **overrides}
+
+    def start_api(self, wait: bool = True, **overrides: str) -> ServiceProcess:
+        process = ServiceProcess("api", self.api_env(**overrides))
+        self.apis.append(process)  # before start: a process that never got healthy is stopped too
+        return process.start(wait=wait)
+
+    @property
+    def api(self) -> ServiceProcess:
+        return self.apis[0]
+
+    def worker_env(self, **overrides: str) -> dict[str, str]:
+        assert self.broker is not None
+        return {
+            "WORKER_DATABASE_URL": self.database_url,
+            "WORKER_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "WORKER_JOBS_TOPIC": self.topic,
+            "WORKER_DEAD_LETTER_TOPIC": f"{self.topic}.dlq",
+            "WORKER_CONSUMER_GROUP": f"group-{self.topic}",
+            "WORKER_SSRF_ALLOWLIST": "127.0.0.1",
+            "WORKER_DB_POOL_SIZE": "5",
+            "WORKER_SESSION_TIMEOUT_MS": "2000",
+            "WORKER_HEARTBEAT_INTERVAL_MS": "300",
+            "WORKER_RETRY_SCHEDULE_SECONDS": "0.5,1,2",
+            "WORKER_RETRY_JITTER": "0",
+            "WORKER_RETRY_POLL_INTERVAL_SECONDS": "0.1",
+            "WORKER_DELIVERY_TIMEOUT_SECONDS": "2",
+            "WORKER_LAG_INTERVAL_SECONDS": "0.5",
+            **overrides,
+        }
+
+    def start_worker(self, wait: bool = True, **overrides: str) -> ServiceProcess:
+        process = ServiceProcess("webhook-worker", self.worker_env(**overrides))
+        self.workers.append(process)
+        return process.start(wait=wait)
+
+    def kill_worker(self, process: ServiceProcess) -> None:
+        process.kill()
+        self.workers.remove(process)
+        self.retired.append(process)
+
+    def retire(self, process: ServiceProcess) -> None:
+        """Stop a process for good (SIGTERM); its log still counts."""
+        process.stop()
+        for group in (self.apis, self.workers):
+            if process in group:
+                group.remove(process)
+        if process is self.verifier:
+            self.verifier = None
+        self.retired.append(process)
+
+    # --- data -------------------------------------------------------------------------------
+
+    def add_tenant(
+        self,
+        tenant_id: str | None = None,
+        *,
+        issuers: list[str] | None = None,
+        roles: tuple[Role, ...] = (Role.TENANT_ADMIN,),
+        users: bool = False,
+    ) -> Tenant:
+        """A tenant trusting `issuers` (default: the system's), with an API key per role."""
+        tenant = Tenant(tenant_id or f"t-{uuid.uuid4().hex[:10]}")
+        trusted = issuers if issuers is not None else [issuer.did for issuer in self.issuers]
+
+        async def create() -> None:
+            engine = create_engine(self.database_url)
+            try:
+                async with engine.begin() as conn:
+                    now = datetime.now(UTC)
+                    await directory.create_tenant(conn, tenant.id, tenant.id.title(), now)
+                    for did in trusted:
+                        await directory.add_trusted_issuer(conn, tenant.id, did, now)
+                    for role in roles:
+                        key_id, key = await directory.create_api_key(
+                            conn, tenant.id, f"reliability-{role.value}", role, "reliability", now
+                        )
+                        tenant.keys[role], tenant.key_ids[role] = key, key_id
+                        if users:
+                            email = f"{role.value}@{tenant.id}.example"
+                            await directory.create_user(conn, tenant.id, email, PASSWORD, role, now)
+                            tenant.emails[role] = email
+            finally:
+                await engine.dispose()
+
+        asyncio.run(create())
+        self.tenants[tenant.id] = tenant
+        return tenant
+
+    def subscribe(
+        self,
+        tenant: Tenant,
+        path: str,
+        events: list[str] | None = None,
+        *,
+        api: ServiceProcess | None = None,
+        url: str | None = None,
+    ) -> dict[str, Any]:
+        """A webhook subscription to the receiver (or to `url`), registered with its secret."""
+        assert self.receiver is not None
+        target = url or self.receiver.url(path)
+        response = httpx.post(
+            f"{(api or self.api).url}/api/v1/webhooks",
+            json={"url": target, "event_types": events or ["MandateCreated"]},
+            headers=tenant.headers(),
+            timeout=10,
+        )
+        if response.status_code != 201:
+            msg = f"subscribe {target}: {response.status_code} {response.text}"
+            raise RuntimeError(msg)
+        body: dict[str, Any] = response.json()
+        self.receiver.register(path, body["secret"])
+        return body
+
+    def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async def run() -> list[asyncpg.Record]:
+            conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+            try:
+                return list(await conn.fetch(sql, *args))
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def scalar(self, sql: str, *args: Any) -> Any:
+        rows = self.query(sql, *args)
+        return rows[0][0] if rows else None
+
+
+@contextmanager
+def http(
+    base_url: str, headers: dict[str, str] | None = None, timeout: float = 10
+) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, headers=headers or {}, timeout=timeout) as client:
+        yield client
+
+
+def delivered_mandate_ids(receiver: Receiver, path: str) -> dict[str, set[str]]:
+    """mandate id -> the webhook-ids it arrived under (verified deliveries only)."""
+    seen: dict[str, set[str]] = {}
+    for delivery in receiver.at(path):
+        mandate_id = json.loads(delivery.body)["data"]["id"]
+        seen.setdefault(mandate_id, set()).add(delivery.webhook_id)
+    return seen
+
+
+def count_where(items: list[Any], predicate: Callable[[Any], bool]) -> int:
+    return sum(1 for item in items if predicate(item))
+
+
+def error_records(processes: list[ServiceProcess]) -> list[dict[str, Any]]:
+    """The ERROR/CRITICAL log records of `processes` (JSON lines), for a failure's cause."""
+    found = []
+    for process in processes:
+        if not process.log_path.exists():
+            continue
+        for record in process.json_logs():
+            if str(record.get("level", "")).lower() in ("error", "critical"):
+                found.append({"service": process.service, **record})
+    return found
+
+
+def error_causes(processes: list[ServiceProcess]) -> dict[str, int]:
+    """Distinct `service: event error_type error` of the error records, with their counts."""
+    causes: dict[str, int] = {}
+    for record in error_records(processes):
+        detail = " ".join(
+            str(record[k])
+            for k in ("event", "route", "status", "error_type", "error")
+            if record.get(k) is not None
+        )
+        key = f"{record['service']}: {detail}"[:300]
+        causes[key] = causes.get(key, 0) + 1
+    return causes
+
+
+def server_errors(processes: list[ServiceProcess], *, include_503: bool = False) -> dict[str, int]:
+    """`service METHOD route status error_type` of every 5xx the services logged, counted."""
+    found: dict[str, int] = {}
+    for record in error_records(processes):
+        status = record.get("status")
+        if record.get("event") != "http_request_error" or not isinstance(status, int):
+            continue
+        if status == 503 and not include_503:
+            continue
+        key = (
+            f"{record['service'].removeprefix('mandate-vault-')} {record.get('method')} "
+            f"{record.get('route')} {status} {record.get('error_type')}"
+        )
+        found[key] = found.get(key, 0) + 1
+    return dict(sorted(found.items()))
