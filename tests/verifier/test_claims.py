@@ -77,6 +77,17 @@ async def test_the_longest_scope_is_accepted(verifier: Verifier, keys: Keys) -> 
     assert result.status is S.VALID
 
 
+@pytest.mark.parametrize(("length", "expected"), [(512, S.VALID), (513, S.CLAIMS_INVALID)])
+async def test_subjects_longer_than_the_api_stores_are_claims_invalid(
+    verifier: Verifier, keys: Keys, length: int, expected: S
+) -> None:
+    subject = "did:example:" + "s" * (length - len("did:example:"))
+    claims = with_subject(id=subject)
+    claims["sub"] = subject
+    result = await verifier.verify(sign(keys.ec, claims))
+    assert result.status is expected, result.reason
+
+
 @pytest.mark.parametrize("name", ["scope", "amountLimit", "currency", "id"])
 async def test_a_missing_credential_subject_field_is_missing_required_field(
     verifier: Verifier, keys: Keys, name: str

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mandate_vault_api.credentials import new_id
 from mandate_vault_api.verifier_client import Verification
-from mandate_vault_shared.db.schema import mandates
+from mandate_vault_shared.db.schema import MAX_IDENTIFIER_LENGTH, mandates
 from mandate_vault_shared.errors import Conflict, NotFound
 
 
@@ -40,14 +40,20 @@ class MandateFilters:
     created_before: datetime | None = None
 
 
+def _identifier(value: str | None) -> str | None:
+    """An identifier read from the token, or None when it is too long to store and index
+    (only possible on a rejected token: the verifier refuses longer iss/sub; vc_jwt keeps all)."""
+    return value if value is not None and len(value) <= MAX_IDENTIFIER_LENGTH else None
+
+
 def _verification_values(verification: Verification) -> dict[str, Any]:
     terms = verification.mandate
     return {
         "verification_status": verification.status,
         "verification_reason": (verification.reason or "")[:500] or None,
-        "issuer": verification.issuer,
-        "subject": verification.subject,
-        "key_id": verification.key_id,
+        "issuer": _identifier(verification.issuer),
+        "subject": _identifier(verification.subject),
+        "key_id": _identifier(verification.key_id),
         "scope": terms.scope if terms else None,
         "amount_limit": terms.amount_limit if terms else None,
         "currency": terms.currency if terms else None,

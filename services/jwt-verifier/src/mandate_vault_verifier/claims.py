@@ -69,12 +69,15 @@ def _amount(value: Any) -> Decimal:
 
 NumericDate = Annotated[float, BeforeValidator(_numeric_date)]
 NonBlank = Annotated[str, StringConstraints(strict=True, min_length=1, pattern=r"\S")]
+# Issuer and subject identifiers are stored and indexed by the api: 512 characters at most.
+MAX_IDENTIFIER_LENGTH = 512
+Identifier = Annotated[NonBlank, StringConstraints(max_length=MAX_IDENTIFIER_LENGTH)]
 
 
 class CredentialSubject(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    id: NonBlank
+    id: Identifier
     scope: Annotated[NonBlank, StringConstraints(max_length=200)]
     amount_limit: Annotated[Decimal, BeforeValidator(_amount)] = Field(alias="amountLimit")
     currency: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")]
@@ -97,8 +100,8 @@ class Credential(BaseModel):
 class MandateClaims(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    iss: NonBlank
-    sub: NonBlank
+    iss: Identifier
+    sub: Identifier
     iat: NumericDate
     exp: NumericDate
     nbf: NumericDate | None = None

@@ -19,6 +19,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+# Issuer, subject and key ids are VARCHAR(512): longer ones are never stored.
+MAX_IDENTIFIER_LENGTH = 512
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -96,7 +99,7 @@ trusted_issuers = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
-    Column("issuer", String(512), nullable=False),
+    Column("issuer", String(MAX_IDENTIFIER_LENGTH), nullable=False),
     _ts("created_at"),
     UniqueConstraint("tenant_id", "issuer", name="uq_trusted_issuers_tenant_issuer"),
 )
@@ -109,9 +112,9 @@ mandates = Table(
     Column("status", String(20), nullable=False),
     Column("verification_status", String(40), nullable=False),
     Column("verification_reason", String(500), nullable=True),
-    Column("issuer", String(512), nullable=True),
-    Column("subject", String(512), nullable=True),
-    Column("key_id", String(512), nullable=True),
+    Column("issuer", String(MAX_IDENTIFIER_LENGTH), nullable=True),
+    Column("subject", String(MAX_IDENTIFIER_LENGTH), nullable=True),
+    Column("key_id", String(MAX_IDENTIFIER_LENGTH), nullable=True),
     Column("scope", String(200), nullable=True),
     Column("amount_limit", Numeric(18, 2), nullable=True),
     Column("currency", String(3), nullable=True),
