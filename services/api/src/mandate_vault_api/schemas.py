@@ -152,12 +152,21 @@ class IssuerOut(Response):
 
 
 # --- mandates ---
+# A compact JWS is base64url segments and dots; anything outside printable ASCII (a NUL, say)
+# cannot be one, and could not be stored as text either.
+COMPACT_TOKEN_PATTERN = r"^[!-~]+$"  # noqa: S105 - a pattern, not a secret
+
+
 class MandateCreate(Request):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"vc_jwt": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImtleS0xIn0..."}]},
     )
-    vc_jwt: str = Field(min_length=1, description="The mandate: a JWT Verifiable Credential.")
+    vc_jwt: str = Field(
+        min_length=1,
+        pattern=COMPACT_TOKEN_PATTERN,
+        description="The mandate: a JWT Verifiable Credential in compact form (printable ASCII).",
+    )
 
 
 class MandateOut(Response):
