@@ -251,3 +251,15 @@ async def test_admin_acts_on_any_tenant_by_naming_it(api: Api, bank: Issuer) -> 
     assert found.status_code == 200
     tenants = await api.client.get("/api/v1/tenants", headers=b.headers[Role.ADMIN])
     assert {a.tenant, b.tenant} <= {t["id"] for t in tenants.json()}
+
+
+async def test_admin_naming_a_tenant_that_does_not_exist_gets_404(api: Api, bank: Issuer) -> None:
+    world = await build_world(api, bank)
+    admin = {**world.headers[Role.ADMIN], "X-Tenant-ID": "no-such-tenant"}
+    created = await api.client.post(
+        "/api/v1/mandates", json={"vc_jwt": bank.mandate()}, headers=admin
+    )
+    assert created.status_code == 404, created.text
+    assert created.json()["error"] == "not_found"
+    listed = await api.client.get("/api/v1/mandates", headers=admin)
+    assert listed.status_code == 404

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypedDict, cast
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from mandate_vault_api import directory
 from mandate_vault_api.auth import Authenticator, AuthPolicy
 from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock
@@ -98,13 +99,19 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Princip
 
 
 async def acting_tenant(
+    ctx: ContextDep,
     principal: PrincipalDep,
     x_tenant_id: Annotated[
         str | None,
         Header(description="Admins only: act on this tenant instead of their own."),
     ] = None,
 ) -> str:
-    return principal.acting_tenant(x_tenant_id)
+    tenant_id = principal.acting_tenant(x_tenant_id)
+    if tenant_id != principal.tenant_id:
+        # an admin naming another tenant: it must exist (404), or writes would break its FKs
+        async with ctx.db.read() as conn:
+            await directory.get_tenant(conn, tenant_id)
+    return tenant_id
 
 
 TenantDep = Annotated[str, Depends(acting_tenant)]
