@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -15,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mandate_vault_shared.telemetry.fast_metrics import FastHistogram
 
 # Raised when the database is unreachable or the pool is exhausted: answered 503 + Retry-After.
-DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (DBAPIError, PoolTimeoutError, ConnectionError)
+# The asyncpg ones escape from the create transaction, which talks to asyncpg directly.
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeoutError,
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 class Database:

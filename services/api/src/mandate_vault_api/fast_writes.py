@@ -17,7 +17,7 @@ from typing import Any, Final
 from sqlalchemy import Table
 
 from mandate_vault_api import idempotency, webhooks
-from mandate_vault_api.database import Database
+from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
 from mandate_vault_shared.db.schema import mandates, outbox
 from mandate_vault_shared.messages import EventType
 from mandate_vault_shared.telemetry.fast_metrics import FastHistogram
@@ -65,8 +65,13 @@ async def _pg_transaction(db: Database) -> AsyncIterator[_Timed]:
         # own on this connection (its reset-on-return finds none to roll back): asyncpg's is used.
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
-        async with driver.transaction():
-            yield _Timed(driver, db.query_timings)
+        try:
+            async with driver.transaction():
+                yield _Timed(driver, db.query_timings)
+        except DATABASE_DOWN_ERRORS:
+            # SQLAlchemy never saw the failure, so tell its pool not to hand this connection out
+            await conn.invalidate()
+            raise
 
 
 async def store_created(
