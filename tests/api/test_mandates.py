@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 from sqlalchemy import func, select
 
 from mandate_vault_shared.db.schema import idempotency_keys, mandates
@@ -12,6 +13,7 @@ from tests.api.conftest import Api, running_api
 from tests.api.helpers import tenant_with_writer
 from tests.api.issuer import Issuer
 from tests.fixtures.net import free_port
+from tests.fixtures.postgres import admin_dsn
 
 
 async def count_mandates(api: Api) -> int:
@@ -205,6 +207,8 @@ async def test_bad_input_gets_a_clear_4xx_and_stores_nothing(api: Api, bank: Iss
         ({"vc_jwt": bank.mandate(), "status": "ACTIVE"}, 422),
         ({"vc_jwt": bank.mandate(), "verification_status": "VALID"}, 422),
         ({"vc_jwt": "e" * 17_000}, 413),
+        ({"vc_jwt": bank.mandate() + "\x00"}, 422),
+        ({"vc_jwt": "eyJ\u00e9.e30.x"}, 422),
     ]
     for body, status in cases:
         response = await api.client.post("/api/v1/mandates", json=body, headers=headers)
@@ -239,3 +243,50 @@ async def test_verifier_down_answers_503_and_stores_nothing(
         assert response.headers["Retry-After"] == "5"
         assert response.json()["error"] == "verifier_unavailable"
         assert await count_mandates(api) == 0
+
+
+async def test_identifiers_too_long_to_store_are_rejected_not_a_500(api: Api, bank: Issuer) -> None:
+    _, headers = await tenant_with_writer(api, bank.did)
+    stranger = Issuer(did="did:web:" + "a" * 600 + ".example")
+    untrusted = await api.client.post(
+        "/api/v1/mandates", json={"vc_jwt": stranger.mandate()}, headers=headers
+    )
+    assert untrusted.status_code == 201, untrusted.text
+    assert untrusted.json()["verification_status"] == "ISSUER_UNKNOWN"
+    assert untrusted.json()["issuer"] is None  # too long to store; vc_jwt keeps it
+    long_subject = bank.mandate(subject="did:example:" + "s" * 2000)
+    response = await api.client.post(
+        "/api/v1/mandates", json={"vc_jwt": long_subject}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "REJECTED"
+    assert response.json()["verification_status"] == "CLAIMS_INVALID"
+
+
+async def test_connections_killed_under_the_pool_are_503_then_replaced(
+    api: Api, bank: Issuer
+) -> None:
+    _, headers = await tenant_with_writer(api, bank.did)
+    body = {"vc_jwt": bank.mandate()}
+    first = await api.client.post("/api/v1/mandates", json=body, headers=headers)
+    assert first.status_code == 201
+    database = api.settings.database_url.rsplit("/", 1)[-1]
+    connection = await asyncpg.connect(admin_dsn())
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", database
+        )
+    finally:
+        await connection.close()
+    outcomes = []
+    for _ in range(api.settings.db_pool_size + 1):
+        response = await api.client.post(
+            "/api/v1/mandates", json={"vc_jwt": bank.mandate()}, headers=headers
+        )
+        outcomes.append(response.status_code)
+        if response.status_code == 201:
+            break
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"]
+    assert outcomes[0] == 503, outcomes  # the dead connection was used, not skipped
+    assert outcomes[-1] == 201, outcomes
