@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -40,6 +41,23 @@ def wait_ready(url: str, timeout: float = 20.0) -> httpx.Response:
     return response
 
 
+def assert_errors_documented_as_served(document: dict[str, Any]) -> None:
+    """Every error response the document lists has the body the shared handler renders."""
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert set(schemas["ErrorBody"]["required"]) == {"error", "detail", "request_id"}
+    errors = [
+        response
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for code, response in operation["responses"].items()
+        if int(code) >= 400
+    ]
+    for response in errors:
+        schema = response["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+
+
 @pytest.mark.parametrize("service", list(SERVICE_NAMES))
 def test_service_answers_health_readiness_and_metrics(
     service: str, broker: Broker, topic: str, sqlite_url: str
@@ -65,6 +83,7 @@ def test_service_answers_health_readiness_and_metrics(
             version="0.1.0",
         )
         assert info == 1.0
+        assert_errors_documented_as_served(httpx.get(f"{process.url}/openapi.json").json())
     finally:
         # uvicorn re-raises SIGTERM after a graceful shutdown, hence -15 rather than 0.
         assert process.stop() in (0, -15), process.output()

@@ -15,6 +15,7 @@ from mandate_vault_shared.telemetry import Telemetry
 from mandate_vault_shared.web.handlers import install_error_handlers
 from mandate_vault_shared.web.limits import BodyLimitMiddleware
 from mandate_vault_shared.web.middleware import RequestTelemetryMiddleware
+from mandate_vault_shared.web.openapi import install_error_schema
 from mandate_vault_shared.web.system import ReadinessCheck, system_router
 
 _UNTRACED_URLS = r"/healthz$,/readyz$,/api/v1/metrics$"
@@ -64,6 +65,7 @@ def build_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app, dependency_errors=dependency_errors)
+    install_error_schema(app)
     app.include_router(system_router(telemetry, readiness, advisories))
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_size)
     if not telemetry.enabled:
