@@ -44,5 +44,9 @@ soak: setup ## Memory after 100,000 requests and over a 10-minute soak; writes r
 demo: setup ## Drive the running `make run` stack and summarize every monitoring-guide metric
 	@$(UV) run --frozen python demo_monitoring_system.py $(DEMO_ARGS)
 
+RELIABILITY_ARGS ?=
+reliability: setup ## Attack, break and measure the running system; writes docs/reliability.md
+	@$(UV) run --frozen python -m reliability.run $(RELIABILITY_ARGS)
+
 clean: ## Remove local state (SQLite file, reports of make run)
 	rm -rf var/

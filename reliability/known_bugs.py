@@ -24,47 +24,8 @@ class KnownBug:
         return any(re.search(p, problem) for p in (self.telltale, *self.also))
 
 
-LONG_CLAIMS = KnownBug(
-    "api: an `iss` or `sub` longer than 512 characters is a 500 (StringDataRightTruncationError): "
-    "mandates.py stores the verifier's unverified issuer/subject into VARCHAR(512) columns",
-    telltale=r"server error: api POST /api/v1/mandates 500 StringDataRightTruncationError",
-    also=(r"(iss of 600\+ chars|sub of 2,000 chars): HTTP 500",),
-)
-RAW_ASYNCPG_ERRORS = KnownBug(
-    "api: the create transaction on raw asyncpg (fast_writes.py) lets a dropped database "
-    "connection escape as a 500 (ConnectionDoesNotExistError/InterfaceError are not in "
-    "DATABASE_DOWN_ERRORS, and the dead connection is not invalidated in the pool)",
-    telltale=r"server error: api POST /api/v1/mandates 500 "
-    r"(InterfaceError|ConnectionDoesNotExistError)",
-    also=(r"answers neither 201 nor 503: \{('500': \d+|'no answer \(\w+\)': \d+|, )+\}",),
-)
-ADMIN_UNKNOWN_TENANT = KnownBug(
-    "api: an admin naming a tenant that does not exist in X-Tenant-ID gets a 500 from "
-    "POST /api/v1/mandates (ForeignKeyViolationError) instead of 404",
-    telltale=r"server error: api POST /api/v1/mandates 500 ForeignKeyViolationError",
-    also=(r"api: ST101 Server error on \d+ operations: \['POST /api/v1/mandates'\]",),
-)
-NUL_IN_TOKEN = KnownBug(
-    "api: a NUL character in a stored string (vc_jwt) is a 500 (CharacterNotInRepertoireError)",
-    telltale=r"server error: api POST /api/v1/mandates 500 CharacterNotInRepertoireError",
-    also=(r"api: ST101 Server error on \d+ operations: \['POST /api/v1/mandates'\]",),
-)
-VALIDATION_ERROR_SCHEMA = KnownBug(
-    "api: every 422 answer is the shared error shape ({error, detail: str, request_id, fields}) "
-    "but the OpenAPI document declares FastAPI's HTTPValidationError ({detail: [...]})",
-    telltale=r"api: ST108 Response violates schema",
-)
-
-KNOWN: dict[str, tuple[KnownBug, ...]] = {
-    "hostile_jwts": (LONG_CLAIMS,),
-    "postgres_restart": (RAW_ASYNCPG_ERRORS,),
-    "schemathesis_fuzz": (
-        VALIDATION_ERROR_SCHEMA,
-        ADMIN_UNKNOWN_TENANT,
-        NUL_IN_TOKEN,
-        LONG_CLAIMS,
-    ),
-}
+# Empty: every bug the scenarios found so far is fixed (see `git log -- reliability/known_bugs.py`).
+KNOWN: dict[str, tuple[KnownBug, ...]] = {}
 
 
 def explain(scenario: str, row: Row) -> list[str] | None:
@@ -80,3 +41,13 @@ def explain(scenario: str, row: Row) -> list[str] | None:
         if not any(bug.explains(problem) for bug in seen):
             return None
     return [bug.summary for bug in seen] or None
+
+
+def found(rows: list[Row]) -> list[str]:
+    """Every known bug whose telltale problem appears in a failed row of this run."""
+    by_name = {bug.summary: bug for bugs in KNOWN.values() for bug in bugs}
+    return [
+        summary
+        for summary, bug in by_name.items()
+        if any(re.search(bug.telltale, p) for row in rows for p in row.problems)
+    ]

@@ -370,3 +370,20 @@ def server_errors(processes: list[ServiceProcess], *, include_503: bool = False)
         )
         found[key] = found.get(key, 0) + 1
     return dict(sorted(found.items()))
+
+
+def where_events_stopped(system: System, mandate_ids: set[str]) -> dict[str, int]:
+    """For undelivered mandates: published to Kafka or not, and the worker's record of them."""
+    if not mandate_ids:
+        return {}
+    rows = system.query(
+        "SELECT o.published_at IS NOT NULL AS published, d.status AS delivery "
+        "FROM outbox o LEFT JOIN webhook_deliveries d ON d.event_id = o.event_id "
+        "WHERE (o.payload::json -> 'data' ->> 'id') = ANY($1::text[])",
+        list(mandate_ids),
+    )
+    states: dict[str, int] = {}
+    for row in rows:
+        key = f"published={row['published']} delivery={row['delivery']}"
+        states[key] = states.get(key, 0) + 1
+    return states

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from types import ModuleType
-
-from reliability.core import Row, Scale
 
 ORDER = (
     # faults
@@ -27,8 +24,3 @@ ORDER = (
 
 def load(name: str) -> ModuleType:
     return importlib.import_module(f"reliability.scenarios.{name}")
-
-
-def runner(name: str) -> Callable[[Scale], Row]:
-    run: Callable[[Scale], Row] = load(name).run
-    return run

@@ -14,13 +14,13 @@ import time
 
 from reliability.core import Findings, Row, Scale, wait_until
 from reliability.load import CreateLoad, summarize
-from reliability.stack import System, delivered_mandate_ids
+from reliability.stack import System, delivered_mandate_ids, error_causes, where_events_stopped
 
 NAME = "broker killed and restarted"
 PATH = "/broker-outage"
 
 
-def run(scale: Scale) -> Row:
+def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to bottom
     count = scale.pick(60, 600)
     rps = scale.pick(12.0, 15.0)
     kills = scale.pick(1, 3)
@@ -68,6 +68,8 @@ def run(scale: Scale) -> Row:
         deliveries = len(system.receiver.at(PATH))
         invalid = len(system.receiver.invalid)
         alive = all(p.running for p in [*system.apis, *system.workers])
+        stuck = where_events_stopped(system, lost)
+        causes = {c: n for c, n in error_causes(system.processes()).items() if "readyz" not in c}
 
     statuses = summarize(answers)
     non_201 = len(answers) - len(created)
@@ -87,6 +89,8 @@ def run(scale: Scale) -> Row:
         "deliveries_including_duplicates": deliveries,
         "lost": len(lost),
         "seconds_to_drain_after_load": round(waited, 1),
+        "lost_events_state": stuck,
+        "logged_errors": causes,
     }
     tried = (
         f"{len(answers)} creates at {rps:.0f}/s; broker SIGKILLed {kills}x for {outage:.0f} s "

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.samples import Sample
 
 from tests.api.issuer import Issuer, truststore_json
 from tests.api.test_cli import cli
@@ -52,6 +53,17 @@ def stack(
     verifier.stop()
 
 
+def settled_scrape(url: str) -> list[Sample]:
+    """A scrape taken while no background loop (gauge refresh every 0.2 s, outbox relay) holds a
+    pooled connection: a leak keeps `db_connections_active` above 0 for good, a poll only briefly."""
+    deadline = time.monotonic() + 5
+    while True:
+        time.sleep(0.3)  # at least one gauge refresh
+        samples = scrape(url)
+        if value(samples, "db_connections_active") == 0 or time.monotonic() > deadline:
+            return samples
+
+
 def login(api: ServiceProcess, password: str = PASSWORD) -> httpx.Response:
     return httpx.post(f"{api.url}/api/v1/auth/login", json={"email": EMAIL, "password": password})
 
@@ -70,8 +82,7 @@ def test_metrics_and_log_events_after_real_requests(
         verifier.stop()
         down = client.post("/api/v1/mandates", json={"vc_jwt": bank.mandate()})
         assert down.status_code == 503
-        time.sleep(0.5)  # one gauge refresh
-        samples = scrape(api.url)
+        samples = settled_scrape(api.url)
 
     created = "mandates_created_total"
     assert value(samples, created, tenant_id=TENANT, verification_status="VALID") == 1
