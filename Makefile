@@ -17,8 +17,11 @@ setup: ## Install uv, the workspace and the Debian tools the tests use (idempote
 run: setup ## Run api, jwt-verifier, webhook-worker and a local Kafka broker on embedded defaults
 	@$(UV) run --frozen python scripts/run_stack.py
 
+# Two phases: most tests on TEST_WORKERS processes, then the few that judge latency, alone.
+TEST_WORKERS ?= 2
 test: setup ## Run every test (real Postgres, Kafka-protocol broker, Prometheus tools)
-	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+	@$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS)
+	@$(UV) run --frozen pytest -m serial $(PYTEST_ARGS)
 
 lint: setup ## ruff lint and format check
 	@$(UV) run --frozen ruff check .

@@ -61,3 +61,10 @@ def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path}/mandate_vault.db"
     migrate.upgrade(url)
     return url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # `make test` runs two phases with opposite marker filters: a phase that selects nothing
+    # (e.g. PYTEST_ARGS naming one file) is not a failure.
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK
