@@ -33,6 +33,8 @@ from reliability.stack import (
 NAME = "PostgreSQL stopped and started"
 PATH = "/pg-outage"
 EVENTS = ["MandateCreated", "MandateVerificationFailed"]
+# A create sent just before the stop can still be running when the database goes away.
+IN_FLIGHT_SECONDS = 1.0
 RECOVERY_SECONDS = 10.0  # after the database is back, creates must succeed again within this
 
 
@@ -168,7 +170,10 @@ def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to botto
             for a in answers
             if a.sent_at >= up + RECOVERY_SECONDS
             and a.status != 201
-            and not any(start <= a.sent_at <= end + RECOVERY_SECONDS for start, end in windows)
+            and not any(
+                start - IN_FLIGHT_SECONDS <= a.sent_at <= end + RECOVERY_SECONDS
+                for start, end in windows
+            )
         ]
         findings.check(
             not late,

@@ -81,6 +81,12 @@ class JobConsumer:
             except KafkaError as exc:
                 log.warning("consumer_disconnected", error_type=type(exc).__name__)
                 await asyncio.sleep(_RECONNECT_DELAY_SECONDS)
+            except Exception as exc:
+                # Anything else (a broker answering a malformed response after a crash made
+                # aiokafka raise ValueError) must not end consumption for the process's life:
+                # start over from the committed offsets.
+                log.error("consumer_failed", error_type=type(exc).__name__, error=str(exc))
+                await asyncio.sleep(_RECONNECT_DELAY_SECONDS)
             finally:
                 self._consumer = None
                 await consumer.stop()

@@ -1,0 +1,62 @@
+"""The consumer loop outlives failures that are not Kafka errors (a broker restarted after a
+crash once answered a malformed response; aiokafka raised ValueError and consumption ended for
+the life of the process)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from opentelemetry.trace import NoOpTracer
+
+from mandate_vault_shared.messages import WebhookJob
+from mandate_vault_worker import consumer as consumer_module
+from mandate_vault_worker.consumer import JobConsumer
+from mandate_vault_worker.settings import WorkerSettings
+from tests.fixtures.broker import Broker
+from tests.platform.test_kafka_trace_context import a_job, produce
+
+
+class _NoDeadLetters:
+    async def publish(self, *_: Any) -> None:
+        raise AssertionError("nothing here is poison")
+
+
+async def test_a_non_kafka_failure_restarts_consumption(
+    broker: Broker, topic: str, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(consumer_module, "_RECONNECT_DELAY_SECONDS", 0.1)
+    handled: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(job: WebhookJob, _: str) -> None:
+        await handled.put(job.event_id)
+
+    settings = WorkerSettings(
+        kafka={"bootstrap_servers": broker.bootstrap},
+        jobs_topic=topic,
+        consumer_group=f"group-{topic}",
+    )
+    consumer = JobConsumer(settings, NoOpTracer(), handler, _NoDeadLetters())  # type: ignore[arg-type]
+    real_poll = JobConsumer._poll
+    polls = 0
+
+    async def poll_failing_once(self: JobConsumer, kafka: AIOKafkaConsumer) -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 1:
+            raise ValueError("unpack requires a buffer of 4 bytes")
+        await real_poll(self, kafka)
+
+    monkeypatch.setattr(JobConsumer, "_poll", poll_failing_once)
+    job = a_job()
+    await produce(broker, topic, job)
+    task = asyncio.create_task(consumer.run())
+    try:
+        assert await asyncio.wait_for(handled.get(), timeout=30) == job.event_id
+        assert polls == 2
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
