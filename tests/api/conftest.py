@@ -101,9 +101,14 @@ def api_settings(database_url: str, verifier_url: str, **overrides: Any) -> ApiS
         database_url=database_url,
         verifier_url=verifier_url,
         token_signing_key=SIGNING_KEY,
-        gauge_refresh_interval_seconds=0.2,
-        expiry_sweep_interval_seconds=0.2,
-        **({"ssrf_allowlist": "127.0.0.1,localhost"} | overrides),
+        **(
+            {
+                "gauge_refresh_interval_seconds": 0.2,
+                "expiry_sweep_interval_seconds": 0.2,
+                "ssrf_allowlist": "127.0.0.1,localhost",
+            }
+            | overrides
+        ),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -14,6 +15,7 @@ from tests.api.helpers import tenant_with_writer
 from tests.api.issuer import Issuer
 from tests.fixtures.net import free_port
 from tests.fixtures.postgres import admin_dsn
+from tests.fixtures.services import ServiceProcess
 
 
 async def count_mandates(api: Api) -> int:
@@ -231,6 +233,28 @@ async def test_bad_input_gets_a_clear_4xx_and_stores_nothing(api: Api, bank: Iss
     assert tenant
 
 
+async def test_text_the_database_cannot_store_is_refused_on_every_route(
+    api: Api, bank: Issuer
+) -> None:
+    _, headers = await tenant_with_writer(api, bank.did)
+    for name in ("billing\x00", "billing\udc00"):  # NUL; a lone surrogate (valid JSON escapes)
+        body = orjson_body({"name": name, "role": "member"})
+        response = await api.client.post(
+            "/api/v1/api-keys",
+            content=body,
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["fields"][0]["loc"] == ["body", "name"]
+    listed = await api.client.get("/api/v1/api-keys", headers=headers)
+    assert listed.json() == []
+
+
+def orjson_body(value: dict[str, str]) -> bytes:
+    """JSON with lone surrogates escaped as \\uXXXX, as a hostile client would send them."""
+    return json.dumps(value, ensure_ascii=True).encode()
+
+
 async def test_verifier_down_answers_503_and_stores_nothing(
     database_url: str, bank: Issuer
 ) -> None:
@@ -264,8 +288,20 @@ async def test_identifiers_too_long_to_store_are_rejected_not_a_500(api: Api, ba
 
 
 async def test_connections_killed_under_the_pool_are_503_then_replaced(
-    api: Api, bank: Issuer
+    database_url: str, verifier: ServiceProcess, bank: Issuer
 ) -> None:
+    # Background loops off: a loop touching the dead connection first would discard it and
+    # the create below would never meet it.
+    quiet = {
+        "gauge_refresh_interval_seconds": 3600,
+        "expiry_sweep_interval_seconds": 3600,
+        "outbox_poll_interval_seconds": 3600,
+    }
+    async with running_api(database_url, verifier.url, **quiet) as api:
+        await _creates_after_the_kill(api, bank)
+
+
+async def _creates_after_the_kill(api: Api, bank: Issuer) -> None:
     _, headers = await tenant_with_writer(api, bank.did)
     body = {"vc_jwt": bank.mandate()}
     first = await api.client.post("/api/v1/mandates", json=body, headers=headers)

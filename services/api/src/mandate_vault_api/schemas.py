@@ -29,6 +29,20 @@ Timestamp = Annotated[datetime, AfterValidator(as_utc)]
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        """PostgreSQL text holds neither NUL nor lone surrogates (JSON allows both): refuse
+        them here (422) rather than fail at the database."""
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("must not contain NUL characters")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+        return value
+
 
 class Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
