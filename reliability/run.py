@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reliability import known_bugs
 from reliability.core import Row, Scale
 from reliability.scenarios import ORDER, load
 
@@ -88,18 +87,9 @@ def markdown(rows: list[Row], scale: Scale, elapsed: float) -> str:
         "",
         table(rows),
         "",
+        "## Details",
+        "",
     ]
-    bugs = known_bugs.found(rows)
-    if bugs:
-        parts += ["## Product bugs behind the failures", ""]
-        parts += [f"- {bug}" for bug in bugs]
-        parts += [
-            "",
-            "They are listed in `reliability/known_bugs.py`; the short versions in `make test`",
-            "report them as expected failures until they are fixed.",
-            "",
-        ]
-    parts += ["## Details", ""]
     for row in rows:
         parts += [f"### {row.scenario} — {'PASS' if row.passed else 'FAIL'}", ""]
         if row.problems:

@@ -1,8 +1,7 @@
 """The short version of every `make reliability` scenario (reliability/scenarios), as a test.
 
 Each starts the real services on real PostgreSQL and the broker, breaks or attacks them, and
-must pass. A run that fails only because of a product bug listed in reliability/known_bugs.py
-is reported as an expected failure naming that bug; anything else fails.
+must pass.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ import pytest
 from reliability.core import Scale
 from reliability.run import run_one
 from reliability.scenarios import ORDER
-
-from reliability import known_bugs
 
 # These judge latency (p99 against a healthy run, answers bounded by a timeout): they run alone,
 # after the parallel tests, so a neighbour's load cannot decide them.
@@ -26,7 +23,4 @@ SCENARIOS = [pytest.param(s, marks=pytest.mark.serial) if s in TIMED else s for 
 def test_short_scenario(scenario: str) -> None:
     row, seconds = run_one(scenario, Scale.SHORT)
     print(f"\n{row}\n({seconds:.1f} s) {row.figures}")
-    bugs = known_bugs.explain(scenario, row)
-    if bugs:
-        pytest.xfail("known product bug(s): " + " | ".join(bugs))
     assert row.passed, str(row)
