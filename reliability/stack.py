@@ -26,7 +26,7 @@ from tests.api.issuer import Issuer, truststore_json
 from tests.fixtures.broker import Broker, MotoS3
 from tests.fixtures.postgres import create_database, drop_database, ensure_server
 from tests.fixtures.receiver import Receiver, start_receiver
-from tests.fixtures.services import ServiceProcess
+from tests.fixtures.services import ServiceProcess, quick_worker_env
 
 from mandate_vault_api import directory, migrate
 from mandate_vault_api.roles import Role
@@ -193,20 +193,9 @@ class System:
     def worker_env(self, **overrides: str) -> dict[str, str]:
         assert self.broker is not None
         return {
-            "WORKER_DATABASE_URL": self.database_url,
-            "WORKER_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
-            "WORKER_JOBS_TOPIC": self.topic,
-            "WORKER_DEAD_LETTER_TOPIC": f"{self.topic}.dlq",
-            "WORKER_CONSUMER_GROUP": f"group-{self.topic}",
-            "WORKER_SSRF_ALLOWLIST": "127.0.0.1",
+            **quick_worker_env(self.database_url, self.broker.bootstrap, self.topic),
             "WORKER_DB_POOL_SIZE": "5",
-            "WORKER_SESSION_TIMEOUT_MS": "2000",
-            "WORKER_HEARTBEAT_INTERVAL_MS": "300",
             "WORKER_RETRY_SCHEDULE_SECONDS": "0.5,1,2",
-            "WORKER_RETRY_JITTER": "0",
-            "WORKER_RETRY_POLL_INTERVAL_SECONDS": "0.1",
-            "WORKER_DELIVERY_TIMEOUT_SECONDS": "2",
-            "WORKER_LAG_INTERVAL_SECONDS": "0.5",
             **overrides,
         }
 

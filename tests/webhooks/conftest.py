@@ -22,7 +22,7 @@ from tests.fixtures.otlp import OtlpReceiver
 from tests.fixtures.otlp import start_receiver as start_otlp
 from tests.fixtures.postgres import create_database, drop_database
 from tests.fixtures.receiver import Receiver, Script, start_receiver
-from tests.fixtures.services import ServiceProcess
+from tests.fixtures.services import ServiceProcess, quick_worker_env
 
 TENANT = "acme-corp"
 EMAIL = "ops@acme.example"
@@ -68,19 +68,7 @@ class Stack:
 
     def worker_env(self, **overrides: str) -> dict[str, str]:
         return {
-            "WORKER_DATABASE_URL": self.database_url,
-            "WORKER_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
-            "WORKER_JOBS_TOPIC": self.topic,
-            "WORKER_DEAD_LETTER_TOPIC": f"{self.topic}.dlq",
-            "WORKER_CONSUMER_GROUP": f"group-{self.topic}",
-            "WORKER_SSRF_ALLOWLIST": "127.0.0.1",
-            "WORKER_SESSION_TIMEOUT_MS": "2000",
-            "WORKER_HEARTBEAT_INTERVAL_MS": "300",
-            "WORKER_RETRY_SCHEDULE_SECONDS": "0.5,1",
-            "WORKER_RETRY_JITTER": "0",
-            "WORKER_RETRY_POLL_INTERVAL_SECONDS": "0.1",
-            "WORKER_DELIVERY_TIMEOUT_SECONDS": "2",
-            "WORKER_LAG_INTERVAL_SECONDS": "0.5",
+            **quick_worker_env(self.database_url, self.broker.bootstrap, self.topic),
             **self.otel(),
             **self.worker_overrides,
             **overrides,
