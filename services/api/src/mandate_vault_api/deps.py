@@ -76,12 +76,12 @@ async def get_principal(
 ) -> Principal:
     if bearer is not None:
         principal = await ctx.authenticator.from_bearer(bearer.credentials)
+        await ctx.limiter.check(("tenant", principal.tenant_id))
     elif api_key:
         principal = await ctx.authenticator.from_api_key(api_key)
-        ctx.limiter.check("api_key", principal.id)
+        await ctx.limiter.check(("api_key", principal.id), ("tenant", principal.tenant_id))
     else:
         raise Unauthorized
-    ctx.limiter.check("tenant", principal.tenant_id)
     bind_context(tenant_id=principal.tenant_id, principal_id=principal.id)
     set_identity(user_id=principal.id, tenant_id=principal.tenant_id)
     return principal

@@ -79,6 +79,15 @@ async def _relay_progress(request: Request) -> str | None:
     return None
 
 
+async def _redis_reachable(request: Request) -> str | None:
+    """Reported, never gating: the limiter falls back per process while Redis is away, so
+    taking every replica out of the load balancer would turn a Redis outage into an outage."""
+    context: AppContext = request.scope["state"]["context"]
+    if not await context.limiter.shared_store_ok():
+        return "Redis unreachable: rate limits are per process until it is back"
+    return None
+
+
 def _background_tasks(
     settings: ApiSettings,
     db: Database,
@@ -139,6 +148,7 @@ def create_app(
         )
         tasks = _background_tasks(settings, db, metrics, election, relay, clock)
         policy = auth_policy(settings)
+        limiter = RateLimiter(settings.rate_limits, telemetry.meter, settings.shared_limits())
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
             yield ApiState(
@@ -153,7 +163,7 @@ def create_app(
                     box=SecretBox(settings.encryption_key),
                     authenticator=Authenticator(db, policy, clock, settings.auth_cache_seconds),
                     issuer_cache=TtlCache(settings.auth_cache_seconds),
-                    limiter=RateLimiter(settings.rate_limits, telemetry.meter),
+                    limiter=limiter,
                 )
             )
         finally:
@@ -161,6 +171,7 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await relay.close()
+            await limiter.close()
             await election.close()
             await session.close()
             await engine.dispose()
@@ -176,7 +187,8 @@ def create_app(
         telemetry=telemetry,
         lifespan=lifespan,
         readiness={"database": _database_ready},
-        advisories={"outbox_relay": _relay_progress},
+        advisories={"outbox_relay": _relay_progress}
+        | ({"redis": _redis_reachable} if settings.redis_url is not None else {}),
         openapi_tags=TAGS,
         dependency_errors=DATABASE_DOWN_ERRORS,
         max_body_size=MAX_BODY_BYTES,

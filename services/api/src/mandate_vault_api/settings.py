@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from mandate_vault_api.ratelimit import Limit
+from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
 from mandate_vault_shared.settings import Environment, ServiceSettings
@@ -42,6 +43,11 @@ class ApiSettings(ServiceSettings):
     rate_limit_api_key_per_second: float = Field(250.0, gt=0)
     rate_limit_login_account_per_minute: float = Field(20.0, gt=0)
     rate_limit_login_client_per_minute: float = Field(60.0, gt=0)
+    redis_url: SecretStr | None = Field(
+        None, description="redis:// or rediss:// URL; set to share rate limits across replicas"
+    )
+    redis_key_prefix: str = Field("mv", min_length=1, description="prefix of every Redis key")
+    redis_timeout_seconds: float = Field(0.25, gt=0, le=5)
     max_token_bytes: int = Field(16_384, ge=1024)
     page_size_default: int = Field(50, ge=1)
     page_size_max: int = Field(200, ge=1)
@@ -56,6 +62,14 @@ class ApiSettings(ServiceSettings):
     outbox_batch_size: int = Field(200, ge=1, le=5000)
     outbox_stall_seconds: float = Field(60.0, gt=0)
     outbox_retention_days: int = Field(7, ge=1)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
+            msg = "must be a redis:// or rediss:// URL"
+            raise ValueError(msg)
+        return value
 
     def required_secrets(self) -> Iterable[str]:
         return ("token_signing_key", "webhook_encryption_key")
@@ -84,6 +98,17 @@ class ApiSettings(ServiceSettings):
             "login_account": Limit.per_minute(self.rate_limit_login_account_per_minute),
             "login_client": Limit.per_minute(self.rate_limit_login_client_per_minute),
         }
+
+    def shared_limits(self) -> RedisWindows | None:
+        """The Redis windows every replica shares, or None: limits stay per process."""
+        if self.redis_url is None:
+            return None
+        return RedisWindows(
+            self.redis_url.get_secret_value(),
+            f"{self.redis_key_prefix}:ratelimit",
+            self.redis_timeout_seconds,
+            self.rate_limits,
+        )
 
     @property
     def signing_key(self) -> str:

@@ -36,8 +36,10 @@ async def login(
     Five failures within 15 minutes lock the address for 15 minutes (configurable); while
     locked every attempt answers 429 with `Retry-After`, whatever the password.
     """
-    ctx.limiter.check("login_client", _client_address(request) or "unknown")
-    ctx.limiter.check("login_account", auth.normalize_email(body.email))
+    await ctx.limiter.check(
+        ("login_client", _client_address(request) or "unknown"),
+        ("login_account", auth.normalize_email(body.email)),
+    )
     outcome = await auth.attempt_login(ctx.db, body.email, body.password, ctx.policy, ctx.clock())
     ctx.metrics.auth_attempt(outcome.result.value)
     log.info(
