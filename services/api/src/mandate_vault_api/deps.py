@@ -19,10 +19,12 @@ from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.ratelimit import RateLimiter
 from mandate_vault_api.relay import OutboxRelay
+from mandate_vault_api.revocation import Revocations
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.verifier_client import VerifierClient
 from mandate_vault_shared.errors import Unauthorized
+from mandate_vault_shared.invalidation import Listener
 from mandate_vault_shared.telemetry.logs import bind_context
 from mandate_vault_shared.telemetry.sentry import set_identity
 from mandate_vault_shared.webhooks import SecretBox
@@ -47,6 +49,8 @@ class AppContext:
     authenticator: Authenticator
     issuer_cache: TtlCache[list[str]]
     limiter: RateLimiter
+    revocations: Revocations
+    listener: Listener | None  # None on SQLite: one process clears its own caches
 
     @property
     def creation(self) -> Creation:

@@ -27,6 +27,7 @@ from mandate_vault_api.deps import ApiState, AppContext
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.ratelimit import RateLimiter
 from mandate_vault_api.relay import OutboxRelay
+from mandate_vault_api.revocation import Revocations
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.verifier_client import VerifierClient, create_session
@@ -76,6 +77,14 @@ async def _relay_progress(request: Request) -> str | None:
     stalled = context.relay.stalled_for()
     if stalled > context.settings.outbox_stall_seconds:
         return f"outbox relay stalled for {stalled:.0f}s (Kafka unreachable?)"
+    return None
+
+
+async def _revocations_listening(request: Request) -> str | None:
+    """Reported, never gating: while the channel is down the cache TTL bounds staleness."""
+    context: AppContext = request.scope["state"]["context"]
+    if context.listener is not None and not context.listener.connected:
+        return "not listening for revocations: caches expire after API_AUTH_CACHE_SECONDS"
     return None
 
 
@@ -149,6 +158,14 @@ def create_app(
         tasks = _background_tasks(settings, db, metrics, election, relay, clock)
         policy = auth_policy(settings)
         limiter = RateLimiter(settings.rate_limits, telemetry.meter, settings.shared_limits())
+        revocations = Revocations(
+            Authenticator(db, policy, clock, settings.auth_cache_seconds),
+            TtlCache(settings.auth_cache_seconds),
+        )
+        listener = None
+        if db.dialect == "postgresql":
+            listener = revocations.listener(settings.database_url, telemetry.meter)
+            tasks.append(asyncio.create_task(listener.run(), name="revocations"))
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
             yield ApiState(
@@ -161,9 +178,11 @@ def create_app(
                     policy=policy,
                     relay=relay,
                     box=SecretBox(settings.encryption_key),
-                    authenticator=Authenticator(db, policy, clock, settings.auth_cache_seconds),
-                    issuer_cache=TtlCache(settings.auth_cache_seconds),
+                    authenticator=revocations.authenticator,
+                    issuer_cache=revocations.issuer_cache,
                     limiter=limiter,
+                    revocations=revocations,
+                    listener=listener,
                 )
             )
         finally:
@@ -187,7 +206,7 @@ def create_app(
         telemetry=telemetry,
         lifespan=lifespan,
         readiness={"database": _database_ready},
-        advisories={"outbox_relay": _relay_progress}
+        advisories={"outbox_relay": _relay_progress, "revocations": _revocations_listening}
         | ({"redis": _redis_reachable} if settings.redis_url is not None else {}),
         openapi_tags=TAGS,
         dependency_errors=DATABASE_DOWN_ERRORS,

@@ -9,6 +9,7 @@ from mandate_vault_api.deps import (
     ContextDep,
     PrincipalDep,
 )
+from mandate_vault_api.revocation import SESSION
 from mandate_vault_api.schemas import LoginRequest, PrincipalOut, RefreshRequest, TokenResponse
 from mandate_vault_shared.errors import Unauthorized
 from mandate_vault_shared.telemetry import get_logger, names
@@ -66,7 +67,8 @@ async def refresh(
 ) -> TokenResponse:
     """Rotate a refresh token: the one presented stops working, a new pair is returned."""
     async with ctx.db.transaction() as conn:
-        tokens = await auth.refresh(conn, body.refresh_token, ctx.policy, ctx.clock())
+        tokens, revoked = await auth.refresh(conn, body.refresh_token, ctx.policy, ctx.clock())
+    ctx.revocations.apply(SESSION, revoked)
     return TokenResponse(
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,
@@ -84,7 +86,7 @@ async def logout(
         raise Unauthorized("API keys have no session to log out of.", code="not_a_session")
     async with ctx.db.transaction() as conn:
         await auth.logout(conn, principal.session_id, ctx.clock())
-    ctx.authenticator.forget_all()
+    ctx.revocations.apply(SESSION, principal.session_id)
     log.info(names.EVENT_USER_ACTION, action="logout", user_id=principal.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
