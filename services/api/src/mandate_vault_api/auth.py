@@ -20,6 +20,7 @@ from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock, as_utc
 from mandate_vault_api.credentials import (
     AccessClaims,
+    SigningKeys,
     digest,
     issue_access_token,
     new_id,
@@ -45,7 +46,7 @@ class AuthResult(StrEnum):
 
 @dataclass(frozen=True)
 class AuthPolicy:
-    signing_key: str
+    signing_keys: SigningKeys
     access_ttl: timedelta
     refresh_ttl: timedelta
     threshold: int
@@ -193,7 +194,7 @@ async def _open_session(
     )
     access = issue_access_token(
         AccessClaims(user_id, tenant_id, role, session_id),
-        policy.signing_key,
+        policy.signing_keys,
         now,
         policy.access_ttl,
     )
@@ -266,7 +267,7 @@ class Authenticator:
         self._cache.forget_where(lambda p: p is not None and p.kind == "user" and p.id == user_id)
 
     async def from_bearer(self, token: str) -> Principal:
-        claims = read_access_token(token, self._policy.signing_key, self._clock())
+        claims = read_access_token(token, self._policy.signing_keys, self._clock())
         if claims is None:
             raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
 

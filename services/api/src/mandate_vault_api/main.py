@@ -56,7 +56,7 @@ log = get_logger(__name__)
 
 def auth_policy(settings: ApiSettings) -> AuthPolicy:
     return AuthPolicy(
-        signing_key=settings.signing_key,
+        signing_keys=settings.signing_keys,
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
         threshold=settings.lockout_threshold,

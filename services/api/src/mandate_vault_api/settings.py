@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from mandate_vault_api.credentials import SigningKeys
 from mandate_vault_api.ratelimit import Limit
 from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
 from mandate_vault_shared.settings import Environment, ServiceSettings
 from mandate_vault_shared.ssrf import SsrfPolicy
-from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
+from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY, fernet_keys
 
 DEV_SIGNING_KEY = "dev-only-signing-key-change-me-0123456789abcdef"
 
@@ -63,6 +64,24 @@ class ApiSettings(ServiceSettings):
     outbox_stall_seconds: float = Field(60.0, gt=0)
     outbox_retention_days: int = Field(7, ge=1)
 
+    @field_validator("token_signing_key")
+    @classmethod
+    def _signing_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            SigningKeys.parse(value.get_secret_value())  # raises ValueError, named per field
+        return value
+
+    @field_validator("webhook_encryption_key")
+    @classmethod
+    def _encryption_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                fernet_keys(value.get_secret_value())
+            except (ValueError, TypeError) as exc:
+                msg = "must be one or more comma-separated Fernet keys (urlsafe base64, 32 bytes)"
+                raise ValueError(msg) from exc
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
@@ -111,8 +130,9 @@ class ApiSettings(ServiceSettings):
         )
 
     @property
-    def signing_key(self) -> str:
-        """The access-token key; a fixed development key only where secrets are optional."""
+    def signing_keys(self) -> SigningKeys:
+        """The access-token keys (the first signs); a fixed development key only where secrets
+        are optional."""
         if self.token_signing_key is None:
-            return DEV_SIGNING_KEY
-        return self.token_signing_key.get_secret_value()
+            return SigningKeys.parse(DEV_SIGNING_KEY)
+        return SigningKeys.parse(self.token_signing_key.get_secret_value())
