@@ -209,6 +209,12 @@ class System:
         self.workers.remove(process)
         self.retired.append(process)
 
+    def kill_api(self, process: ServiceProcess) -> None:
+        """SIGKILL an api replica (its database connections and advisory lock go with it)."""
+        process.kill()
+        self.apis.remove(process)
+        self.retired.append(process)
+
     def retire(self, process: ServiceProcess) -> None:
         """Stop a process for good (SIGTERM); its log still counts."""
         process.stop()
