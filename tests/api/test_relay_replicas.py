@@ -8,18 +8,7 @@ import time
 from reliability.core import wait_until
 from reliability.kafka_audit import publish_figures, publishes_per_event
 from reliability.load import CreateLoad
-from reliability.stack import System
-
-from tests.fixtures.metrics import scrape
-from tests.fixtures.services import ServiceProcess
-
-
-def publishing(apis: list[ServiceProcess]) -> ServiceProcess | None:
-    """The elected replica: the only one reporting the database-derived gauges."""
-    for api in apis:
-        if any(sample.name == "outbox_backlog" for sample in scrape(api.url)):
-            return api
-    return None
+from reliability.stack import System, publishing_api
 
 
 def test_two_replicas_publish_every_row_and_survive_the_publishers_death() -> None:
@@ -27,8 +16,8 @@ def test_two_replicas_publish_every_row_and_survive_the_publishers_death() -> No
         for _ in range(2):
             system.start_api(wait=False, API_GAUGE_REFRESH_INTERVAL_SECONDS="0.2")
         system.ready()
-        assert wait_until(lambda: publishing(system.apis) is not None, timeout=20)
-        leader = publishing(system.apis)
+        assert wait_until(lambda: publishing_api(system.apis) is not None, timeout=20)
+        leader = publishing_api(system.apis)
         assert leader is not None
         tenant = system.add_tenant()
         system.subscribe(tenant, "/relay")
