@@ -12,9 +12,13 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from reliability.core import wait_until
 from reliability.stack import PASSWORD, System, Tenant
 
 from mandate_vault_api.roles import Role
+from mandate_vault_shared.invalidation import APPLICATION_NAME
+from tests.fixtures.metrics import scrape, value
+from tests.fixtures.receiver import always
 from tests.fixtures.services import ServiceProcess
 
 CACHE_SECONDS = 60.0
@@ -129,3 +133,62 @@ def test_readiness_reports_the_channel(system: System) -> None:
     for api in system.apis:
         body = httpx.get(f"{api.url}/readyz").json()
         assert "revocations" not in body.get("degraded", {}), body
+
+
+def test_a_lost_channel_reconnects_and_forgets_everything(system: System, tenant: Tenant) -> None:
+    """Notifications sent while a replica was not listening are lost: on reconnecting it clears
+    its caches (a "gap"), so a key revoked meanwhile is refused from then on."""
+
+    def gaps(api: ServiceProcess) -> float:
+        return value(scrape(api.url), "cache_invalidations_total", kind="gap")
+
+    a, b = replicas(system)
+    member = tenant.headers(Role.MEMBER)
+    assert httpx.get(f"{b.url}/api/v1/mandates", headers=member).status_code == 200  # cached
+    before = gaps(b)
+    system.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        APPLICATION_NAME,
+    )
+    # Revoked straight in the database while nobody listens: no notification reaches anyone.
+    system.query(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1", tenant.key_ids[Role.MEMBER]
+    )
+    until(lambda: 1 if gaps(b) > before else 0, 1)
+    until(lambda: httpx.get(f"{b.url}/api/v1/mandates", headers=member).status_code, 401)
+    for api in (a, b):
+        assert "revocations" not in httpx.get(f"{api.url}/readyz").json().get("degraded", {})
+
+
+def test_a_deleted_subscription_gets_no_further_attempt() -> None:
+    """The worker reads the subscription for every attempt: once deleted, retries stop."""
+    with System(partitions=1) as system:
+        assert system.receiver is not None
+        system.start_api(wait=False)
+        system.start_worker(wait=False)
+        system.ready()
+        tenant = system.add_tenant()
+        subscription = system.subscribe(tenant, "/failing")
+        system.receiver.register("/failing", subscription["secret"], always(500))
+        created = httpx.post(
+            f"{system.api.url}/api/v1/mandates",
+            json={"vc_jwt": system.issuers[0].mandate()},
+            headers=tenant.headers(),
+            timeout=10,
+        )
+        assert created.status_code == 201
+        system.receiver.wait_for(lambda r: len(r.at("/failing")) >= 1)
+        deleted = httpx.delete(
+            f"{system.api.url}/api/v1/webhooks/{subscription['id']}", headers=tenant.headers()
+        )
+        assert deleted.status_code == 204
+        attempts = len(system.receiver.at("/failing"))  # at most one more may be in flight
+        skipped = wait_until(
+            lambda: (
+                system.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'failed'")
+                == 1
+            ),
+            timeout=10,
+        )
+        assert skipped, "the retry was not dropped"
+        assert len(system.receiver.at("/failing")) <= attempts + 1

@@ -28,6 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mandate_vault_shared.telemetry import get_logger
 
 CHANNEL: Final = "mandate_vault_invalidate"
+APPLICATION_NAME: Final = (
+    "mandate-vault-invalidation"  # how the connection shows in pg_stat_activity
+)
 _KEEPALIVE_SECONDS: Final = 5.0
 _RETRY_SECONDS: Final = 1.0
 
@@ -80,7 +83,9 @@ class Listener:
             await asyncio.sleep(_RETRY_SECONDS)
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=5)
+        conn = await asyncpg.connect(
+            self._dsn, timeout=5, server_settings={"application_name": APPLICATION_NAME}
+        )
         closed = asyncio.Event()
         conn.add_termination_listener(lambda _conn: closed.set())
         try:
