@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -40,11 +41,15 @@ def start_apis(system: System, redis: RedisServer, **env: str) -> list[ServicePr
 
 
 def statuses(apis: list[ServiceProcess], headers: dict[str, str], n: int) -> list[int]:
-    """`n` requests spread round-robin over the replicas."""
-    return [
-        httpx.get(f"{apis[i % len(apis)].url}/api/v1/mandates", headers=headers).status_code
-        for i in range(n)
-    ]
+    """`n` requests spread round-robin over the replicas, sent together so that they all fall
+    in one 2-second window even on a busy machine."""
+
+    def one(i: int) -> int:
+        url = f"{apis[i % len(apis)].url}/api/v1/mandates"
+        return httpx.get(url, headers=headers, timeout=10).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(n)))
 
 
 def test_two_api_processes_share_a_tenants_limit(system: System, redis_server: RedisServer) -> None:
@@ -53,7 +58,6 @@ def test_two_api_processes_share_a_tenants_limit(system: System, redis_server: R
     answers = statuses(apis, tenant.headers(), 4 * WINDOW)
     # Per process each replica would admit a window's worth: 2 x 4. Shared: one window (a
     # window that rolls over during the run may admit one more).
-    assert answers[:WINDOW] == [200] * WINDOW, answers
     assert WINDOW <= answers.count(200) <= WINDOW + 1, answers
     assert set(answers) == {200, 429}
     refused = httpx.get(f"{apis[1].url}/api/v1/mandates", headers=tenant.headers())
@@ -71,10 +75,11 @@ def test_redis_stopped_limits_fall_back_per_process_and_recover(
     assert statuses(apis, tenant.headers(), 2) == [200, 200]
 
     redis_server.stop()
-    # Nothing fails: every replica limits on its own (a window's worth each), and says so.
-    answers = statuses(apis, tenant.headers(), 4 * WINDOW)
-    assert set(answers) <= {200, 429}, answers
-    assert WINDOW + 1 <= answers.count(200) <= 2 * WINDOW, answers
+    # Nothing fails: every replica limits on its own (a burst each, refilling at the rate),
+    # and says so - more than one shared window admits, but never everything.
+    answers = statuses(apis, tenant.headers(), 6 * WINDOW)
+    assert set(answers) == {200, 429}, answers
+    assert answers.count(200) > WINDOW + 1, answers
     for api in apis:
         ready = httpx.get(f"{api.url}/readyz").json()
         assert ready["status"] == "ready"

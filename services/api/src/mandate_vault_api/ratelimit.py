@@ -7,7 +7,7 @@ Two stores, one behaviour:
 - **Shared** (`API_REDIS_URL` set): sliding-window counters in Redis, kept by the maintained
   `limits` library (`SlidingWindowCounterRateLimiter`), so every replica counts against the
   same window and N replicas together hold the configured rate. One Redis round trip per
-  check; an API-key request's two checks go out together.
+  request: an API-key request's two checks go out in one pipeline.
 
 Redis unreachable: every scope falls back to this process's token buckets (the per-process
 limits above) for `FALLBACK_SECONDS`, then Redis is tried again. A Redis outage therefore never
@@ -21,7 +21,6 @@ A refused call is a 429 with `Retry-After` and counts in `rate_limited_total{sco
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections import OrderedDict
@@ -125,10 +124,7 @@ class RateLimiter:
     ) -> list[float] | None:
         """The waits Redis decides, or None (and the fallback armed) when it cannot answer."""
         try:
-            if len(hits) == 1:
-                waits = [await shared.hit(*hits[0])]
-            else:
-                waits = list(await asyncio.gather(*(shared.hit(s, k) for s, k in hits)))
+            waits = await shared.hits(hits)
         except Exception as exc:  # any store failure: decide locally, never fail the request
             if self._shared_down_until == 0.0:
                 log.warning("rate_limit_store_unavailable", error_type=type(exc).__name__)
