@@ -22,23 +22,26 @@ from mandate_vault_api.settings import ApiSettings
 from mandate_vault_shared.kafka import KafkaSettings, connection_options, producer_options
 from mandate_vault_worker.consumer import JobConsumer
 from mandate_vault_worker.settings import WorkerSettings
-from tests.fixtures.tls import TlsFiles, make_tls_files
+from tests.verifier.helpers import TlsFiles, make_tls
 
 
 @pytest.fixture
 def tls(tmp_path: Path) -> TlsFiles:
-    return make_tls_files(tmp_path)
+    return make_tls(tmp_path)
 
 
-def managed(prefix: str, tls: TlsFiles, mechanism: str) -> dict[str, str]:
-    return {
+def managed(monkeypatch: pytest.MonkeyPatch, prefix: str, tls: TlsFiles, mechanism: str) -> None:
+    """The environment a managed Kafka needs, as a deployment would set it."""
+    env = {
         f"{prefix}_KAFKA__BOOTSTRAP_SERVERS": "b-1.kafka.example.com:9096",
         f"{prefix}_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
         f"{prefix}_KAFKA__SASL_MECHANISM": mechanism,
         f"{prefix}_KAFKA__SASL_USERNAME": "mandate-vault",
         f"{prefix}_KAFKA__SASL_PASSWORD": "kafka-password-0123456789",
-        f"{prefix}_KAFKA__SSL_CAFILE": str(tls.ca),
+        f"{prefix}_KAFKA__SSL_CAFILE": str(tls.ca_file),
     }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
 
 
 def assert_managed_client(client: object, mechanism: str) -> None:
@@ -57,8 +60,7 @@ def assert_managed_client(client: object, mechanism: str) -> None:
 async def test_api_producer_speaks_sasl_over_tls(
     mechanism: str, tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for key, value in managed("API", tls, mechanism).items():
-        monkeypatch.setenv(key, value)
+    managed(monkeypatch, "API", tls, mechanism)
     settings = ApiSettings()
     assert "kafka-password" not in repr(settings)
     producer = AIOKafkaProducer(**producer_options(settings.kafka))
@@ -70,8 +72,7 @@ async def test_api_producer_speaks_sasl_over_tls(
 async def test_worker_consumer_and_producer_speak_sasl_over_tls(
     mechanism: str, tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for key, value in managed("WORKER", tls, mechanism).items():
-        monkeypatch.setenv(key, value)
+    managed(monkeypatch, "WORKER", tls, mechanism)
     settings = WorkerSettings()
     consumer: AIOKafkaConsumer = JobConsumer(settings, None, None, None)._build()  # type: ignore[arg-type]
     assert_managed_client(consumer._client, mechanism)
@@ -83,7 +84,10 @@ async def test_worker_consumer_and_producer_speak_sasl_over_tls(
 
 def test_tls_with_a_client_certificate(tls: TlsFiles) -> None:
     kafka = KafkaSettings(
-        security_protocol="SSL", ssl_cafile=tls.ca, ssl_certfile=tls.cert, ssl_keyfile=tls.key
+        security_protocol="SSL",
+        ssl_cafile=tls.ca_file,
+        ssl_certfile=tls.cert_file,
+        ssl_keyfile=tls.key_file,
     )
     options = connection_options(kafka)
     assert options["security_protocol"] == "SSL"
@@ -131,4 +135,4 @@ def test_a_ca_file_that_does_not_parse_is_refused_on_load(tmp_path: Path, tls: T
     with pytest.raises(ValidationError, match="cannot be loaded"):
         KafkaSettings(security_protocol="SSL", ssl_cafile=garbage)
     with pytest.raises(ValidationError, match="go together"):
-        KafkaSettings(security_protocol="SSL", ssl_cafile=tls.ca, ssl_certfile=tls.cert)
+        KafkaSettings(security_protocol="SSL", ssl_cafile=tls.ca_file, ssl_certfile=tls.cert_file)
