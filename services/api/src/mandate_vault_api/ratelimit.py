@@ -95,8 +95,9 @@ class RateLimiter:
         self._attributes = {scope: {"scope": scope} for scope in limits}
         for scope in limits:  # the series exist from the start, so rate() sees the first one
             self._refused.add(0, self._attributes[scope])
-            if shared is not None:
-                self._fallback.add(0, self._attributes[scope])
+            self._fallback.add(
+                0, self._attributes[scope]
+            )  # 0 also without Redis: nothing fell back
 
     async def check(self, *hits: Hit) -> None:
         """Raise `RateLimited` (429 + Retry-After) when a (scope, key) is over its limit."""
