@@ -227,6 +227,7 @@ def _delivery_phase(system: System, scale: Scale, findings: Findings) -> dict[st
     load = CreateLoad(
         urls[0], tenant.headers(), lambda _: issuer.mandate(), rps, count, urls=urls
     ).start()
+    backlog = _OldestUnpublished(system).start()
     time.sleep(count / rps / 2)
     relay_replica = publishing_api(system.apis)
     victim = relay_replica or system.apis[1]  # the relay's replica, mid-batch
@@ -234,10 +235,42 @@ def _delivery_phase(system: System, scale: Scale, findings: Findings) -> dict[st
     system.kill_api(victim)
     system.kill_worker(system.workers[0])
     answers = load.join(timeout=count / rps + 120)
+    backlog.stop()
     stored = _stored_mandates(system, tenant)
     wait_until(lambda: stored <= delivered_mandate_ids(system.receiver, PATH).keys(), 120, 1)
     figures = _delivery_figures(system, tenant, answers, stored, findings)
-    return {"killed_the_relay_replica": relay_replica is not None, **figures}
+    return {
+        "killed_the_relay_replica": relay_replica is not None,
+        "oldest_unpublished_event_max_seconds": round(backlog.worst, 2),
+        **figures,
+    }
+
+
+class _OldestUnpublished(threading.Thread):
+    """Samples the age of the oldest unpublished outbox row: how long events waited for a relay
+    (the failover after the relay's replica died shows here)."""
+
+    def __init__(self, system: System) -> None:
+        super().__init__(daemon=True)
+        self._system = system
+        self._done = threading.Event()
+        self.worst = 0.0
+
+    def start(self) -> _OldestUnpublished:  # type: ignore[override]
+        super().start()
+        return self
+
+    def run(self) -> None:
+        while not self._done.wait(0.25):
+            age = self._system.scalar(
+                "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+                "FROM outbox WHERE published_at IS NULL"
+            )
+            self.worst = max(self.worst, float(age))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
 
 
 def _stored_mandates(system: System, tenant: Tenant) -> set[str]:
