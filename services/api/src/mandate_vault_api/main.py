@@ -30,6 +30,7 @@ from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.revocation import Revocations
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
+from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_api.verifier_client import VerifierClient, create_session
 from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
 from mandate_vault_shared.kafka import producer_options
@@ -78,6 +79,18 @@ async def _relay_progress(request: Request) -> str | None:
     if stalled > context.settings.outbox_stall_seconds:
         return f"outbox relay stalled for {stalled:.0f}s (Kafka unreachable?)"
     return None
+
+
+def _shared_limits(settings: ApiSettings) -> RedisWindows | None:
+    """The Redis windows every replica shares, or None: limits stay per process."""
+    if settings.redis_url is None:
+        return None
+    return RedisWindows(
+        settings.redis_url.get_secret_value(),
+        f"{settings.redis_key_prefix}:ratelimit",
+        settings.redis_timeout_seconds,
+        settings.rate_limits,
+    )
 
 
 async def _revocations_listening(request: Request) -> str | None:
@@ -157,7 +170,7 @@ def create_app(
         )
         tasks = _background_tasks(settings, db, metrics, election, relay, clock)
         policy = auth_policy(settings)
-        limiter = RateLimiter(settings.rate_limits, telemetry.meter, settings.shared_limits())
+        limiter = RateLimiter(settings.rate_limits, telemetry.meter, _shared_limits(settings))
         revocations = Revocations(
             Authenticator(db, policy, clock, settings.auth_cache_seconds),
             TtlCache(settings.auth_cache_seconds),

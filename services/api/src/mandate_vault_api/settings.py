@@ -9,7 +9,6 @@ from pydantic_settings import SettingsConfigDict
 
 from mandate_vault_api.credentials import SigningKeys
 from mandate_vault_api.ratelimit import Limit
-from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
 from mandate_vault_shared.settings import Environment, ServiceSettings
@@ -117,17 +116,6 @@ class ApiSettings(ServiceSettings):
             "login_account": Limit.per_minute(self.rate_limit_login_account_per_minute),
             "login_client": Limit.per_minute(self.rate_limit_login_client_per_minute),
         }
-
-    def shared_limits(self) -> RedisWindows | None:
-        """The Redis windows every replica shares, or None: limits stay per process."""
-        if self.redis_url is None:
-            return None
-        return RedisWindows(
-            self.redis_url.get_secret_value(),
-            f"{self.redis_key_prefix}:ratelimit",
-            self.redis_timeout_seconds,
-            self.rate_limits,
-        )
 
     @property
     def signing_keys(self) -> SigningKeys:
