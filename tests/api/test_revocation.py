@@ -192,3 +192,42 @@ def test_a_deleted_subscription_gets_no_further_attempt() -> None:
         )
         assert skipped, "the retry was not dropped"
         assert len(system.receiver.at("/failing")) <= attempts + 1
+
+
+async def test_the_worker_hears_subscription_changes_at_commit_only(database_url: str) -> None:
+    """What a worker's subscription cache listens to: announced at commit, never on rollback."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from mandate_vault_api.revocation import SUBSCRIPTION, announce
+    from mandate_vault_worker.revocations import subscription_listener
+
+    forgotten: list[str] = []
+    gaps: list[None] = []
+    listener = subscription_listener(database_url, forgotten.append, lambda: gaps.append(None))
+    assert listener is not None
+    assert subscription_listener("sqlite+aiosqlite:///x.db", print, print) is None
+    task = asyncio.create_task(listener.run())
+    engine = create_async_engine(database_url)
+    try:
+        for _ in range(100):
+            if listener.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert gaps == [None], "a (re)connect forgets everything"
+        async with engine.connect() as conn:
+            async with conn.begin():
+                await announce(conn, SUBSCRIPTION, "sub-rolled-back")
+                await conn.rollback()
+            async with conn.begin():
+                await announce(conn, SUBSCRIPTION, "sub-deleted")
+        for _ in range(100):
+            if forgotten:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        assert forgotten == ["sub-deleted"]
+    finally:
+        task.cancel()
+        await engine.dispose()

@@ -12,8 +12,9 @@ Two stores, one behaviour:
 Redis unreachable: every scope falls back to this process's token buckets (the per-process
 limits above) for `FALLBACK_SECONDS`, then Redis is tried again. A Redis outage therefore never
 fails a request and never makes a limit disappear: login attempts stay capped per account and
-per address on each replica (and the database lockout still applies across replicas). Every check decided by the fallback counts in
-`rate_limit_fallback_total{scope}`, which the RateLimitStoreUnavailable alert watches.
+per address on each replica (and the database lockout still applies across replicas). Every
+check decided by the fallback counts in `rate_limit_fallback_total{scope}`, which the
+RateLimitStoreUnavailable alert watches.
 
 A refused call is a 429 with `Retry-After` and counts in `rate_limited_total{scope}`.
 """
