@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from mandate_vault_api import auth
+from mandate_vault_api.credentials import digest
 from mandate_vault_api.deps import (
     ContextDep,
     PrincipalDep,
@@ -39,7 +40,8 @@ async def login(
     """
     await ctx.limiter.check(
         ("login_client", _client_address(request) or "unknown"),
-        ("login_account", auth.normalize_email(body.email)),
+        # by digest, as the lockout table: no e-mail address is kept in Redis
+        ("login_account", digest(auth.normalize_email(body.email))),
     )
     outcome = await auth.attempt_login(ctx.db, body.email, body.password, ctx.policy, ctx.clock())
     ctx.metrics.auth_attempt(outcome.result.value)
