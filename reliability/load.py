@@ -39,6 +39,9 @@ class CreateLoad:
     rps: float
     count: int
     timeout: float = 15.0
+    # Round-robin over these instead of `url` (a scenario removes a killed replica, as a load
+    # balancer's health check would).
+    urls: list[str] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     started_at: float = 0.0  # time.monotonic() when start() was called
     _thread: threading.Thread | None = None
@@ -86,8 +89,11 @@ class CreateLoad:
         sent = time.monotonic()
         answer = Answer(index, sent - start, 0.0, None)
         try:
+            urls = list(self.urls) or [self.url]
             async with session.post(
-                f"{self.url}/api/v1/mandates", json={"vc_jwt": token}, headers=self.headers
+                f"{urls[index % len(urls)]}/api/v1/mandates",
+                json={"vc_jwt": token},
+                headers=self.headers,
             ) as response:
                 answer.status = response.status
                 answer.retry_after = response.headers.get("Retry-After")

@@ -209,6 +209,12 @@ class System:
         self.workers.remove(process)
         self.retired.append(process)
 
+    def kill_api(self, process: ServiceProcess) -> None:
+        """SIGKILL an api replica (its database connections and advisory lock go with it)."""
+        process.kill()
+        self.apis.remove(process)
+        self.retired.append(process)
+
     def retire(self, process: ServiceProcess) -> None:
         """Stop a process for good (SIGTERM); its log still counts."""
         process.stop()
@@ -256,6 +262,25 @@ class System:
         asyncio.run(create())
         self.tenants[tenant.id] = tenant
         return tenant
+
+    def add_api_keys(self, tenant: Tenant, count: int, role: Role) -> list[tuple[str, str]]:
+        """`count` more API keys of `tenant` with `role`: (key id, key) each."""
+
+        async def create() -> list[tuple[str, str]]:
+            engine = create_engine(self.database_url)
+            try:
+                async with engine.begin() as conn:
+                    now = datetime.now(UTC)
+                    return [
+                        await directory.create_api_key(
+                            conn, tenant.id, f"extra-{n}", role, "reliability", now
+                        )
+                        for n in range(count)
+                    ]
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(create())
 
     def subscribe(
         self,
@@ -312,6 +337,15 @@ def delivered_mandate_ids(receiver: Receiver, path: str) -> dict[str, set[str]]:
         mandate_id = json.loads(delivery.body)["data"]["id"]
         seen.setdefault(mandate_id, set()).add(delivery.webhook_id)
     return seen
+
+
+def publishing_api(apis: list[ServiceProcess]) -> ServiceProcess | None:
+    """The elected replica (relay, sweeps, gauges): the only one reporting `outbox_backlog`."""
+    for api in apis:
+        response = httpx.get(f"{api.url}/api/v1/metrics", timeout=5)
+        if any(line.startswith("outbox_backlog") for line in response.text.splitlines()):
+            return api
+    return None
 
 
 def count_where(items: list[Any], predicate: Callable[[Any], bool]) -> int:

@@ -8,6 +8,7 @@ command -v promtool >/dev/null || need_debian+=(prometheus)
 command -v amtool >/dev/null || need_debian+=(prometheus-alertmanager)
 command -v wrk >/dev/null || need_debian+=(wrk)
 command -v docker-compose >/dev/null || need_debian+=(docker-compose)
+command -v redis-server >/dev/null || need_debian+=(redis-server)
 if ! command -v pg_ctlcluster >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   need_debian+=(postgresql)
 fi

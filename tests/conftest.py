@@ -11,6 +11,7 @@ import pytest
 from tests.fixtures.broker import Broker
 from tests.fixtures.otlp import OtlpReceiver, start_receiver
 from tests.fixtures.postgres import create_database, drop_database, ensure_server
+from tests.fixtures.redis import RedisServer
 from tests.fixtures.sentry import SentrySink, start_sink
 
 
@@ -34,6 +35,14 @@ def broker() -> Iterator[Broker]:
     instance.start()
     yield instance
     instance.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for this test (it may stop and restart it)."""
+    server = RedisServer().start()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -92,3 +92,18 @@ async def test_login_limits_per_account_and_per_client(database_url: str) -> Non
         samples = (await api.client.get("/api/v1/metrics")).text
         assert 'rate_limited_total{scope="login_account"}' in samples
         assert 'rate_limited_total{scope="login_client"}' in samples
+
+
+async def test_readiness_mentions_redis_only_when_configured(database_url: str) -> None:
+    async with running_api(database_url, f"http://127.0.0.1:{free_port()}") as api:
+        body = (await api.client.get("/readyz")).json()
+        assert body["status"] == "ready"
+        assert "redis" not in body["checks"]
+        assert "redis" not in body.get("degraded", {})
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    async with running_api(
+        database_url, f"http://127.0.0.1:{free_port()}", redis_url=unreachable
+    ) as api:
+        answer = await api.client.get("/readyz")
+        assert answer.status_code == 200, "reported, not gating: limits fall back per process"
+        assert "Redis unreachable" in answer.json()["degraded"]["redis"]

@@ -95,6 +95,7 @@ LISTEN_PORTS = {
     "grafana": {3000},
     "postgres": {5432},
     "kafka": {9092},
+    "redis": {6379},
     "webhook-sink": {8080},
 }
 
@@ -270,7 +271,18 @@ def test_dependencies_wait_for_the_right_condition(services: dict[str, dict[str,
 @pytest.mark.parametrize(
     ("service", "required"),
     [
-        ("api", {"migrate", "postgres", "kafka", "kafka-init", "jwt-verifier", "otel-collector"}),
+        (
+            "api",
+            {
+                "migrate",
+                "postgres",
+                "kafka",
+                "kafka-init",
+                "jwt-verifier",
+                "otel-collector",
+                "redis",
+            },
+        ),
         ("webhook-worker", {"migrate", "postgres", "kafka", "kafka-init", "otel-collector"}),
         ("jwt-verifier", {"otel-collector"}),
         ("migrate", {"postgres"}),
@@ -417,13 +429,35 @@ def test_committed_secrets_are_development_placeholders(
                 ok = value in public or "dev-only" in value or value == "admin"
                 assert ok, f"{name}: {key} has a default that is not marked development-only"
         for key, value in environment(service).items():
-            if key.endswith("DATABASE_URL"):
+            if key.endswith(("DATABASE_URL", "REDIS_URL")):
                 assert "dev-only" in value, f"{name}: {key}"
     text = COMPOSE_FILE.read_text(encoding="utf-8")
-    for variable in ("API_TOKEN_SIGNING_KEY", "WEBHOOK_ENCRYPTION_KEY", "POSTGRES_PASSWORD"):
+    for variable in (
+        "API_TOKEN_SIGNING_KEY",
+        "WEBHOOK_ENCRYPTION_KEY",
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+    ):
         assert f"${{{variable}:-" in text, f"{variable} cannot be overridden from .env"
     assert (COMPOSE_DIR / ".env.example").is_file()
     assert ".env" in (COMPOSE_DIR / ".gitignore").read_text(encoding="utf-8").split()
+
+
+def test_redis_shared_by_the_api_and_password_protected(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:7.2.")
+    command = redis["command"]
+    password = command[command.index("--requirepass") + 1]
+    assert command[command.index("--save") + 1] == "", "no snapshots: limits are short windows"
+    assert command[command.index("--appendonly") + 1] == "no"
+    assert "--maxmemory" in command
+    assert environment(redis)["REDISCLI_AUTH"] == password, "the healthcheck authenticates"
+    assert "ports" not in redis, "Redis is reachable on the compose network only"
+    url = environment(services["api"])["API_REDIS_URL"]
+    assert url == f"redis://:{password}@redis:6379/0"
+    assert "API_REDIS_URL" not in environment(services["webhook-worker"])
 
 
 def test_ssrf_allowlist_opens_only_the_sink(services: dict[str, dict[str, Any]]) -> None:

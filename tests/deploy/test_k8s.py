@@ -372,6 +372,7 @@ def secret_values() -> dict[tuple[str, str], str]:
         ),
         ("mandate-vault-secrets", "token-signing-key"): "x" * 48,
         ("mandate-vault-secrets", "webhook-encryption-key"): Fernet.generate_key().decode(),
+        ("mandate-vault-secrets", "redis-url"): "rediss://:pw@redis.example.internal:6380/0",
     }
 
 
@@ -611,7 +612,8 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]], variant: st
                 == "otel-collector"
             )
     # Egress the applications need.
-    assert {8001, 4318, 5432, 9092, 443} <= egress_ports(docs, "api")
+    assert {8001, 4318, 5432, 9092, 6379, 443} <= egress_ports(docs, "api")
+    assert 6379 not in egress_ports(docs, "webhook-worker")
     assert {4318, 5432, 9092, 443} <= egress_ports(docs, "webhook-worker")
     assert {4318, 443} <= egress_ports(docs, "jwt-verifier")
     assert 5432 in egress_ports(docs, "migrate")
@@ -625,6 +627,57 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]], variant: st
         assert set(block["except"]) >= PRIVATE_RANGES, "private ranges stay closed"
     collector = ingress_rules(docs, "otel-collector")
     assert {4317, 4318} <= {p["port"] for r in collector for p in r["ports"]}
+
+
+# --- Redis (the api's shared rate limits) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_api_reads_redis_from_an_optional_secret_key(
+    rendered: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    """Optional: without a Redis URL the api limits per replica and readiness skips Redis."""
+    docs = rendered[variant]
+    env = {e["name"]: e for e in container(one(docs, "Deployment", "api"))["env"]}
+    ref = env["API_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"].startswith("mandate-vault-secrets")  # dev: a generated, hashed name
+    assert (ref["key"], ref["optional"]) == ("redis-url", True)
+    for name in ("webhook-worker", "jwt-verifier"):
+        assert "API_REDIS_URL" not in resolved_env(docs, one(docs, "Deployment", name))
+
+
+def test_dev_runs_its_own_redis_reachable_only_from_the_api(dev: list[dict[str, Any]]) -> None:
+    redis = one(dev, "StatefulSet", "redis")
+    spec = container(redis)
+    repository, _, tag = spec["image"].rpartition(":")
+    assert repository == "redis"
+    assert re.fullmatch(r"7\.2\.\d+-\w+", tag), "pinned (7.2: the last BSD-licensed line)"
+    args = spec["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert args[args.index("--save") + 1] == ""
+    assert "--maxmemory" in args
+    assert spec["securityContext"]["readOnlyRootFilesystem"] is True
+    service = one(dev, "Service", "redis")
+    assert [p["port"] for p in service["spec"]["ports"]] == [6379]
+    secret = next(
+        s
+        for s in of_kind(dev, "Secret").values()
+        if s["metadata"]["name"].startswith("mandate-vault-secrets")
+    )
+    url = base64.b64decode(secret["data"]["redis-url"]).decode()
+    password = base64.b64decode(secret["data"]["redis-password"]).decode()
+    assert url == f"redis://:{password}@redis:6379/0"
+    (rule,) = ingress_rules(dev, "redis")
+    assert [p["port"] for p in rule["ports"]] == [6379]
+    assert [peer["podSelector"]["matchLabels"] for peer in rule["from"]] == [
+        {"app.kubernetes.io/name": "api"}
+    ]
+    assert one(dev, "NetworkPolicy", "redis")["spec"]["egress"] == []
+
+
+def test_prod_expects_a_managed_redis(prod: list[dict[str, Any]]) -> None:
+    assert "redis" not in of_kind(prod, "StatefulSet")
+    assert "redis" not in of_kind(prod, "Service")
 
 
 # --- migrations -----------------------------------------------------------------------------

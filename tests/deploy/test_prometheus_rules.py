@@ -82,6 +82,7 @@ EXTRA_RULES = {
     "CollectorExportFailing",
     "TelemetryDropping",
     "LockoutBurst",
+    "RateLimitStoreUnavailable",
 }
 SERVICE_JOBS = {
     "mandate-vault-api": "api:8000",
@@ -107,6 +108,8 @@ _CONTRACT = (
     "AUTH_ATTEMPTS_TOTAL",
     "ACTIVE_USERS",
     "RATE_LIMITED_TOTAL",
+    "RATE_LIMIT_FALLBACK_TOTAL",
+    "CACHE_INVALIDATIONS_TOTAL",
     "DB_CONNECTIONS_ACTIVE",
     "DB_QUERY_DURATION",
 )

@@ -121,6 +121,7 @@ MAY_BE_ZERO = {
     "OutboxBacklogGrowing",
     "OutboxStalled",
     "WebhookConsumerLagHigh",
+    "RateLimitStoreUnavailable",  # 0 unless Redis is configured and unreachable
 }
 
 VALID_PER_ROUND = 3

@@ -5,7 +5,9 @@
   ``{webhook-id}.{webhook-timestamp}.{body}``, keyed with the base64-decoded part of the secret;
   during a rotation both the new and the previous secret sign.
 - Secrets are stored encrypted (Fernet, key from settings) so the worker can sign while nothing
-  can read them back through the API.
+  can read them back through the API. The setting holds one key or several, comma-separated:
+  the first encrypts, every one decrypts (MultiFernet), so keys rotate without downtime across
+  replicas; `mandate-vault keys reencrypt` moves stored secrets to the first key.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the prefix, not a secret
 SECRET_BYTES: Final = 32
@@ -60,11 +62,22 @@ def payload_bytes(event_type: str, occurred_at: datetime, data: dict[str, Any]) 
     )
 
 
-class SecretBox:
-    """Encrypts webhook secrets at rest."""
+def fernet_keys(keys: str) -> list[Fernet]:
+    """Fernet keys from a comma-separated list (newest, the encrypting one, first)."""
+    found = [Fernet(part.strip().encode()) for part in keys.split(",") if part.strip()]
+    if not found:
+        msg = "no encryption key given"
+        raise ValueError(msg)
+    return found
 
-    def __init__(self, key: str) -> None:
-        self._fernet = Fernet(key.encode())
+
+class SecretBox:
+    """Encrypts webhook secrets at rest with the first key; opens them with any key."""
+
+    def __init__(self, keys: str) -> None:
+        fernets = fernet_keys(keys)
+        self._newest = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     def seal(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
@@ -74,4 +87,19 @@ class SecretBox:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
             msg = "webhook secret cannot be decrypted: wrong WEBHOOK_ENCRYPTION_KEY?"
+            raise ValueError(msg) from exc
+
+    def sealed_with_newest(self, ciphertext: str) -> bool:
+        try:
+            self._newest.decrypt(ciphertext.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def reseal(self, ciphertext: str) -> str:
+        """The same secret encrypted with the newest key (ValueError if no key opens it)."""
+        try:
+            return self._fernet.rotate(ciphertext.encode()).decode()
+        except InvalidToken as exc:
+            msg = "webhook secret cannot be decrypted with any configured key"
             raise ValueError(msg) from exc

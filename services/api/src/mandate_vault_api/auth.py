@@ -20,6 +20,7 @@ from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock, as_utc
 from mandate_vault_api.credentials import (
     AccessClaims,
+    SigningKeys,
     digest,
     issue_access_token,
     new_id,
@@ -29,6 +30,7 @@ from mandate_vault_api.credentials import (
 )
 from mandate_vault_api.database import Database, insert_ignoring_conflict
 from mandate_vault_api.principal import Principal
+from mandate_vault_api.revocation import SESSION, announce
 from mandate_vault_api.roles import Role
 from mandate_vault_shared.db.schema import api_keys, login_throttle, sessions, tenants, users
 from mandate_vault_shared.errors import RateLimited, Unauthorized
@@ -44,7 +46,7 @@ class AuthResult(StrEnum):
 
 @dataclass(frozen=True)
 class AuthPolicy:
-    signing_key: str
+    signing_keys: SigningKeys
     access_ttl: timedelta
     refresh_ttl: timedelta
     threshold: int
@@ -192,7 +194,7 @@ async def _open_session(
     )
     access = issue_access_token(
         AccessClaims(user_id, tenant_id, role, session_id),
-        policy.signing_key,
+        policy.signing_keys,
         now,
         policy.access_ttl,
     )
@@ -201,8 +203,9 @@ async def _open_session(
 
 async def refresh(
     conn: AsyncConnection, refresh_token: str, policy: AuthPolicy, now: datetime
-) -> TokenPair:
-    """Rotate: the presented refresh token is revoked and a new pair issued."""
+) -> tuple[TokenPair, str]:
+    """Rotate: the presented refresh token's session is revoked (returned: its id, announced
+    to every replica) and a new pair issued."""
     row = (
         await conn.execute(
             select(sessions, users.c.tenant_id, users.c.role, users.c.enabled)
@@ -219,7 +222,9 @@ async def refresh(
     ):
         raise Unauthorized("The refresh token is invalid or expired.", code="invalid_token")
     await conn.execute(update(sessions).where(sessions.c.id == row.id).values(revoked_at=now))
-    return await _open_session(conn, row.user_id, row.tenant_id, Role(row.role), policy, now)
+    await announce(conn, SESSION, row.id)
+    pair = await _open_session(conn, row.user_id, row.tenant_id, Role(row.role), policy, now)
+    return pair, row.id
 
 
 async def logout(conn: AsyncConnection, session_id: str, now: datetime) -> None:
@@ -228,6 +233,7 @@ async def logout(conn: AsyncConnection, session_id: str, now: datetime) -> None:
         .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+    await announce(conn, SESSION, session_id)
 
 
 class Authenticator:
@@ -235,8 +241,8 @@ class Authenticator:
 
     The token's signature and expiry are checked on every request; what the database says about
     its session (revoked? user disabled? current role and tenant) and about API keys is cached
-    for a few seconds (`TtlCache`) and dropped on every logout, user change or key revocation
-    made here.
+    for a few seconds (`TtlCache`) and dropped on every replica when a logout, a user change or a
+    key revocation commits (see `revocation`).
     """
 
     def __init__(
@@ -250,8 +256,18 @@ class Authenticator:
     def forget_all(self) -> None:
         self._cache.clear()
 
+    def forget_api_key(self, key_hash: str) -> None:
+        self._cache.forget(("api_key", key_hash))
+
+    def forget_session(self, session_id: str) -> None:
+        self._cache.forget(("session", session_id))
+
+    def forget_user(self, user_id: str) -> None:
+        """Every cached session of the user (their role or status changed)."""
+        self._cache.forget_where(lambda p: p is not None and p.kind == "user" and p.id == user_id)
+
     async def from_bearer(self, token: str) -> Principal:
-        claims = read_access_token(token, self._policy.signing_key, self._clock())
+        claims = read_access_token(token, self._policy.signing_keys, self._clock())
         if claims is None:
             raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
 

@@ -2,7 +2,10 @@
 
 Replicas elect that one with a PostgreSQL session-level advisory lock held on a dedicated
 connection; if the holder dies, its connection closes, the lock is released and another replica
-takes over within one election interval. SQLite (single process) is always its own leader.
+takes over within one election interval. A holder that vanishes without closing its connection
+(node lost, network partition, process frozen) stops pinging; the server ends its session after
+`_IDLE_SESSION_TIMEOUT` and the lock goes with it, rather than after TCP keepalives (hours).
+SQLite (single process) is always its own leader.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from mandate_vault_shared.messages import EventType
 from mandate_vault_shared.telemetry import get_logger
 
 _LOCK_KEY: Final = 0x4D565F4C  # "MV_L"
-_ELECTION_INTERVAL_SECONDS: Final = 5.0
+# A dead leader's events wait at most this long for another replica's relay (plus the time its
+# connection takes to close); the price is one cheap query per replica and second.
+_ELECTION_INTERVAL_SECONDS: Final = 1.0
+_IDLE_SESSION_TIMEOUT: Final = "10s"  # ten missed pings
 
 log = get_logger(__name__)
 
@@ -55,6 +61,8 @@ class LeaderElection:
     async def _hold_or_acquire(self) -> None:
         if self._conn is None:
             self._conn = await self._engine.connect()
+            await self._conn.execute(text(f"SET idle_session_timeout = '{_IDLE_SESSION_TIMEOUT}'"))
+            await self._conn.commit()
         if self.is_leader:
             await self._conn.execute(text("SELECT 1"))
             return

@@ -1,9 +1,10 @@
 """A small in-process TTL cache for hot, rarely-changing lookups.
 
 Used for what every request would otherwise read from the database: who a session or an API
-key belongs to, and which issuers a tenant trusts. Changes made through this replica clear it
-at once; other replicas see them within the TTL (``API_AUTH_CACHE_SECONDS``, 0 turns caching
-off). Bounded: when full it starts over rather than grow.
+key belongs to, and which issuers a tenant trusts. A change clears the matching entries on
+every replica within milliseconds of its commit (see `revocation`); the TTL
+(``API_AUTH_CACHE_SECONDS``, 0 turns caching off) is the backstop while that channel is down.
+Bounded: when full it starts over rather than grow.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class TtlCache(Generic[V]):
 
     def forget(self, key: Hashable) -> None:
         self._entries.pop(key, None)
+
+    def forget_where(self, predicate: Callable[[V], bool]) -> None:
+        """Drop every entry whose value matches (a scan: for rare changes only)."""
+        for key in [k for k, (_, value) in self._entries.items() if predicate(value)]:
+            self._entries.pop(key, None)
 
     def clear(self) -> None:
         self._entries.clear()

@@ -19,10 +19,12 @@ from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.ratelimit import RateLimiter
 from mandate_vault_api.relay import OutboxRelay
+from mandate_vault_api.revocation import Revocations
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.verifier_client import VerifierClient
 from mandate_vault_shared.errors import Unauthorized
+from mandate_vault_shared.invalidation import Listener
 from mandate_vault_shared.telemetry.logs import bind_context
 from mandate_vault_shared.telemetry.sentry import set_identity
 from mandate_vault_shared.webhooks import SecretBox
@@ -47,6 +49,8 @@ class AppContext:
     authenticator: Authenticator
     issuer_cache: TtlCache[list[str]]
     limiter: RateLimiter
+    revocations: Revocations
+    listener: Listener | None  # None on SQLite: one process clears its own caches
 
     @property
     def creation(self) -> Creation:
@@ -76,12 +80,12 @@ async def get_principal(
 ) -> Principal:
     if bearer is not None:
         principal = await ctx.authenticator.from_bearer(bearer.credentials)
+        await ctx.limiter.check(("tenant", principal.tenant_id))
     elif api_key:
         principal = await ctx.authenticator.from_api_key(api_key)
-        ctx.limiter.check("api_key", principal.id)
+        await ctx.limiter.check(("api_key", principal.id), ("tenant", principal.tenant_id))
     else:
         raise Unauthorized
-    ctx.limiter.check("tenant", principal.tenant_id)
     bind_context(tenant_id=principal.tenant_id, principal_id=principal.id)
     set_identity(user_id=principal.id, tenant_id=principal.tenant_id)
     return principal

@@ -27,8 +27,10 @@ from mandate_vault_api.deps import ApiState, AppContext
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.ratelimit import RateLimiter
 from mandate_vault_api.relay import OutboxRelay
+from mandate_vault_api.revocation import Revocations
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
+from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_api.verifier_client import VerifierClient, create_session
 from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
 from mandate_vault_shared.kafka import producer_options
@@ -55,7 +57,7 @@ log = get_logger(__name__)
 
 def auth_policy(settings: ApiSettings) -> AuthPolicy:
     return AuthPolicy(
-        signing_key=settings.signing_key,
+        signing_keys=settings.signing_keys,
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
         threshold=settings.lockout_threshold,
@@ -76,6 +78,35 @@ async def _relay_progress(request: Request) -> str | None:
     stalled = context.relay.stalled_for()
     if stalled > context.settings.outbox_stall_seconds:
         return f"outbox relay stalled for {stalled:.0f}s (Kafka unreachable?)"
+    return None
+
+
+def _shared_limits(settings: ApiSettings) -> RedisWindows | None:
+    """The Redis windows every replica shares, or None: limits stay per process."""
+    if settings.redis_url is None:
+        return None
+    return RedisWindows(
+        settings.redis_url.get_secret_value(),
+        f"{settings.redis_key_prefix}:ratelimit",
+        settings.redis_timeout_seconds,
+        settings.rate_limits,
+    )
+
+
+async def _revocations_listening(request: Request) -> str | None:
+    """Reported, never gating: while the channel is down the cache TTL bounds staleness."""
+    context: AppContext = request.scope["state"]["context"]
+    if context.listener is not None and not context.listener.connected:
+        return "not listening for revocations: caches expire after API_AUTH_CACHE_SECONDS"
+    return None
+
+
+async def _redis_reachable(request: Request) -> str | None:
+    """Reported, never gating: the limiter falls back per process while Redis is away, so
+    taking every replica out of the load balancer would turn a Redis outage into an outage."""
+    context: AppContext = request.scope["state"]["context"]
+    if not await context.limiter.shared_store_ok():
+        return "Redis unreachable: rate limits are per process until it is back"
     return None
 
 
@@ -139,6 +170,15 @@ def create_app(
         )
         tasks = _background_tasks(settings, db, metrics, election, relay, clock)
         policy = auth_policy(settings)
+        limiter = RateLimiter(settings.rate_limits, telemetry.meter, _shared_limits(settings))
+        revocations = Revocations(
+            Authenticator(db, policy, clock, settings.auth_cache_seconds),
+            TtlCache(settings.auth_cache_seconds),
+        )
+        listener = None
+        if db.dialect == "postgresql":
+            listener = revocations.listener(settings.database_url, telemetry.meter)
+            tasks.append(asyncio.create_task(listener.run(), name="revocations"))
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
             yield ApiState(
@@ -151,9 +191,11 @@ def create_app(
                     policy=policy,
                     relay=relay,
                     box=SecretBox(settings.encryption_key),
-                    authenticator=Authenticator(db, policy, clock, settings.auth_cache_seconds),
-                    issuer_cache=TtlCache(settings.auth_cache_seconds),
-                    limiter=RateLimiter(settings.rate_limits, telemetry.meter),
+                    authenticator=revocations.authenticator,
+                    issuer_cache=revocations.issuer_cache,
+                    limiter=limiter,
+                    revocations=revocations,
+                    listener=listener,
                 )
             )
         finally:
@@ -161,6 +203,7 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await relay.close()
+            await limiter.close()
             await election.close()
             await session.close()
             await engine.dispose()
@@ -176,7 +219,8 @@ def create_app(
         telemetry=telemetry,
         lifespan=lifespan,
         readiness={"database": _database_ready},
-        advisories={"outbox_relay": _relay_progress},
+        advisories={"outbox_relay": _relay_progress, "revocations": _revocations_listening}
+        | ({"redis": _redis_reachable} if settings.redis_url is not None else {}),
         openapi_tags=TAGS,
         dependency_errors=DATABASE_DOWN_ERRORS,
         max_body_size=MAX_BODY_BYTES,

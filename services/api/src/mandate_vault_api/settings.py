@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from mandate_vault_api.credentials import SigningKeys
 from mandate_vault_api.ratelimit import Limit
 from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
 from mandate_vault_shared.settings import Environment, ServiceSettings
 from mandate_vault_shared.ssrf import SsrfPolicy
-from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
+from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY, fernet_keys
 
 DEV_SIGNING_KEY = "dev-only-signing-key-change-me-0123456789abcdef"
 
@@ -42,6 +43,11 @@ class ApiSettings(ServiceSettings):
     rate_limit_api_key_per_second: float = Field(250.0, gt=0)
     rate_limit_login_account_per_minute: float = Field(20.0, gt=0)
     rate_limit_login_client_per_minute: float = Field(60.0, gt=0)
+    redis_url: SecretStr | None = Field(
+        None, description="redis:// or rediss:// URL; set to share rate limits across replicas"
+    )
+    redis_key_prefix: str = Field("mv", min_length=1, description="prefix of every Redis key")
+    redis_timeout_seconds: float = Field(0.25, gt=0, le=5)
     max_token_bytes: int = Field(16_384, ge=1024)
     page_size_default: int = Field(50, ge=1)
     page_size_max: int = Field(200, ge=1)
@@ -56,6 +62,32 @@ class ApiSettings(ServiceSettings):
     outbox_batch_size: int = Field(200, ge=1, le=5000)
     outbox_stall_seconds: float = Field(60.0, gt=0)
     outbox_retention_days: int = Field(7, ge=1)
+
+    @field_validator("token_signing_key")
+    @classmethod
+    def _signing_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            SigningKeys.parse(value.get_secret_value())  # raises ValueError, named per field
+        return value
+
+    @field_validator("webhook_encryption_key")
+    @classmethod
+    def _encryption_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                fernet_keys(value.get_secret_value())
+            except (ValueError, TypeError) as exc:
+                msg = "must be one or more comma-separated Fernet keys (urlsafe base64, 32 bytes)"
+                raise ValueError(msg) from exc
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
+            msg = "must be a redis:// or rediss:// URL"
+            raise ValueError(msg)
+        return value
 
     def required_secrets(self) -> Iterable[str]:
         return ("token_signing_key", "webhook_encryption_key")
@@ -86,8 +118,9 @@ class ApiSettings(ServiceSettings):
         }
 
     @property
-    def signing_key(self) -> str:
-        """The access-token key; a fixed development key only where secrets are optional."""
+    def signing_keys(self) -> SigningKeys:
+        """The access-token keys (the first signs); a fixed development key only where secrets
+        are optional."""
         if self.token_signing_key is None:
-            return DEV_SIGNING_KEY
-        return self.token_signing_key.get_secret_value()
+            return SigningKeys.parse(DEV_SIGNING_KEY)
+        return SigningKeys.parse(self.token_signing_key.get_secret_value())

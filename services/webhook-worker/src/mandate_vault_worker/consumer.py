@@ -19,7 +19,7 @@ from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from mandate_vault_shared.kafka import consumer_span
+from mandate_vault_shared.kafka import connection_options, consumer_span
 from mandate_vault_shared.messages import WebhookJob
 from mandate_vault_shared.telemetry import get_logger
 from mandate_vault_worker.dead_letter import DeadLetters, format_origin
@@ -57,9 +57,7 @@ class JobConsumer:
         kafka = self._settings.kafka
         return AIOKafkaConsumer(
             self._settings.jobs_topic,
-            bootstrap_servers=kafka.bootstrap_servers,
-            client_id=kafka.client_id,
-            security_protocol=kafka.security_protocol,
+            **connection_options(kafka),
             group_id=self._settings.consumer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -26,6 +26,10 @@ OUTBOX_OLDEST_AGE: Final = "outbox_oldest_unpublished_age_seconds"
 AUTH_ATTEMPTS_TOTAL: Final = "auth_attempts_total"
 ACTIVE_USERS: Final = "active_users"
 RATE_LIMITED_TOTAL: Final = "rate_limited_total"
+# Rate-limit checks decided per process because the shared store (Redis) was unreachable.
+RATE_LIMIT_FALLBACK_TOTAL: Final = "rate_limit_fallback_total"
+# Cache invalidations received from other replicas (revocations), and channel reconnects.
+CACHE_INVALIDATIONS_TOTAL: Final = "cache_invalidations_total"
 
 # --- metrics: system ---
 DB_CONNECTIONS_ACTIVE: Final = "db_connections_active"

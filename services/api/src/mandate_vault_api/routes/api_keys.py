@@ -13,6 +13,7 @@ from mandate_vault_api.deps import (
     require,
 )
 from mandate_vault_api.principal import Principal
+from mandate_vault_api.revocation import API_KEY, announce
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, rows
 from mandate_vault_shared.telemetry import get_logger, names
@@ -67,7 +68,8 @@ async def revoke_api_key(
     """Revoke an API key; it stops working immediately."""
     async with ctx.db.transaction() as conn:
         row = await directory.revoke_api_key(conn, tenant_id, key_id, ctx.clock())
-    ctx.authenticator.forget_all()
+        await announce(conn, API_KEY, row.key_hash)
+    ctx.revocations.apply(API_KEY, row.key_hash)
     log.info(
         names.EVENT_USER_ACTION,
         action="revoke_api_key",

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from mandate_vault_api import auth
+from mandate_vault_api.credentials import digest
 from mandate_vault_api.deps import (
     ContextDep,
     PrincipalDep,
 )
+from mandate_vault_api.revocation import SESSION
 from mandate_vault_api.schemas import LoginRequest, PrincipalOut, RefreshRequest, TokenResponse
 from mandate_vault_shared.errors import Unauthorized
 from mandate_vault_shared.telemetry import get_logger, names
@@ -36,8 +38,11 @@ async def login(
     Five failures within 15 minutes lock the address for 15 minutes (configurable); while
     locked every attempt answers 429 with `Retry-After`, whatever the password.
     """
-    ctx.limiter.check("login_client", _client_address(request) or "unknown")
-    ctx.limiter.check("login_account", auth.normalize_email(body.email))
+    await ctx.limiter.check(
+        ("login_client", _client_address(request) or "unknown"),
+        # by digest, as the lockout table: no e-mail address is kept in Redis
+        ("login_account", digest(auth.normalize_email(body.email))),
+    )
     outcome = await auth.attempt_login(ctx.db, body.email, body.password, ctx.policy, ctx.clock())
     ctx.metrics.auth_attempt(outcome.result.value)
     log.info(
@@ -64,7 +69,8 @@ async def refresh(
 ) -> TokenResponse:
     """Rotate a refresh token: the one presented stops working, a new pair is returned."""
     async with ctx.db.transaction() as conn:
-        tokens = await auth.refresh(conn, body.refresh_token, ctx.policy, ctx.clock())
+        tokens, revoked = await auth.refresh(conn, body.refresh_token, ctx.policy, ctx.clock())
+    ctx.revocations.apply(SESSION, revoked)
     return TokenResponse(
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,
@@ -82,7 +88,7 @@ async def logout(
         raise Unauthorized("API keys have no session to log out of.", code="not_a_session")
     async with ctx.db.transaction() as conn:
         await auth.logout(conn, principal.session_id, ctx.clock())
-    ctx.authenticator.forget_all()
+    ctx.revocations.apply(SESSION, principal.session_id)
     log.info(names.EVENT_USER_ACTION, action="logout", user_id=principal.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -13,6 +13,7 @@ from mandate_vault_api.deps import (
     require,
 )
 from mandate_vault_api.principal import Principal
+from mandate_vault_api.revocation import ISSUERS, announce
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import IssuerCreate, IssuerOut, rows
 from mandate_vault_shared.telemetry import get_logger, names
@@ -34,7 +35,8 @@ async def add_issuer(
     truststore or its did:web document)."""
     async with ctx.db.transaction() as conn:
         issuer_id = await directory.add_trusted_issuer(conn, tenant_id, body.issuer, ctx.clock())
-    ctx.issuer_cache.forget(tenant_id)
+        await announce(conn, ISSUERS, tenant_id)
+    ctx.revocations.apply(ISSUERS, tenant_id)
     async with ctx.db.read() as conn:
         row = next(
             r for r in await directory.list_trusted_issuers(conn, tenant_id) if r.id == issuer_id
@@ -70,7 +72,8 @@ async def remove_issuer(
     """Stop trusting an issuer (existing mandates keep their status until re-verified)."""
     async with ctx.db.transaction() as conn:
         await directory.remove_trusted_issuer(conn, tenant_id, issuer_id)
-    ctx.issuer_cache.forget(tenant_id)
+        await announce(conn, ISSUERS, tenant_id)
+    ctx.revocations.apply(ISSUERS, tenant_id)
     log.info(
         names.EVENT_USER_ACTION,
         action="untrust_issuer",

@@ -13,6 +13,7 @@ from mandate_vault_api.deps import (
     require,
 )
 from mandate_vault_api.principal import Principal
+from mandate_vault_api.revocation import USER, announce
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import UserCreate, UserOut, UserUpdate, rows
 from mandate_vault_shared.telemetry import get_logger, names
@@ -86,7 +87,8 @@ async def update_user(
         user = await directory.update_user(
             conn, principal, tenant_id, user_id, changes, ctx.clock()
         )
-    ctx.authenticator.forget_all()
+        await announce(conn, USER, user_id)
+    ctx.revocations.apply(USER, user_id)
     log.info(
         names.EVENT_USER_ACTION,
         action="update_user",

@@ -14,6 +14,7 @@ from mandate_vault_api.deps import (
     require,
 )
 from mandate_vault_api.principal import Principal
+from mandate_vault_api.revocation import SUBSCRIPTION, announce
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import (
     DeliveryAttemptOut,
@@ -107,6 +108,7 @@ async def update_webhook(
         row = await webhooks.update_subscription(
             conn, tenant_id, subscription_id, changes, ctx.clock()
         )
+        await announce(conn, SUBSCRIPTION, subscription_id)
     _audit("update_webhook", principal, tenant_id, subscription_id)
     return WebhookOut.model_validate(row)
 
@@ -121,6 +123,7 @@ async def delete_webhook(
     """Delete a subscription; undelivered events for it are dropped by the worker."""
     async with ctx.db.transaction() as conn:
         await webhooks.delete_subscription(conn, tenant_id, subscription_id)
+        await announce(conn, SUBSCRIPTION, subscription_id)
     _audit("delete_webhook", principal, tenant_id, subscription_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -139,6 +142,7 @@ async def rotate_webhook_secret(
         row, secret = await webhooks.rotate_secret(
             conn, ctx.box, tenant_id, subscription_id, window, ctx.clock()
         )
+        await announce(conn, SUBSCRIPTION, subscription_id)
     _audit("rotate_webhook_secret", principal, tenant_id, subscription_id)
     return WebhookCreated.model_validate({**row._mapping, "secret": secret})
 
