@@ -29,9 +29,10 @@ from mandate_vault_api.ratelimit import RateLimiter
 from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
-from mandate_vault_api.verifier_client import VerifierClient, create_session
+from mandate_vault_api.verifier_client import VerifierClient
 from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
 from mandate_vault_shared.kafka import producer_options
+from mandate_vault_shared.keepalive import KeepAliveClient
 from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
 from mandate_vault_shared.web.app import build_app
@@ -125,7 +126,11 @@ def create_app(
             pool_timeout=settings.db_pool_timeout_seconds,
         )
         db = Database(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))
-        session = create_session(settings.verifier_timeout_seconds)
+        verifier = VerifierClient(
+            KeepAliveClient(settings.verifier_url),
+            telemetry.tracer,
+            settings.verifier_timeout_seconds,
+        )
         metrics = ApiMetrics(telemetry.meter, telemetry.fast)
         election = LeaderElection(db)
         relay = OutboxRelay(
@@ -145,7 +150,7 @@ def create_app(
                 context=AppContext(
                     settings=settings,
                     db=db,
-                    verifier=VerifierClient(settings.verifier_url, session, telemetry.tracer),
+                    verifier=verifier,
                     metrics=metrics,
                     clock=clock,
                     policy=policy,
@@ -162,7 +167,7 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await relay.close()
             await election.close()
-            await session.close()
+            await verifier.close()
             await engine.dispose()
             log.info("service_stopped")
 

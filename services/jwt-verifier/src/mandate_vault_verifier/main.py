@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final, TypedDict
+from typing import Final
 
 from fastapi import FastAPI, Request
 
@@ -14,6 +14,7 @@ from mandate_vault_shared.settings import Environment
 from mandate_vault_shared.ssrf import guarded_session
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
 from mandate_vault_shared.web.app import build_app
+from mandate_vault_verifier.deps import State
 from mandate_vault_verifier.resolver import DidWebResolver
 from mandate_vault_verifier.routes import verify
 from mandate_vault_verifier.settings import VerifierSettings
@@ -25,12 +26,6 @@ SERVICE_NAME: Final = "mandate-vault-jwt-verifier"
 DISTRIBUTION: Final = "mandate-vault-jwt-verifier"
 
 log = get_logger(__name__)
-
-
-class State(TypedDict):
-    verifier: Verifier
-    recorder: VerificationRecorder
-    max_request_bytes: int
 
 
 def did_web_ssl_context(settings: VerifierSettings) -> ssl.SSLContext | None:

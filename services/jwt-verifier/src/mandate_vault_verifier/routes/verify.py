@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from mandate_vault_shared.errors import PayloadTooLarge
 from mandate_vault_shared.web.bodies import openapi_body, parse_json_body
 from mandate_vault_shared.web.responses import JsonResponse
-from mandate_vault_verifier.deps import MaxRequestBytesDep, RecorderDep, VerifierDep
+from mandate_vault_verifier.deps import service_state
 from mandate_vault_verifier.statuses import VerificationStatus
 from mandate_vault_verifier.verifier import VerificationResult
 
@@ -66,12 +66,11 @@ class VerifyResponse(BaseModel):
 )
 async def verify(
     request: Request,
-    verifier: VerifierDep,
-    recorder: RecorderDep,
-    max_request_bytes: MaxRequestBytesDep,
 ) -> JsonResponse:
     start = time.perf_counter()
-    body = await _read_body(request, max_request_bytes)
+    state = service_state(request)
+    verifier, recorder = state["verifier"], state["recorder"]
+    body = await _read_body(request, state["max_request_bytes"])
     include_claims = True
     if body is None:
         result = VerificationResult(VerificationStatus.TOKEN_TOO_LARGE, "The body is too large.")
