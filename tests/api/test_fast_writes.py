@@ -84,4 +84,4 @@ async def test_mandate_outbox_rows_and_idempotency_key_in_one_transaction(url: s
             await count(db, idempotency_keys),
         ) == (1, 2, 1)
     finally:
-        await db.engine.dispose()
+        await db.close()

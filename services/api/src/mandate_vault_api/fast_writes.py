@@ -1,17 +1,17 @@
 """The create-mandate write: the mandate, its outbox rows and its idempotency key, atomically.
 
-Two implementations, one contract (tests/api/test_fast_writes.py runs both on the same
-PostgreSQL database and compares every column they wrote):
+Two implementations of one contract (tests/api/test_fast_writes.py runs both on the same
+PostgreSQL database and compares every row they wrote):
 
-- PostgreSQL: ONE statement, sent straight to asyncpg. Data-modifying CTEs insert the mandate,
-  one outbox row per enabled subscription that wants the event (selected inside the statement,
-  so it sees exactly the subscriptions committed when it runs) and the idempotency key. A single
-  statement is its own transaction: no BEGIN/COMMIT, one round trip instead of six. On the
-  reference machine this took the api's database work per create from ~0.35 ms to ~0.1 ms of
-  CPU and PostgreSQL's from ~0.43 ms to ~0.2 ms (see docs/perf/README.md).
-- Anything else (SQLite for ``make run``): SQLAlchemy Core statements in one transaction.
-  SQLite has no data-modifying CTEs, and SQLAlchemy's async layer costs ~0.3 ms per statement
-  here, too much for the hot path on PostgreSQL, so the two stay separate.
+- PostgreSQL: ONE statement, sent straight to asyncpg over `database.HotPool`. Data-modifying
+  CTEs insert the mandate, one outbox row per enabled subscription that wants the event
+  (selected inside the statement, so it sees exactly the subscriptions committed when it runs)
+  and the idempotency key. A single statement is its own transaction: one round trip instead
+  of six (BEGIN, four statements, COMMIT), which on the reference machine took the api's CPU
+  per create down by ~0.25 ms and PostgreSQL's by ~0.1 ms (docs/perf/README.md).
+- Anything else (SQLite for `make run`): SQLAlchemy Core statements in one transaction.
+  SQLite has no data-modifying CTEs, and SQLAlchemy's async layer costs ~0.1 ms per statement
+  here, too much for the hot path on PostgreSQL: so two paths, kept equal by that test.
 
 Both take the outbox columns an event shares from `webhooks.event_columns`, so what an outbox
 row holds is defined once. Query timings still land in ``db_query_duration_seconds``.
@@ -29,7 +29,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
 from mandate_vault_api import idempotency, webhooks
-from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
+from mandate_vault_api.database import Database
 from mandate_vault_shared.db.schema import idempotency_keys, mandates, outbox
 from mandate_vault_shared.messages import EventType
 
@@ -129,18 +129,11 @@ async def store_created(
     shared = webhooks.event_columns(values["tenant_id"], event, data, values["created_at"])
     statement = _create_statement(tuple(shared), with_key=idempotency_row is not None)
     arguments = statement.arguments(values, shared, idempotency_row)
-    async with db.engine.connect() as conn:
-        # Nothing runs through SQLAlchemy on this connection, so it never opens a transaction
-        # of its own here (its reset-on-return finds none to roll back).
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection
+    assert db.hot is not None  # every PostgreSQL database has one
+    async with db.hot.connection() as conn:
         started = time.perf_counter()
         try:
-            queued = await driver.fetchval(statement.sql, *arguments)
-        except DATABASE_DOWN_ERRORS:
-            # SQLAlchemy never saw the failure, so tell its pool not to hand this connection out
-            await conn.invalidate()
-            raise
+            queued = await conn.fetchval(statement.sql, *arguments)
         finally:
             if db.query_timings is not None:
                 db.query_timings.record(("insert",), time.perf_counter() - started)

@@ -30,7 +30,7 @@ from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.verifier_client import VerifierClient
-from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
+from mandate_vault_shared.db.engine import DB_CONNECTIONS_IN_USE, DB_QUERY_TIMINGS, create_engine
 from mandate_vault_shared.kafka import producer_options
 from mandate_vault_shared.keepalive import KeepAliveClient
 from mandate_vault_shared.serve import package_version
@@ -125,7 +125,13 @@ def create_app(
             pool_size=settings.db_pool_size,
             pool_timeout=settings.db_pool_timeout_seconds,
         )
-        db = Database(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))
+        db = Database(
+            engine,
+            telemetry.fast.histogram(*DB_QUERY_TIMINGS),
+            hot_pool_size=settings.db_create_pool_size,
+            pool_timeout=settings.db_pool_timeout_seconds,
+            connections_in_use=telemetry.fast.gauge(*DB_CONNECTIONS_IN_USE),
+        )
         verifier = VerifierClient(
             KeepAliveClient(settings.verifier_url),
             telemetry.tracer,
@@ -168,7 +174,7 @@ def create_app(
             await relay.close()
             await election.close()
             await verifier.close()
-            await engine.dispose()
+            await db.close()
             log.info("service_stopped")
 
     app = build_app(
