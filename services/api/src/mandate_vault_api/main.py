@@ -35,12 +35,15 @@ from mandate_vault_shared.kafka import producer_options
 from mandate_vault_shared.keepalive import KeepAliveClient
 from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
+from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl, Route
 from mandate_vault_shared.web.app import build_app
+from mandate_vault_shared.web.middleware import QUIET_PATHS
 from mandate_vault_shared.webhooks import SecretBox
 
 SERVICE_NAME: Final = "mandate-vault-api"
 DISTRIBUTION: Final = "mandate-vault-api"
 MAX_BODY_BYTES: Final = 64 * 1024
+LOGIN_BUDGET: Final = "login"
 TAGS: Final = [
     {"name": "auth", "description": "Login, token refresh and logout."},
     {"name": "mandates", "description": "Submit, list, read, revoke and re-verify mandates."},
@@ -191,6 +194,13 @@ def create_app(
         openapi_tags=TAGS,
         dependency_errors=DATABASE_DOWN_ERRORS,
         max_body_size=MAX_BODY_BYTES,
+        admission=AdmissionControl(
+            SERVICE_NAME,
+            {DEFAULT_BUDGET: settings.admission, LOGIN_BUDGET: settings.login_admission},
+            telemetry.fast,
+            routes=[Route("POST", "/api/v1/auth/login", LOGIN_BUDGET)],
+            exempt=QUIET_PATHS,
+        ),
     )
     for module in (auth, mandates, webhooks, issuers, users, api_keys, tenants):
         app.include_router(module.router)

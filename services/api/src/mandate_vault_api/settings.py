@@ -12,6 +12,7 @@ from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
 from mandate_vault_shared.settings import Environment, ServiceSettings
 from mandate_vault_shared.ssrf import SsrfPolicy
+from mandate_vault_shared.web.admission import BudgetSettings
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
 
 DEV_SIGNING_KEY = "dev-only-signing-key-change-me-0123456789abcdef"
@@ -57,6 +58,13 @@ class ApiSettings(ServiceSettings):
     outbox_batch_size: int = Field(200, ge=1, le=5000)
     outbox_stall_seconds: float = Field(60.0, gt=0)
     outbox_retention_days: int = Field(7, ge=1)
+
+    # Admission control (shared/web/admission.py): every route but login, and login (Argon2),
+    # whose small budget keeps a login storm from taking the CPU that creates need.
+    admission: BudgetSettings = BudgetSettings()
+    login_admission: BudgetSettings = BudgetSettings(
+        max_concurrency=2, min_concurrency=1, queue_size=16, queue_timeout_ms=1000, adaptive=False
+    )
 
     def required_secrets(self) -> Iterable[str]:
         return ("token_signing_key", "webhook_encryption_key")

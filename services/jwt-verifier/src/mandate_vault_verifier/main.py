@@ -13,7 +13,9 @@ from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.settings import Environment
 from mandate_vault_shared.ssrf import guarded_session
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
+from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl
 from mandate_vault_shared.web.app import build_app
+from mandate_vault_shared.web.middleware import QUIET_PATHS
 from mandate_vault_verifier.deps import State
 from mandate_vault_verifier.resolver import DidWebResolver
 from mandate_vault_verifier.routes import verify
@@ -99,6 +101,9 @@ def create_app(
         lifespan=lifespan,
         readiness={"truststore": truststore_ready},
         openapi_tags=[{"name": "verify", "description": "Mandate JWT verification"}],
+        admission=AdmissionControl(
+            SERVICE_NAME, {DEFAULT_BUDGET: settings.admission}, telemetry.fast, exempt=QUIET_PATHS
+        ),
     )
     app.include_router(verify.router)
     return app

@@ -12,6 +12,11 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 
 from mandate_vault_shared.telemetry import Telemetry
+from mandate_vault_shared.web.admission import (
+    AdmissionControl,
+    AdmissionMiddleware,
+    observe_budgets,
+)
 from mandate_vault_shared.web.handlers import install_error_handlers
 from mandate_vault_shared.web.limits import BodyLimitMiddleware
 from mandate_vault_shared.web.middleware import RequestTelemetryMiddleware
@@ -49,6 +54,7 @@ def build_app(
     dependency_errors: tuple[type[Exception], ...] = (),
     max_body_size: int = 1 << 20,
     advisories: Mapping[str, ReadinessCheck] | None = None,
+    admission: AdmissionControl | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title=title,
@@ -68,6 +74,9 @@ def build_app(
     install_error_schema(app)
     app.include_router(system_router(telemetry, readiness, advisories))
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_size)
+    if admission is not None:  # inside the telemetry middleware: refusals are counted and traced
+        app.add_middleware(AdmissionMiddleware, control=admission)
+        observe_budgets(admission, telemetry.meter)
     if not telemetry.enabled:
         return app
     lean = telemetry.http_middleware == "lean"

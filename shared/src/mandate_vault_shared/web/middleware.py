@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mandate_vault_shared.telemetry import Telemetry, get_logger, names
 from mandate_vault_shared.telemetry.logs import bind_context
+from mandate_vault_shared.web.admission import SHED_STATE_KEY
 
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -170,6 +171,8 @@ class RequestTelemetryMiddleware:
             self._end_span(span, method, endpoint, status, error_type)
         if scope["path"] in QUIET_PATHS and status < 500:
             return
+        if scope["state"].get(SHED_STATE_KEY):
+            return  # a refusal under load: counted in requests_shed_total, never logged one by one
         duration_ms = round(seconds * 1000, 2)
         log.info(
             "http_request", method=method, route=endpoint, status=status, duration_ms=duration_ms
