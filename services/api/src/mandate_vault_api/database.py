@@ -95,7 +95,7 @@ class Database:
         engine: AsyncEngine,
         query_timings: FastHistogram | None = None,
         *,
-        hot_pool_size: int = 10,
+        hot_pool_size: int = 20,
         pool_timeout: float = 5.0,
         connections_in_use: FastGauge | None = None,
     ) -> None:

@@ -27,7 +27,7 @@ class ApiSettings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///./var/mandate_vault.db"
     db_pool_size: int = Field(20, ge=1, le=200)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
-    db_create_pool_size: int = Field(10, ge=1, le=200)
+    db_create_pool_size: int = Field(20, ge=1, le=200)
     verifier_url: str = "http://127.0.0.1:8001"
     verifier_timeout_seconds: float = Field(3.0, gt=0, le=60)
     kafka: KafkaSettings = KafkaSettings()

@@ -66,12 +66,12 @@ class BudgetSettings(BaseModel):
     """One budget's knobs (nested settings, e.g. ``API_ADMISSION__MAX_CONCURRENCY``)."""
 
     enabled: bool = True
-    max_concurrency: int = Field(64, ge=1, le=10_000)
+    max_concurrency: int = Field(32, ge=1, le=10_000)
     min_concurrency: int = Field(4, ge=1, le=10_000)
     queue_size: int = Field(128, ge=0, le=100_000)
     queue_timeout_ms: float = Field(20.0, ge=0, le=60_000)
     adaptive: bool = True
-    latency_threshold_ms: float = Field(1000.0, gt=0)
+    latency_threshold_ms: float = Field(100.0, gt=0)
     retry_after_seconds: int = Field(1, ge=1, le=3600)
 
 
@@ -212,6 +212,11 @@ class AdmissionControl:
         )
         self._unlogged = 0
         self._logged_at = float("-inf")
+        self.templates = _Templates()
+
+    def learn_routes(self, paths: Iterable[str]) -> None:
+        """The route templates refusals are labelled with (e.g. the OpenAPI paths)."""
+        self.templates.learn(paths)
 
     def refused(self, budget: Budget, endpoint: str, reason: str) -> None:
         """Count a refusal; log a summary at most every `_LOG_INTERVAL_S` (never one a request)."""
@@ -238,19 +243,18 @@ class AdmissionControl:
 
 
 class _Templates:
-    """Route templates for the ``endpoint`` label, from the app's OpenAPI paths (built on the
-    first refusal: routers are added after the middleware is)."""
+    """Route templates for the ``endpoint`` label of refusals, matched against the raw path
+    (admission runs before routing). `learn` them once the app's routes are known."""
 
     def __init__(self) -> None:
-        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+        self._compiled: list[tuple[re.Pattern[str], str]] = []
 
-    def endpoint(self, scope: Scope) -> str:
-        if self._compiled is None:
-            openapi = getattr(scope.get("app"), "openapi", None)
-            paths = openapi().get("paths", {}) if callable(openapi) else {}
-            self._compiled = [(compile_path(path)[0], path) for path in paths]
+    def learn(self, paths: Iterable[str]) -> None:
+        self._compiled = [(compile_path(path)[0], path) for path in paths]
+
+    def endpoint(self, path: str) -> str:
         for pattern, template in self._compiled:
-            if pattern.match(scope["path"]):
+            if pattern.match(path):
                 return template
         return names.UNMATCHED_ENDPOINT
 
@@ -259,7 +263,6 @@ class AdmissionMiddleware:
     def __init__(self, app: ASGIApp, control: AdmissionControl) -> None:
         self.app = app
         self.control = control
-        self._templates = _Templates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         budget = (
@@ -294,7 +297,7 @@ class AdmissionMiddleware:
         state = scope.setdefault("state", {})
         state[SHED_STATE_KEY] = True
         state["error_type"] = "Overloaded"  # the span's error.type
-        self.control.refused(budget, self._templates.endpoint(scope), reason)
+        self.control.refused(budget, self.control.templates.endpoint(scope["path"]), reason)
         body = {"error": ERROR_CODE, "detail": DETAIL, "request_id": state.get("request_id", "")}
         retry_after = str(budget.settings.retry_after_seconds)
         response = JsonResponse(body, status_code=503, headers={"Retry-After": retry_after})

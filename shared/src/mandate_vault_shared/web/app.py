@@ -28,14 +28,19 @@ _UNTRACED_URLS = r"/healthz$,/readyz$,/api/v1/metrics$"
 
 def _frozen_after_startup(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
+    admission: AdmissionControl | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[Any]]:
-    """Once startup has built every long-lived object, move them out of the cyclic garbage
-    collector's reach: full collections then scan only what requests allocate, which keeps
-    their pauses (and the latency tail) short."""
+    """Once startup has built every long-lived object (the OpenAPI document included: routes
+    are all known now, and admission control labels refusals with its paths), move them out of
+    the cyclic garbage collector's reach: full collections then scan only what requests
+    allocate, which keeps their pauses (and the latency tail) short."""
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[Any]:
         async with lifespan(app) as state:
+            paths = app.openapi().get("paths", {})
+            if admission is not None:
+                admission.learn_routes(paths)
             gc.collect()
             gc.freeze()
             yield state
@@ -60,7 +65,7 @@ def build_app(
         title=title,
         description=description,
         version=telemetry.version,
-        lifespan=_frozen_after_startup(lifespan),
+        lifespan=_frozen_after_startup(lifespan, admission),
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
