@@ -82,6 +82,7 @@ EXTRA_RULES = {
     "CollectorExportFailing",
     "TelemetryDropping",
     "LockoutBurst",
+    "LoadShedding",
 }
 SERVICE_JOBS = {
     "mandate-vault-api": "api:8000",
@@ -109,6 +110,11 @@ _CONTRACT = (
     "RATE_LIMITED_TOTAL",
     "DB_CONNECTIONS_ACTIVE",
     "DB_QUERY_DURATION",
+    # admission control (shared/web/admission.py)
+    "REQUESTS_SHED_TOTAL",
+    "ADMISSION_CONCURRENCY_LIMIT",
+    "ADMISSION_IN_FLIGHT",
+    "ADMISSION_QUEUED",
 )
 _HISTOGRAMS = ("HTTP_REQUEST_DURATION", "WEBHOOK_DELIVERY_DURATION", "DB_QUERY_DURATION")
 CONTRACT_METRICS = {getattr(names, c) for c in _CONTRACT}

@@ -121,6 +121,11 @@ MAY_BE_ZERO = {
     "OutboxBacklogGrowing",
     "OutboxStalled",
     "WebhookConsumerLagHigh",
+    # Admission control refuses nothing and queues nothing unless the service is overloaded.
+    "LoadShedding",
+    "panel Load shedding (refused 503s) [A]",
+    "panel Admission: concurrency limit, in flight, queued [B]",
+    "panel Admission: concurrency limit, in flight, queued [C]",
 }
 
 VALID_PER_ROUND = 3

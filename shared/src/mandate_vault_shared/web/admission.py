@@ -49,6 +49,7 @@ from mandate_vault_shared.telemetry import get_logger, names
 from mandate_vault_shared.telemetry.fast_metrics import FastCounter, FastMetrics
 from mandate_vault_shared.web.responses import JsonResponse
 
+REASONS: Final = ("queue_full", "expected_wait", "deadline")
 SHED_STATE_KEY: Final = "shed"  # scope["state"][...] is True on a refused request
 ERROR_CODE: Final = "overloaded"
 DETAIL: Final = "The service is at capacity; retry after the delay in Retry-After."
@@ -215,8 +216,13 @@ class AdmissionControl:
         self.templates = _Templates()
 
     def learn_routes(self, paths: Iterable[str]) -> None:
-        """The route templates refusals are labelled with (e.g. the OpenAPI paths)."""
-        self.templates.learn(paths)
+        """The route templates refusals are labelled with (e.g. the OpenAPI paths). Their
+        series start at zero, so rates and ratios exist before the first refusal."""
+        templates = [path for path in paths if path not in self._exempt]
+        self.templates.learn(templates)
+        for template in templates:
+            for reason in REASONS:
+                self._shed.add((self.service, template, reason), 0.0)
 
     def refused(self, budget: Budget, endpoint: str, reason: str) -> None:
         """Count a refusal; log a summary at most every `_LOG_INTERVAL_S` (never one a request)."""
