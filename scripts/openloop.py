@@ -12,6 +12,7 @@ the figures say so rather than quietly offering less.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ async def _drive(target: Target, phases: Sequence[Phase]) -> Run:
     pending: set[asyncio.Task[None]] = set()
 
     async def one(phase: int, offset: float, at: float) -> None:
-        lag = loop.time() - at
+        sent = loop.time()
+        lag = sent - at  # < 0 when sent up to _BATCH_S early
         status, refused = 0, False
         try:
             async with asyncio.timeout(target.timeout):
@@ -78,13 +80,20 @@ async def _drive(target: Target, phases: Sequence[Phase]) -> Run:
             refused = status == 503 and REFUSAL_MARK in answer.body
         except (OSError, TimeoutError):
             pass
-        run.outcomes.append(Outcome(phase, offset, loop.time() - at, status, refused, lag))
+        latency = loop.time() - max(at, sent)  # from the scheduled time, or the send if earlier
+        run.outcomes.append(Outcome(phase, offset, latency, status, refused, max(lag, 0.0)))
 
     cpu = time.thread_time()
+    await client.warm(_connections_for(phases[0]))
     start = loop.time() + 0.05
     offset = 0.0
     for index, phase in enumerate(phases):
         interval, end = 1.0 / phase.rate, offset + phase.seconds
+        if index + 1 < len(phases):  # connect for the next phase while this one runs
+            upcoming = phases[index + 1]
+            warming = loop.create_task(_warm_later(client, upcoming, start + end - loop.time()))
+            pending.add(warming)
+            warming.add_done_callback(pending.discard)
         while offset < end - 1e-9:
             delay = start + offset - loop.time()
             if delay > _BATCH_S:
@@ -98,6 +107,19 @@ async def _drive(target: Target, phases: Sequence[Phase]) -> Run:
     run.cpu_seconds = time.thread_time() - cpu
     await client.close()
     return run
+
+
+def _connections_for(phase: Phase) -> int:
+    """Connections a phase keeps busy when answers take up to ~0.25 s (HTTP/1.1: one request
+    in flight per connection). Opened ahead, so a step up in load is not a connection storm
+    (whose overflowing accept queue would add SYN retransmits of 1 s to the figures)."""
+    return max(8, min(4096, int(phase.rate * 0.25)))
+
+
+async def _warm_later(client: KeepAliveClient, phase: Phase, starts_in: float) -> None:
+    await asyncio.sleep(max(0.0, starts_in - 1.0))
+    with contextlib.suppress(OSError):
+        await client.warm(_connections_for(phase))
 
 
 def run_open_loop(target: Target, phases: Sequence[Phase]) -> Run:

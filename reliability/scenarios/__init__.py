@@ -12,6 +12,7 @@ ORDER = (
     "postgres_restart",
     "worker_sigkill",
     "verifier_down",
+    "overload",
     # attacks
     "hostile_jwts",
     "tenant_isolation",

@@ -156,6 +156,22 @@ class KeepAliveClient:
             connection, _ = await self._connection(fresh=True)
             return await self._exchange(connection, request)
 
+    async def warm(self, count: int, *, at_once: int = 32) -> None:
+        """Open connections until `count` are idle (a few at a time, so the server's accept
+        queue never overflows): callers that know a burst is coming pay the connects first."""
+        missing = count - len(self._idle)
+        while missing > 0:
+            batch = min(missing, at_once)
+            opened = await asyncio.gather(
+                *(self._connection(fresh=True) for _ in range(batch)), return_exceptions=True
+            )
+            for item in opened:
+                if isinstance(item, BaseException):
+                    raise item
+                item[0].idle_since = time.monotonic()
+                self._idle.appendleft(item[0])  # behind the warm ones: the LIFO reuses those
+            missing -= batch
+
     async def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
