@@ -73,7 +73,7 @@ PRODUCTION = {
 # Everything at 100 %: every request traced, logged at INFO and shipped.
 FULL = {"ENVIRONMENT": "development", "LOG_LEVEL": "INFO"}
 CONFIGS = {"production": PRODUCTION, "full": FULL}
-SPY = [str(Path(sys.executable).parent / "py-spy")]
+SPY = ["py-spy"]  # on PATH under `uv run`
 
 
 @dataclass
@@ -494,7 +494,7 @@ def main() -> None:
     parser.add_argument("--config", choices=list(CONFIGS), default="production")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--base", help="ab: a tree (e.g. from git archive) to compare with")
+    parser.add_argument("--base", help="a tree (git archive) to run instead, or, ab, against")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "perf")
     parser.add_argument("--format", default="flamegraph", choices=["flamegraph", "raw"])
     args = parser.parse_args()
@@ -506,7 +506,7 @@ def main() -> None:
                     _print("A", closed_loop(stack, *a, args.seconds))
                     _print("B", closed_loop(stack, *b, args.seconds))
             return
-        with services(stack, env) as (api, verifier):
+        with services(stack, env, args.base) as (api, verifier):
             if args.command == "sweep":
                 capacity = (
                     args.capacity or closed_loop(stack, api, verifier, args.seconds).throughput.rps
