@@ -16,7 +16,7 @@ uvicorn process per service, wrk and the load generator on the same cores):
 2. overload: an open-loop sweep (`scripts/openloop.py`) from 25 % to 200 % of the measured
    closed-loop capacity, then back to 50 %: goodput, admitted p50/p99, refusals and their p99
    per step, and how long latency takes to be normal again; plotted to
-   ``reports/overload-<date>.png``.
+   ``reports/bench-<date>-overload.png``.
 
 It returns markdown lines and the ``create.*`` / ``overload.*`` keys of
 ``reports/bench-<date>.json`` (`merge_json` merges them into what other sections wrote).
@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 from tests.api.issuer import truststore_json  # noqa: E402
+from tests.fixtures.metrics import scrape, value  # noqa: E402
 from tests.fixtures.postgres import admin_dsn  # noqa: E402
 from tests.fixtures.services import ServiceProcess  # noqa: E402
 
@@ -326,7 +327,8 @@ def closed_loop_rounds(stack: BenchStack) -> tuple[list[float], list[CreateRun],
     return trivial_off, production, full
 
 
-def section(stack: BenchStack, reports: Path, date: str) -> tuple[list[str], dict[str, Any]]:
+def section(stack: BenchStack, reports: Path, stem: str) -> tuple[list[str], dict[str, Any]]:
+    """The section's markdown and figures; the plot goes to ``reports/<stem>-overload.png``."""
     trivial_off, production, full = closed_loop_rounds(stack)
     capacity = _median(production, "rps")
     ratios = [r.throughput.rps / off for r, off in zip(production, trivial_off, strict=True)]
@@ -336,9 +338,14 @@ def section(stack: BenchStack, reports: Path, date: str) -> tuple[list[str], dic
     }
     with services(stack, PRODUCTION) as (api, _):
         run, steps = overload_sweep(stack, api, capacity)
+        samples = scrape(api.url)
+    by_reason = {
+        reason: value(samples, "requests_shed_total", reason=reason)
+        for reason in ("queue_full", "expected_wait", "deadline")
+    }
     normal_p99 = steps[1].admitted_p99_ms  # the 50 % step
     recovery = recovery_seconds(run, normal_p99)
-    png = reports / f"overload-{date}.png"
+    png = reports / f"{stem}-overload.png"
     plot(steps, capacity, png)
     at_200 = steps[-1]
     figures: dict[str, Any] = {
@@ -368,6 +375,7 @@ def section(stack: BenchStack, reports: Path, date: str) -> tuple[list[str], dic
                 "other_errors": at_200.other_errors,
             },
             "recovery_s": recovery,
+            "refusals_by_reason": by_reason,
             "load_generator_cpu_share": round(run.cpu_seconds / run.elapsed, 3),
             "load_generator_send_lag_p99_ms": round(
                 percentile([o.lag * 1000 for o in run.outcomes], 0.99), 1
@@ -419,8 +427,9 @@ def _markdown(
         f"Each step {STEP_SECONDS:g} s at a share of the closed-loop capacity above, then "
         f"{RECOVERY_SECONDS:g} s at 50 %. Latency from each request's scheduled send time. The "
         f"load generator used {overload['load_generator_cpu_share']:.0%} of a core; its send "
-        f"lag p99 was {overload['load_generator_send_lag_p99_ms']:.1f} ms. Plot: "
-        f"`reports/{overload['plot']}`.",
+        f"lag p99 was {overload['load_generator_send_lag_p99_ms']:.1f} ms. Refusals by reason: "
+        f"{', '.join(f'{k} {v:,.0f}' for k, v in overload['refusals_by_reason'].items())}. "
+        f"Plot: `reports/{overload['plot']}`.",
         "",
         *_markdown_steps(steps),
         "",

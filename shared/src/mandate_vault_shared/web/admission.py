@@ -70,7 +70,7 @@ class BudgetSettings(BaseModel):
     max_concurrency: int = Field(32, ge=1, le=10_000)
     min_concurrency: int = Field(8, ge=1, le=10_000)
     queue_size: int = Field(128, ge=0, le=100_000)
-    queue_timeout_ms: float = Field(100.0, ge=0, le=60_000)
+    queue_timeout_ms: float = Field(50.0, ge=0, le=60_000)
     adaptive: bool = True
     latency_threshold_ms: float = Field(100.0, gt=0)
     retry_after_seconds: int = Field(1, ge=1, le=3600)
