@@ -12,7 +12,8 @@ For every request it:
   unmatched paths collapse to one value);
 - logs ``http_request`` (and ``http_request_error`` plus ``errors_total`` for every 5xx).
 
-Health, readiness and metrics routes are counted but neither traced nor logged.
+Health, readiness and metrics routes are counted but neither traced nor logged. Requests refused
+by admission control (`admission.py`) are counted and traced but not logged one by one.
 
 It replaces opentelemetry-instrumentation-fastapi's middleware, which on the reference machine
 cost more than the framework itself per request: it builds attributes for unsampled spans,
