@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Final
 
@@ -74,27 +75,25 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-@router.post(
-    "",
-    response_model=MandateOut,
-    status_code=status.HTTP_201_CREATED,
-    responses={
-        409: {},
-        413: {},
-        422: {"description": "Validation Error"},
-        503: {"description": "The verifier is unavailable"},
-    },
-    openapi_extra=_CREATE_OPENAPI,
-)
-async def create_mandate(request: Request) -> JsonResponse:
-    """Verify a mandate JWT with the jwt-verifier and store it with the outcome.
+def _create_endpoint(permission: Permission) -> Callable[[Request], Awaitable[JsonResponse]]:
+    """The create route bound to the permission it checks. The hottest route reads its caller,
+    headers and body itself (see deps.writer_in_tenant); binding the permission here keeps it on
+    the endpoint, where reliability/scenarios/tenant_isolation.py finds every route's."""
 
-    A mandate that fails verification is stored too (status REJECTED, with the verifier's
-    status and reason) and never becomes active. If the verifier is unavailable nothing is
-    stored and the answer is 503 with `Retry-After`.
-    """
-    # The hottest route reads its caller, headers and body itself (see deps.writer_in_tenant).
-    principal, tenant_id = await writer_in_tenant(request, Permission.MANDATES_WRITE)
+    async def create_mandate(request: Request) -> JsonResponse:
+        """Verify a mandate JWT with the jwt-verifier and store it with the outcome.
+
+        A mandate that fails verification is stored too (status REJECTED, with the verifier's
+        status and reason) and never becomes active. If the verifier is unavailable nothing is
+        stored and the answer is 503 with `Retry-After`.
+        """
+        principal, tenant_id = await writer_in_tenant(request, permission)
+        return await _create(request, principal, tenant_id)
+
+    return create_mandate
+
+
+async def _create(request: Request, principal: Principal, tenant_id: str) -> JsonResponse:
     ctx = await get_context(request)
     idempotency_key = _idempotency_key(request)
     body = parse_json_body(await request.body(), MandateCreate)
@@ -129,6 +128,22 @@ async def create_mandate(request: Request) -> JsonResponse:
         )
     # Already validated and in its JSON form (MandateOut): answered as is, not re-validated.
     return JsonResponse(created.body, status_code=status.HTTP_201_CREATED)
+
+
+router.add_api_route(
+    "",
+    _create_endpoint(Permission.MANDATES_WRITE),
+    methods=["POST"],
+    response_model=MandateOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        409: {},
+        413: {},
+        422: {"description": "Validation Error"},
+        503: {"description": "The verifier is unavailable"},
+    },
+    openapi_extra=_CREATE_OPENAPI,
+)
 
 
 def _encode_cursor(created_at: datetime, mandate_id: str) -> str:
