@@ -6,15 +6,17 @@ open-loop generator (scripts/openloop.py: each request sent at its scheduled tim
 that time) offers 50 % of it, then 200 % (60 s; 5 s in the short version), then 50 % again.
 Checked: every answer is a 201 or a 503/429 (no 500, no timeout, no dropped connection); the
 excess is refused with ``{"error": "overloaded"}``; exactly the answered-201 mandates were stored,
-each with its outbox event (a refused request stores nothing); after the overload every
-request is admitted again, and latency is back to normal (within twice the p99 before the
-overload, + 10 ms) within 2 s. Goodput and latency at 200 % are reported (`make bench` holds
-the goals for them).
+each with its outbox event (a refused request stores nothing); from 1 s after the overload
+(2 s in the short version, on a busy CI machine) every request is admitted again, and latency
+is back to normal (within twice the p99 before the overload, + 10 ms) within 2 s (checked at
+full scale, reported in the short version). Goodput and latency at 200 % are reported
+(`make bench` holds the goals for them).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,17 @@ def _stored(system: System, tenant: Tenant) -> tuple[int, int]:
         tenant.id,
     )[0]
     return int(row[0]), int(row[1])
+
+
+def _settled(system: System, tenant: Tenant) -> tuple[int, int]:
+    """The stored counts once they stop changing."""
+    previous = _stored(system, tenant)
+    while True:
+        time.sleep(0.3)
+        current = _stored(system, tenant)
+        if current == previous:
+            return current
+        previous = current
 
 
 def _capacity(url: str, body: bytes, headers: dict[str, str], seconds: int) -> float:
@@ -70,7 +83,8 @@ def _phase_figures(run: Run, index: int) -> dict[str, Any]:
 
 def run(scale: Scale) -> Row:
     findings = Findings()
-    normal_s, overload_s = scale.pick(3.0, 10.0), scale.pick(5.0, 60.0)
+    normal_s, overload_s = scale.pick(4.0, 10.0), scale.pick(5.0, 60.0)
+    settle_s = scale.pick(2.0, 1.0)  # after the overload, every request must be admitted
     with System() as system:
         api = system.start_api()
         system.ready()
@@ -80,7 +94,7 @@ def run(scale: Scale) -> Row:
         headers = {"Content-Type": "application/json", **tenant.headers()}
         url = f"{api.url}/api/v1/mandates"
         capacity = _capacity(url, body, headers, scale.pick(2, 8))
-        before = _stored(system, tenant)
+        before = _settled(system, tenant)  # wrk leaves creates in flight when it stops
         phases = [
             Phase("before", capacity * 0.5, normal_s),
             Phase("overload", capacity * 2, overload_s),
@@ -112,10 +126,10 @@ def run(scale: Scale) -> Row:
     findings.check(
         after[1] - before[1] == created, f"{after[1] - before[1]} outbox rows for {created} creates"
     )
-    tail = [o for o in load.of(2) if o.scheduled >= load.phases[0].seconds + overload_s + 1.0]
+    tail = [o for o in load.of(2) if o.scheduled >= normal_s + overload_s + settle_s]
     findings.check(
         all(o.status == 201 for o in tail),
-        f"requests refused or failed more than 1 s after the overload: "
+        f"requests refused or failed more than {settle_s:g} s after the overload: "
         f"{sum(1 for o in tail if o.status != 201)}",
     )
     if scale is Scale.FULL:
