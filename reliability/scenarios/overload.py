@@ -6,10 +6,10 @@ open-loop generator (scripts/openloop.py: each request sent at its scheduled tim
 that time) offers 50 % of it, then 200 % (60 s; 5 s in the short version), then 50 % again.
 Checked: every answer is a 201 or a 503/429 (no 500, no timeout, no dropped connection); the
 excess is refused with ``{"error": "overloaded"}``; exactly the answered-201 mandates were stored,
-each with its outbox event (a refused request stores nothing); from 1 s after the overload
-(2 s in the short version, on a busy CI machine) every request is admitted again, and latency
-is back to normal (within twice the p99 before the overload, + 10 ms) within 2 s (checked at
-full scale, reported in the short version). Goodput and latency at 200 % are reported
+each with its outbox event (a refused request stores nothing); latency is back to normal
+(every request admitted, p99 within twice the p99 before the overload, + 10 ms, for a second)
+within 2 s of the overload's end (full scale; the short version, seconds long on a busy CI
+machine, checks instead that every request is admitted from 2 s after the overload). Goodput and latency at 200 % are reported
 (`make bench` holds the goals for them).
 """
 
@@ -84,7 +84,7 @@ def _phase_figures(run: Run, index: int) -> dict[str, Any]:
 def run(scale: Scale) -> Row:
     findings = Findings()
     normal_s, overload_s = scale.pick(4.0, 10.0), scale.pick(5.0, 60.0)
-    settle_s = scale.pick(2.0, 1.0)  # after the overload, every request must be admitted
+    settle_s = 2.0  # short version: after the overload, every request must be admitted
     with System() as system:
         api = system.start_api()
         system.ready()
@@ -126,15 +126,16 @@ def run(scale: Scale) -> Row:
     findings.check(
         after[1] - before[1] == created, f"{after[1] - before[1]} outbox rows for {created} creates"
     )
-    tail = [o for o in load.of(2) if o.scheduled >= normal_s + overload_s + settle_s]
-    findings.check(
-        all(o.status == 201 for o in tail),
-        f"requests refused or failed more than {settle_s:g} s after the overload: "
-        f"{sum(1 for o in tail if o.status != 201)}",
-    )
-    if scale is Scale.FULL:
+    if scale is Scale.FULL:  # back to normal: see scripts/bench_create.recovery_seconds
         findings.check(
             recovery <= RECOVERY_GOAL_S, f"latency normal again after {recovery} s (goal 2 s)"
+        )
+    else:  # seconds-long, on a busy CI machine: judge admissions, not latency
+        tail = [o for o in load.of(2) if o.scheduled >= normal_s + overload_s + settle_s]
+        findings.check(
+            all(o.status == 201 for o in tail),
+            f"requests refused or failed more than {settle_s:g} s after the overload: "
+            f"{sum(1 for o in tail if o.status != 201)}",
         )
     findings.check(probes == [200, 200], f"health/readiness after the overload: {probes}")
     tried = (

@@ -72,7 +72,7 @@ class BudgetSettings(BaseModel):
     queue_size: int = Field(128, ge=0, le=100_000)
     queue_timeout_ms: float = Field(50.0, ge=0, le=60_000)
     adaptive: bool = True
-    latency_threshold_ms: float = Field(100.0, gt=0)
+    latency_threshold_ms: float = Field(1000.0, gt=0)
     retry_after_seconds: int = Field(1, ge=1, le=3600)
 
 
