@@ -9,8 +9,8 @@ excess is refused with ``{"error": "overloaded"}``; exactly the answered-201 man
 each with its outbox event (a refused request stores nothing); latency is back to normal
 (every request admitted, p99 within twice the p99 before the overload, + 10 ms, for a second)
 within 2 s of the overload's end (full scale; the short version, seconds long on a busy CI
-machine, checks instead that every request is admitted from 2 s after the overload). Goodput and latency at 200 % are reported
-(`make bench` holds the goals for them).
+machine, checks instead that every request is admitted from 2 s after the overload).
+Goodput and latency at 200 % are reported (`make bench` holds the goals for them).
 """
 
 from __future__ import annotations
