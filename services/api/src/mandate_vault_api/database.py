@@ -26,6 +26,8 @@ DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
+    # the protocol's state after the server dropped the connection mid-conversation
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -70,6 +72,9 @@ class HotPool:
             self._in_use.add(1)
         try:
             yield conn
+        except DATABASE_DOWN_ERRORS:
+            conn.terminate()  # never hand a broken connection out again: the pool replaces it
+            raise
         finally:
             if self._in_use is not None:
                 self._in_use.add(-1)
