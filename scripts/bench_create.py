@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+import httpx  # noqa: E402
 from tests.api.issuer import truststore_json  # noqa: E402
 from tests.fixtures.metrics import scrape, value  # noqa: E402
 from tests.fixtures.postgres import admin_dsn  # noqa: E402
@@ -264,6 +266,21 @@ def recovery_seconds(run: Run, normal_p99_ms: float) -> float:
     return float(len(normal)) * WINDOW_S
 
 
+def _refusals_by_reason(api: ServiceProcess) -> dict[str, float]:
+    """The api's own count of refusals by reason (empty if it cannot be read)."""
+    for _ in range(3):
+        try:
+            samples = scrape(api.url)
+        except httpx.HTTPError:
+            time.sleep(2)
+            continue
+        return {
+            reason: value(samples, "requests_shed_total", reason=reason)
+            for reason in ("queue_full", "expected_wait", "deadline")
+        }
+    return {}
+
+
 def overload_sweep(
     stack: BenchStack, api: ServiceProcess, capacity: float
 ) -> tuple[Run, list[Step]]:
@@ -344,11 +361,7 @@ def section(stack: BenchStack, reports: Path, stem: str) -> tuple[list[str], dic
     }
     with services(stack, PRODUCTION) as (api, _):
         run, steps = overload_sweep(stack, api, capacity)
-        samples = scrape(api.url)
-    by_reason = {
-        reason: value(samples, "requests_shed_total", reason=reason)
-        for reason in ("queue_full", "expected_wait", "deadline")
-    }
+        by_reason = _refusals_by_reason(api)
     normal_p99 = steps[1].admitted_p99_ms  # the 50 % step
     recovery = recovery_seconds(run, normal_p99)
     png = reports / f"{stem}-overload.png"
