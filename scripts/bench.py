@@ -6,13 +6,14 @@ sides; each pair reports its rounds, the medians and the ratio taken pair by pai
 1. Telemetry cost on a trivial endpoint (`GET /api/v1/info`, one api process per run, wrk):
    off vs on at 100 % and 10 % trace sampling; the contrib FastAPI instrumentation (the usual
    stack) for comparison; and the collector reachable vs black-holed.
-2. Create-mandate vs the trivial endpoint of the same api process (verify over HTTP, mandate +
-   outbox rows in PostgreSQL, all telemetry on), wrk throughput.
-3. Create-mandate latency at a constant rate (open model: no coordinated omission).
-4. Webhook end to end (mandate accepted -> subscriber received) at a constant rate.
+2. Create-mandate (scripts/bench_create.py): closed-loop throughput against the telemetry-off
+   trivial endpoint, CPU per create per process, and an open-loop overload sweep.
+3. Webhook end to end (mandate accepted -> subscriber received) at a constant rate.
 
-Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (16), BENCH_CREATE_RPS (250),
-BENCH_WEBHOOK_RPS (100), BENCH_LATENCY_SECONDS (20), BENCH_QUICK=1 (seconds-long smoke run).
+Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (16), BENCH_WEBHOOK_RPS (100),
+BENCH_LATENCY_SECONDS (20), BENCH_STEP_SECONDS (15), BENCH_QUICK=1 (seconds-long smoke run),
+BENCH_ONLY=telemetry,create,webhook (only those sections; the markdown report gets their names
+as a suffix, their keys are merged into reports/bench-<date>.json).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,14 +36,14 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
+from scripts import bench_create  # noqa: E402
 from scripts.bench_stack import BenchStack  # noqa: E402
-from scripts.loadgen import OpenLoop, Throughput, run_constant_rate, wrk  # noqa: E402
+from scripts.loadgen import Throughput, run_constant_rate, wrk  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "2" if QUICK else "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
-CREATE_RPS = float(os.environ.get("BENCH_CREATE_RPS", "20" if QUICK else "250"))
 WEBHOOK_RPS = float(os.environ.get("BENCH_WEBHOOK_RPS", "10" if QUICK else "100"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "3" if QUICK else "20"))
 REPORTS = Path(os.environ.get("BENCH_REPORTS_DIR", ROOT / "reports"))
@@ -103,66 +103,6 @@ def telemetry_pairs(stack: BenchStack) -> list[str]:
             _progress(round_number, series.name, result)
     off, *others = (series for series, _ in configs)
     return _table("Telemetry cost, trivial endpoint (GET /api/v1/info)", off, others)
-
-
-def create_pairs(stack: BenchStack) -> list[str]:
-    trivial, create = Series("GET /api/v1/info"), Series("POST /api/v1/mandates")
-    with stack.api(stack.otlp_env()) as process:
-        api = process.url
-        body = json.dumps({"vc_jwt": stack.token()}).encode()
-        headers = {"Content-Type": "application/json", "X-API-Key": stack.api_key}
-        wrk(f"{api}/api/v1/mandates", 2, 4, method="POST", body=body, headers=headers)
-        for round_number in range(1, ROUNDS + 1):
-            result = wrk(
-                f"{api}/api/v1/mandates",
-                SECONDS,
-                CONNECTIONS,
-                method="POST",
-                body=body,
-                headers=headers,
-            )
-            create.runs.append(result)
-            _progress(round_number, create.name, result)
-            result = wrk(f"{api}/api/v1/info", SECONDS, CONNECTIONS)
-            trivial.runs.append(result)
-            _progress(round_number, trivial.name, result)
-    return _table(
-        "Create-mandate vs the trivial endpoint (same api process, telemetry on)", trivial, [create]
-    )
-
-
-def _create_request(api: str, body: bytes, api_key: str) -> Callable[[aiohttp.ClientSession], Any]:
-    async def request(session: aiohttp.ClientSession) -> int:
-        async with session.post(
-            f"{api}/api/v1/mandates",
-            data=body,
-            headers={"Content-Type": "application/json", "X-API-Key": api_key},
-        ) as response:
-            await response.read()
-            return response.status
-
-    return request
-
-
-def create_latency(stack: BenchStack) -> tuple[OpenLoop, list[str]]:
-    with stack.api(stack.otlp_env()) as process:
-        api = process.url
-        body = json.dumps({"vc_jwt": stack.token()}).encode()
-        outcome = run_constant_rate(
-            _create_request(api, body, stack.api_key), CREATE_RPS, LATENCY_SECONDS
-        )
-    summary = outcome.summary()
-    return outcome, [
-        f"### Create-mandate latency at {CREATE_RPS:.0f} req/s "
-        f"(constant rate, {LATENCY_SECONDS:.0f} s)",
-        "",
-        "| target req/s | achieved req/s | p50 ms | p95 ms | p99 ms | max ms | errors |",
-        "|---|---|---|---|---|---|---|",
-        f"| {summary['target_rps']:.0f} | {summary['achieved_rps']} | {summary['p50_ms']} "
-        f"| {summary['p95_ms']} | {summary['p99_ms']} | {summary['max_ms']} "
-        f"| {summary['errors'] or 0} |",
-        "",
-    ]
 
 
 class _Arrivals(BaseHTTPRequestHandler):
@@ -239,14 +179,26 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores, {socket.gethostname()}, Python {sys.version.split()[0]}"
 
 
+def _selected(section: str) -> bool:
+    """BENCH_ONLY=create,webhook runs only those sections (default: all)."""
+    only = {name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()}
+    return not only or section in only
+
+
 def main() -> None:
     started = datetime.now(UTC)
+    REPORTS.mkdir(exist_ok=True)
+    figures: dict[str, Any] = {}
+    lines: list[str] = []
     with BenchStack() as stack:
-        lines = telemetry_pairs(stack)
-        lines += create_pairs(stack)
-        _, latency_lines = create_latency(stack)
-        lines += latency_lines
-        lines += webhook_latency(stack)
+        if _selected("telemetry"):
+            lines += telemetry_pairs(stack)
+        if _selected("create"):  # create.* and overload.* keys (scripts/bench_create.py)
+            create_lines, create_figures = bench_create.section(stack, REPORTS, _stem(started))
+            lines += create_lines
+            figures |= create_figures
+        if _selected("webhook"):
+            lines += webhook_latency(stack)
     header = [
         f"# Benchmark {started.isoformat(timespec='seconds')}",
         "",
@@ -259,11 +211,16 @@ def main() -> None:
     ]
     report = "\n".join(header + lines)
     print("\n" + report)
-    REPORTS.mkdir(exist_ok=True)
-    name = "bench-quick" if QUICK else f"bench-{started:%Y-%m-%d}"
+    only = os.environ.get("BENCH_ONLY", "").replace(",", "-")
+    name = _stem(started) + (f"-{only}" if only else "")
     path = REPORTS / f"{name}.md"
     path.write_text(report + "\n")
-    print(f"report: {path}")
+    bench_create.merge_json(REPORTS / f"{_stem(started)}.json", figures)
+    print(f"report: {path}, figures: {REPORTS / _stem(started)}.json")
+
+
+def _stem(started: datetime) -> str:
+    return "bench-quick" if QUICK else f"bench-{started:%Y-%m-%d}"
 
 
 if __name__ == "__main__":

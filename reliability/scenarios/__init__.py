@@ -13,6 +13,7 @@ ORDER = (
     "worker_sigkill",
     "verifier_down",
     "replicas",
+    "overload",
     # attacks
     "hostile_jwts",
     "tenant_isolation",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from mandate_vault_api import directory, migrate
 from mandate_vault_api import mandates as domain
 from mandate_vault_api.creation import DUPLICATE_ERRORS
 from mandate_vault_api.database import Database
-from mandate_vault_api.fast_writes import store_created
+from mandate_vault_api.fast_writes import _store_with_sqlalchemy, store_created
 from mandate_vault_api.schemas import mandate_event_data
 from mandate_vault_api.verifier_client import Verification
 from mandate_vault_api.webhooks import create_subscription
@@ -84,4 +85,81 @@ async def test_mandate_outbox_rows_and_idempotency_key_in_one_transaction(url: s
             await count(db, idempotency_keys),
         ) == (1, 2, 1)
     finally:
-        await db.engine.dispose()
+        await db.close()
+
+
+async def _subscribed_tenant(db: Database, tenant: str, now: datetime) -> dict[str, str]:
+    """A tenant with three subscriptions; subscription id -> its event types, for matching."""
+    box = SecretBox(DEV_ENCRYPTION_KEY)
+    kinds = {}
+    async with db.transaction() as conn:
+        await directory.create_tenant(conn, tenant, tenant.title(), now)
+        for events in (
+            ["MandateCreated"],
+            ["MandateCreated", "MandateRevoked"],
+            ["MandateExpired"],
+        ):
+            values = {"url": "https://x.example/h", "event_types": [EventType(e) for e in events]}
+            subscription, _ = await create_subscription(conn, box, tenant, values, now)
+            kinds[subscription] = ",".join(events)
+    return kinds
+
+
+def _normalized(row: dict[str, object], tenant: str, mandate_id: str) -> dict[str, object]:
+    """A row with what must differ between the two writes (ids, tenant) taken out."""
+    text = {
+        k: str(v).replace(tenant, "<tenant>").replace(mandate_id, "<id>") for k, v in row.items()
+    }
+    for key in ("id", "mandate_id", "event_id", "subscription_id"):
+        text.pop(key, None)
+    return text
+
+
+async def test_both_write_paths_store_identical_rows(database_url: str) -> None:
+    """The asyncpg statement (PostgreSQL) and the SQLAlchemy transaction (SQLite) are two
+    implementations of one write: run both on PostgreSQL with the same input and compare every
+    column of the mandate, outbox and idempotency rows they stored."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    db = Database(create_engine(database_url))
+    now = datetime.now(UTC)
+    verification = Verification.model_validate(
+        {
+            "status": "VALID",
+            "issuer": "did:web:bank.example",
+            "subject": "did:example:c-1",
+            "key_id": "key-1",
+            "mandate": {
+                "scope": "payments.recurring",
+                "amount_limit": "250.00",
+                "currency": "EUR",
+                "expires_at": now.isoformat(),
+            },
+        }
+    )
+    stored: dict[str, tuple[list[dict[str, object]], ...]] = {}
+    try:
+        for tenant, write in (("fast", store_created), ("portable", _store_with_sqlalchemy)):
+            kinds = await _subscribed_tenant(db, tenant, now)
+            values = domain.new_mandate(verification, "header.payload.sig", tenant, "u-1", now)
+            event, data = EventType.MANDATE_CREATED, mandate_event_data(values)
+            assert await write(db, values, event, data, ("key-1", "fingerprint")) == 2
+            rows = []
+            async with db.read() as conn:
+                for table in (mandates, outbox, idempotency_keys):
+                    found = await conn.execute(select(table).where(table.c.tenant_id == tenant))
+                    rows.append([dict(r._mapping) for r in found])
+            for row in rows[1]:
+                assert re.fullmatch(r"msg_[0-9a-f]{32}", str(row["event_id"]))
+                row["subscription"] = kinds[str(row["subscription_id"])]
+            stored[tenant] = tuple(
+                sorted(
+                    (_normalized(r, tenant, values["id"]) for r in table_rows),
+                    key=lambda r: sorted(r.items()),
+                )
+                for table_rows in rows
+            )
+    finally:
+        await db.close()
+    assert stored["fast"] == stored["portable"]
+    mandate_rows, outbox_rows, key_rows = stored["fast"]
+    assert (len(mandate_rows), len(outbox_rows), len(key_rows)) == (1, 2, 1)

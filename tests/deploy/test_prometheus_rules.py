@@ -83,6 +83,7 @@ EXTRA_RULES = {
     "TelemetryDropping",
     "LockoutBurst",
     "RateLimitStoreUnavailable",
+    "LoadShedding",
 }
 SERVICE_JOBS = {
     "mandate-vault-api": "api:8000",
@@ -112,6 +113,11 @@ _CONTRACT = (
     "CACHE_INVALIDATIONS_TOTAL",
     "DB_CONNECTIONS_ACTIVE",
     "DB_QUERY_DURATION",
+    # admission control (shared/web/admission.py)
+    "REQUESTS_SHED_TOTAL",
+    "ADMISSION_CONCURRENCY_LIMIT",
+    "ADMISSION_IN_FLIGHT",
+    "ADMISSION_QUEUED",
 )
 _HISTOGRAMS = ("HTTP_REQUEST_DURATION", "WEBHOOK_DELIVERY_DURATION", "DB_QUERY_DURATION")
 CONTRACT_METRICS = {getattr(names, c) for c in _CONTRACT}

@@ -122,6 +122,11 @@ MAY_BE_ZERO = {
     "OutboxStalled",
     "WebhookConsumerLagHigh",
     "RateLimitStoreUnavailable",  # 0 unless Redis is configured and unreachable
+    # Admission control refuses nothing and queues nothing unless the service is overloaded.
+    "LoadShedding",
+    "panel Load shedding (refused 503s) [A]",
+    "panel Admission: concurrency limit, in flight, queued [B]",
+    "panel Admission: concurrency limit, in flight, queued [C]",
 }
 
 VALID_PER_ROUND = 3

@@ -5,6 +5,7 @@ These check the tooling, not the speed: no figure is asserted.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,8 +32,8 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
     report = (tmp_path / "bench-quick.md").read_text()
     for heading in (
         "Telemetry cost, trivial endpoint",
-        "Create-mandate vs the trivial endpoint",
-        "Create-mandate latency at",
+        "Create-mandate: closed loop and CPU per create",
+        "Create-mandate under overload",
         "Webhook end to end at",
     ):
         assert heading in report
@@ -40,10 +41,22 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
         "| telemetry off |",
         "| on, 10 % traces |",
         "collector black-holed",
-        "POST /api/v1/mandates",
+        "| create, production defaults",
+        "| 200% |",
     ):
         assert row in report
     assert "lost 0" in report
+    figures = json.loads((tmp_path / "bench-quick.json").read_text())
+    for key in ("closed_loop_rps", "ratio_to_trivial_off"):
+        assert figures["create"][key] > 0
+    assert set(figures["create"]["cpu_ms"]) == {"api", "verifier", "postgres", "total"}
+    assert set(figures["overload"]["at_200pct"]) >= {
+        "goodput_ratio",
+        "admitted_p99_ms",
+        "refused_p99_ms",
+    }
+    assert "recovery_s" in figures["overload"]
+    assert (tmp_path / "bench-quick-overload.png").stat().st_size > 0
 
 
 def test_soak_quick_run_reports_memory(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ class Creation:
 
 @dataclass(frozen=True)
 class Created:
-    mandate: Mapping[str, Any]
+    mandate: Mapping[str, Any]  # the stored row
+    body: dict[str, Any]  # the mandate as the API answers it (and webhook payloads carry it)
     verification: Verification | None  # None: an earlier request with the same key made it
 
 
@@ -57,7 +58,7 @@ async def _previous(
         if previous is None:
             return None
         row = await domain.get_mandate(conn, tenant_id, previous)
-    return Created(dict(row._mapping), None)
+    return Created(dict(row._mapping), mandate_event_data(row), None)
 
 
 async def create_mandate(
@@ -78,10 +79,9 @@ async def create_mandate(
         EventType.MANDATE_CREATED if verification.valid else EventType.MANDATE_VERIFICATION_FAILED
     )
     idempotency_row = (idempotency_key, fingerprint) if idempotency_key is not None else None
+    body = mandate_event_data(values)
     try:
-        queued = await store_created(
-            creation.db, values, event, mandate_event_data(values), idempotency_row
-        )
+        queued = await store_created(creation.db, values, event, body, idempotency_row)
     except DUPLICATE_ERRORS:
         # A concurrent request with the same key won the race: answer with its mandate.
         previous = (
@@ -94,4 +94,4 @@ async def create_mandate(
         return previous
     if queued:
         creation.relay.wake()
-    return Created(values, verification)
+    return Created(values, body, verification)

@@ -102,12 +102,15 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Princip
     return check
 
 
+_TENANT_HEADER_DESCRIPTION = "Admins only: act on this tenant instead of their own."
+
+
 async def acting_tenant(
     ctx: ContextDep,
     principal: PrincipalDep,
     x_tenant_id: Annotated[
         str | None,
-        Header(description="Admins only: act on this tenant instead of their own."),
+        Header(description=_TENANT_HEADER_DESCRIPTION),
     ] = None,
 ) -> str:
     tenant_id = principal.acting_tenant(x_tenant_id)
@@ -119,3 +122,35 @@ async def acting_tenant(
 
 
 TenantDep = Annotated[str, Depends(acting_tenant)]
+
+
+async def writer_in_tenant(request: Request, permission: Permission) -> tuple[Principal, str]:
+    """The caller and the tenant it acts on, resolved by plain calls to the dependencies above.
+
+    For the hottest route (create-mandate): FastAPI re-walks a dependency tree on every request,
+    and this one (context, bearer, API key, principal, permission, tenant header) cost ~0.12 ms
+    per request on the reference machine; the same functions called directly cost ~0.02 ms.
+    The route documents the headers and security schemes itself (`CALLER_OPENAPI`).
+    """
+    ctx = await get_context(request)
+    principal = await get_principal(ctx, await _bearer(request), await _api_key(request))
+    principal.require(permission)
+    return principal, await acting_tenant(ctx, principal, request.headers.get("x-tenant-id"))
+
+
+CALLER_OPENAPI: dict[str, Any] = {
+    "security": [{"HTTPBearer": []}, {"APIKeyHeader": []}],
+    "parameters": [
+        {
+            "name": "x-tenant-id",
+            "in": "header",
+            "required": False,
+            "schema": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "title": "X-Tenant-Id",
+                "description": _TENANT_HEADER_DESCRIPTION,
+            },
+            "description": _TENANT_HEADER_DESCRIPTION,
+        }
+    ],
+}

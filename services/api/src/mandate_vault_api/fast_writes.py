@@ -1,77 +1,118 @@
-"""The create-mandate transaction, straight to asyncpg on PostgreSQL.
+"""The create-mandate write: the mandate, its outbox rows and its idempotency key, atomically.
 
-On the reference machine SQLAlchemy's async layer cost ~0.7 ms per statement and ~0.9 ms per
-BEGIN/COMMIT on top of the driver (~0.1 ms); a create runs four statements. So on PostgreSQL
-this path checks a connection out of the same pool and talks to asyncpg directly, with SQL
-generated once from the table definitions; SQLite (``make run``) keeps the SQLAlchemy path.
-Query timings still land in ``db_query_duration_seconds``.
+Two implementations of one contract (tests/api/test_fast_writes.py runs both on the same
+PostgreSQL database and compares every row they wrote):
+
+- PostgreSQL: ONE statement, sent straight to asyncpg over `database.HotPool`. Data-modifying
+  CTEs insert the mandate, one outbox row per enabled subscription that wants the event
+  (selected inside the statement, so it sees exactly the subscriptions committed when it runs)
+  and the idempotency key. A single statement is its own transaction: one round trip instead
+  of six (BEGIN, four statements, COMMIT), which on the reference machine took the api's CPU
+  per create down by ~0.25 ms and PostgreSQL's by ~0.1 ms (docs/perf/README.md).
+- Anything else (SQLite for `make run`): SQLAlchemy Core statements in one transaction.
+  SQLite has no data-modifying CTEs, and SQLAlchemy's async layer costs ~0.1 ms per statement
+  here, too much for the hot path on PostgreSQL: so two paths, kept equal by that test.
+
+Both take the outbox columns an event shares from `webhooks.event_columns`, so what an outbox
+row holds is defined once. Query timings still land in ``db_query_duration_seconds``.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, Final
 
 from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
 
 from mandate_vault_api import idempotency, webhooks
-from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
-from mandate_vault_shared.db.schema import mandates, outbox
+from mandate_vault_api.database import Database
+from mandate_vault_shared.db.schema import idempotency_keys, mandates, outbox
 from mandate_vault_shared.messages import EventType
-from mandate_vault_shared.telemetry.fast_metrics import FastHistogram
+
+# Columns of an outbox row the statement computes per subscription (everything else is shared).
+_EVENT_ID_SQL: Final = "'msg_' || replace(gen_random_uuid()::text, '-', '')"
+_PER_SUBSCRIPTION: Final = {"event_id": _EVENT_ID_SQL, "subscription_id": "s.id"}
+_SUBSCRIBED: Final = (
+    "FROM webhook_subscriptions s WHERE s.tenant_id = {tenant} AND s.enabled "
+    "AND {event_type} = ANY(string_to_array(s.event_types, ','))"
+)
 
 
-def _insert_sql(table: Table) -> tuple[str, tuple[str, ...]]:
-    columns = tuple(column.name for column in table.columns if column.autoincrement is not True)
-    placeholders = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+_LENGTH: Final = re.compile(r"\(.*\)")
+_POSTGRESQL: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+class _Parameters:
+    """Numbered, typed placeholders ($1::TEXT, ...) by name, in first-use order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def ref(self, name: str, table: Table, column: str) -> str:
+        if name not in self.names:
+            self.names.append(name)
+        # The column's type without its length: casting to VARCHAR(n) would silently truncate
+        # an over-long value where the INSERT must refuse it.
+        sql_type = _LENGTH.sub("", table.c[column].type.compile(dialect=_POSTGRESQL))
+        return f"${self.names.index(name) + 1}::{sql_type}"
+
+
+@dataclass(frozen=True)
+class _CreateStatement:
+    sql: str
+    parameters: tuple[str, ...]  # "mandate.<column>", "event.<column>", "key", "request_hash"
+
+    def arguments(
+        self, mandate: dict[str, Any], event: dict[str, Any], key: tuple[str, str] | None
+    ) -> list[Any]:
+        values = {f"mandate.{name}": value for name, value in mandate.items()}
+        values.update({f"event.{name}": value for name, value in event.items()})
+        if key is not None:
+            values["key"], values["request_hash"] = key
+        return [values[name] for name in self.parameters]
+
+
+@cache
+def _create_statement(event_columns: tuple[str, ...], *, with_key: bool) -> _CreateStatement:
+    """The statement for events carrying `event_columns` (from `webhooks.event_columns`)."""
+    p = _Parameters()
+    mandate_columns = [column.name for column in mandates.columns]
+    mandate_values = ", ".join(p.ref(f"mandate.{c}", mandates, c) for c in mandate_columns)
+    outbox_columns = [*_PER_SUBSCRIPTION, *event_columns]
+    outbox_values = ", ".join(
+        _PER_SUBSCRIPTION.get(c) or p.ref(f"event.{c}", outbox, c) for c in outbox_columns
+    )
+    subscribed = _SUBSCRIBED.format(
+        tenant=p.ref("mandate.tenant_id", mandates, "tenant_id"),
+        event_type=p.ref("event.event_type", outbox, "event_type"),
+    )
     # Identifiers come from our own table definitions, never from input.
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
-    return sql, columns
-
-
-_MANDATE_INSERT, _MANDATE_COLUMNS = _insert_sql(mandates)
-_OUTBOX_INSERT, _OUTBOX_COLUMNS = _insert_sql(outbox)
-_IDEMPOTENCY_INSERT: Final = (
-    "INSERT INTO idempotency_keys (tenant_id, key, request_hash, mandate_id, created_at) "
-    "VALUES ($1, $2, $3, $4, $5)"
-)
-_SUBSCRIPTIONS: Final = (
-    "SELECT id, event_types FROM webhook_subscriptions WHERE tenant_id = $1 AND enabled"
-)
-
-
-class _Timed:
-    """An asyncpg connection whose statements are timed into db_query_duration_seconds."""
-
-    def __init__(self, driver: Any, timings: FastHistogram | None) -> None:
-        self._driver = driver
-        self._timings = timings
-
-    async def run(self, operation: str, call: str, *args: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await getattr(self._driver, call)(*args)
-        finally:
-            if self._timings is not None:
-                self._timings.record((operation,), time.perf_counter() - started)
-
-
-@asynccontextmanager
-async def _pg_transaction(db: Database) -> AsyncIterator[_Timed]:
-    async with db.engine.connect() as conn:
-        # Nothing is executed through SQLAlchemy here, so it never opens a transaction of its
-        # own on this connection (its reset-on-return finds none to roll back): asyncpg's is used.
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection
-        try:
-            async with driver.transaction():
-                yield _Timed(driver, db.query_timings)
-        except DATABASE_DOWN_ERRORS:
-            # SQLAlchemy never saw the failure, so tell its pool not to hand this connection out
-            await conn.invalidate()
-            raise
+    parts = [
+        f"WITH mandate AS (INSERT INTO mandates ({', '.join(mandate_columns)}) "  # noqa: S608
+        f"VALUES ({mandate_values})), "
+        f"events AS (INSERT INTO outbox ({', '.join(outbox_columns)}) "
+        f"SELECT {outbox_values} {subscribed} RETURNING 1)"
+    ]
+    if with_key:
+        key_values = ", ".join(
+            [
+                p.ref("mandate.tenant_id", mandates, "tenant_id"),
+                p.ref("key", idempotency_keys, "key"),
+                p.ref("request_hash", idempotency_keys, "request_hash"),
+                p.ref("mandate.id", mandates, "id"),
+                p.ref("mandate.created_at", mandates, "created_at"),
+            ]
+        )
+        parts.append(
+            ", idem AS (INSERT INTO idempotency_keys "  # noqa: S608 - our own identifiers
+            f"(tenant_id, key, request_hash, mandate_id, created_at) VALUES ({key_values}))"
+        )
+    parts.append(" SELECT count(*) FROM events")
+    return _CreateStatement("".join(parts), tuple(p.names))
 
 
 async def store_created(
@@ -81,32 +122,22 @@ async def store_created(
     data: dict[str, Any],
     idempotency_row: tuple[str, str] | None,
 ) -> int:
-    """Insert the mandate, its outbox rows and its idempotency key in one transaction;
-    returns the number of events queued. Raises on a duplicate idempotency key."""
+    """Insert the mandate, its outbox rows and its idempotency key atomically; returns the
+    number of events queued. Raises on a duplicate idempotency key (and stores nothing)."""
     if db.dialect != "postgresql":
         return await _store_with_sqlalchemy(db, values, event, data, idempotency_row)
-    now = values["created_at"]
-    tenant_id = values["tenant_id"]
-    async with _pg_transaction(db) as pg:
-        await pg.run("insert", "execute", _MANDATE_INSERT, *(values[c] for c in _MANDATE_COLUMNS))
-        subscriptions = await pg.run("select", "fetch", _SUBSCRIPTIONS, tenant_id)
-        rows = webhooks.outbox_rows(tenant_id, event, data, now, subscriptions)
-        if rows:
-            args = [tuple(row.get(c) for c in _OUTBOX_COLUMNS) for row in rows]
-            await pg.run("insert", "executemany", _OUTBOX_INSERT, args)
-        if idempotency_row is not None:
-            key, fingerprint = idempotency_row
-            await pg.run(
-                "insert",
-                "execute",
-                _IDEMPOTENCY_INSERT,
-                tenant_id,
-                key,
-                fingerprint,
-                values["id"],
-                now,
-            )
-    return len(rows)
+    shared = webhooks.event_columns(values["tenant_id"], event, data, values["created_at"])
+    statement = _create_statement(tuple(shared), with_key=idempotency_row is not None)
+    arguments = statement.arguments(values, shared, idempotency_row)
+    assert db.hot is not None  # every PostgreSQL database has one
+    async with db.hot.connection() as conn:
+        started = time.perf_counter()
+        try:
+            queued = await conn.fetchval(statement.sql, *arguments)
+        finally:
+            if db.query_timings is not None:
+                db.query_timings.record(("insert",), time.perf_counter() - started)
+    return int(queued)
 
 
 async def _store_with_sqlalchemy(

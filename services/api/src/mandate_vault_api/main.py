@@ -31,17 +31,21 @@ from mandate_vault_api.revocation import Revocations
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.shared_limits import RedisWindows
-from mandate_vault_api.verifier_client import VerifierClient, create_session
-from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
+from mandate_vault_api.verifier_client import VerifierClient
+from mandate_vault_shared.db.engine import DB_CONNECTIONS_IN_USE, DB_QUERY_TIMINGS, create_engine
 from mandate_vault_shared.kafka import producer_options
+from mandate_vault_shared.keepalive import KeepAliveClient
 from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
+from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl, Route
 from mandate_vault_shared.web.app import build_app
+from mandate_vault_shared.web.middleware import QUIET_PATHS
 from mandate_vault_shared.webhooks import SecretBox
 
 SERVICE_NAME: Final = "mandate-vault-api"
 DISTRIBUTION: Final = "mandate-vault-api"
 MAX_BODY_BYTES: Final = 64 * 1024
+LOGIN_BUDGET: Final = "login"
 TAGS: Final = [
     {"name": "auth", "description": "Login, token refresh and logout."},
     {"name": "mandates", "description": "Submit, list, read, revoke and re-verify mandates."},
@@ -155,8 +159,18 @@ def create_app(
             pool_size=settings.db_pool_size,
             pool_timeout=settings.db_pool_timeout_seconds,
         )
-        db = Database(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))
-        session = create_session(settings.verifier_timeout_seconds)
+        db = Database(
+            engine,
+            telemetry.fast.histogram(*DB_QUERY_TIMINGS),
+            hot_pool_size=settings.db_create_pool_size,
+            pool_timeout=settings.db_pool_timeout_seconds,
+            connections_in_use=telemetry.fast.gauge(*DB_CONNECTIONS_IN_USE),
+        )
+        verifier = VerifierClient(
+            KeepAliveClient(settings.verifier_url),
+            telemetry.tracer,
+            settings.verifier_timeout_seconds,
+        )
         metrics = ApiMetrics(telemetry.meter, telemetry.fast)
         election = LeaderElection(db)
         relay = OutboxRelay(
@@ -185,7 +199,7 @@ def create_app(
                 context=AppContext(
                     settings=settings,
                     db=db,
-                    verifier=VerifierClient(settings.verifier_url, session, telemetry.tracer),
+                    verifier=verifier,
                     metrics=metrics,
                     clock=clock,
                     policy=policy,
@@ -205,8 +219,8 @@ def create_app(
             await relay.close()
             await limiter.close()
             await election.close()
-            await session.close()
-            await engine.dispose()
+            await verifier.close()
+            await db.close()
             log.info("service_stopped")
 
     app = build_app(
@@ -224,6 +238,13 @@ def create_app(
         openapi_tags=TAGS,
         dependency_errors=DATABASE_DOWN_ERRORS,
         max_body_size=MAX_BODY_BYTES,
+        admission=AdmissionControl(
+            SERVICE_NAME,
+            {DEFAULT_BUDGET: settings.admission, LOGIN_BUDGET: settings.login_admission},
+            telemetry.fast,
+            routes=[Route("POST", "/api/v1/auth/login", LOGIN_BUDGET)],
+            exempt=QUIET_PATHS,
+        ),
     )
     for module in (auth, mandates, webhooks, issuers, users, api_keys, tenants):
         app.include_router(module.router)

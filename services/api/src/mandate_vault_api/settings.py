@@ -13,6 +13,7 @@ from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
 from mandate_vault_shared.settings import Environment, ServiceSettings
 from mandate_vault_shared.ssrf import SsrfPolicy
+from mandate_vault_shared.web.admission import BudgetSettings
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY, fernet_keys
 
 DEV_SIGNING_KEY = "dev-only-signing-key-change-me-0123456789abcdef"
@@ -27,6 +28,7 @@ class ApiSettings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///./var/mandate_vault.db"
     db_pool_size: int = Field(20, ge=1, le=200)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
+    db_create_pool_size: int = Field(20, ge=1, le=200)
     verifier_url: str = "http://127.0.0.1:8001"
     verifier_timeout_seconds: float = Field(3.0, gt=0, le=60)
     kafka: KafkaSettings = KafkaSettings()
@@ -62,6 +64,13 @@ class ApiSettings(ServiceSettings):
     outbox_batch_size: int = Field(200, ge=1, le=5000)
     outbox_stall_seconds: float = Field(60.0, gt=0)
     outbox_retention_days: int = Field(7, ge=1)
+
+    # Admission control (shared/web/admission.py): every route but login, and login (Argon2),
+    # whose small budget keeps a login storm from taking the CPU that creates need.
+    admission: BudgetSettings = BudgetSettings()
+    login_admission: BudgetSettings = BudgetSettings(
+        max_concurrency=2, min_concurrency=1, queue_size=16, queue_timeout_ms=1000, adaptive=False
+    )
 
     @field_validator("token_signing_key")
     @classmethod

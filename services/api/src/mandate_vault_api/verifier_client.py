@@ -1,22 +1,32 @@
-"""The api's client for the jwt-verifier: one shared keep-alive session, a timeout, and trace
-context on every call. A verifier that is down or slow is a 503, never a half-stored mandate."""
+"""The api's client for the jwt-verifier: keep-alive connections, a timeout, and trace context
+on every call. A verifier that is down or slow is a 503, never a half-stored mandate.
+
+The hop is kept cheap: a lean keep-alive client (`mandate_vault_shared.keepalive`: aiohttp cost
+a quarter of a create's CPU here), the request body encoded once with orjson, the verifier
+asked to leave the token's claims out of its answer (the api stores only the outcome), and the
+answer parsed and validated in one step from its bytes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
-import aiohttp
+import orjson
 from opentelemetry.trace import Tracer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from yarl import URL
 
 from mandate_vault_shared.errors import PayloadTooLarge, ServiceUnavailable
-from mandate_vault_shared.http_client import traced_request
+from mandate_vault_shared.http_client import client_span, record_answer
+from mandate_vault_shared.keepalive import KeepAliveClient
 
 VERIFIER_RETRY_AFTER = 5
+VERIFY_PATH: Final = "/api/v1/verify"
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
 
 class MandateTerms(BaseModel):
@@ -47,29 +57,38 @@ class VerifierUnavailable(ServiceUnavailable):
 
 @dataclass
 class VerifierClient:
-    base_url: str
-    session: aiohttp.ClientSession
+    http: KeepAliveClient
     tracer: Tracer
+    timeout_seconds: float
+    _target: URL = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._target = self.http.base.with_path(self.http.base.path.rstrip("/") + VERIFY_PATH)
 
     async def verify(self, token: str, allowed_issuers: Sequence[str]) -> Verification:
-        body = {"jwt": token, "allowed_issuers": list(allowed_issuers)}
-        url = f"{self.base_url}/api/v1/verify"
+        body = orjson.dumps(
+            {"jwt": token, "allowed_issuers": list(allowed_issuers), "include_claims": False}
+        )
+        with client_span(self.tracer, "POST", self._target, _JSON_HEADERS) as (span, headers):
+            try:
+                # Verification reads nothing but its input: safe to send again on a new
+                # connection when an idle one turns out closed.
+                async with asyncio.timeout(self.timeout_seconds):
+                    answer = await self.http.post(
+                        self._target.raw_path, body, headers, idempotent=True
+                    )
+            except (OSError, TimeoutError) as exc:  # ConnectionError is an OSError
+                span.set_attribute("error.type", type(exc).__name__)
+                raise VerifierUnavailable(retry_after=VERIFIER_RETRY_AFTER) from exc
+            record_answer(span, answer.status)
+        if answer.status == 413:
+            raise PayloadTooLarge("The mandate token is too large.")
+        if answer.status != 200:
+            raise VerifierUnavailable(retry_after=VERIFIER_RETRY_AFTER)
         try:
-            async with traced_request(
-                self.session, self.tracer, "POST", url, json=body
-            ) as response:
-                if response.status == 413:
-                    raise PayloadTooLarge("The mandate token is too large.")
-                if response.status != 200:
-                    raise VerifierUnavailable(retry_after=VERIFIER_RETRY_AFTER)
-                return Verification.model_validate(await response.json())
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Verification.model_validate_json(answer.body)
+        except ValidationError as exc:
             raise VerifierUnavailable(retry_after=VERIFIER_RETRY_AFTER) from exc
 
-
-def create_session(timeout_seconds: float) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=timeout_seconds),
-        connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
-        raise_for_status=False,
-    )
+    async def close(self) -> None:
+        await self.http.close()

@@ -203,6 +203,20 @@ async def enqueue_event(
     return len(rows)
 
 
+def event_columns(
+    tenant_id: str, event_type: EventType, data: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The outbox columns an event shares across its subscriptions (all but ``event_id`` and
+    ``subscription_id``, which differ per row)."""
+    return {
+        "event_type": event_type.value,
+        "tenant_id": tenant_id,
+        "payload": payload_bytes(event_type.value, now, data).decode(),
+        "trace_context": _current_trace_context(),
+        "created_at": now,
+    }
+
+
 def outbox_rows(
     tenant_id: str,
     event_type: EventType,
@@ -214,17 +228,8 @@ def outbox_rows(
     wanted = [s[0] for s in subscriptions if event_type.value in s[1].split(",")]
     if not wanted:
         return []
-    body = payload_bytes(event_type.value, now, data).decode()
-    context = _current_trace_context()
+    shared = event_columns(tenant_id, event_type, data, now)
     return [
-        {
-            "event_id": new_event_id(),
-            "event_type": event_type.value,
-            "tenant_id": tenant_id,
-            "subscription_id": subscription_id,
-            "payload": body,
-            "trace_context": context,
-            "created_at": now,
-        }
+        {"event_id": new_event_id(), "subscription_id": subscription_id, **shared}
         for subscription_id in wanted
     ]

@@ -1,27 +1,25 @@
-"""Dependencies: the lifespan's objects, as typed FastAPI parameters."""
+"""What the lifespan built, as the routes see it.
+
+Read straight from the request's state (uvicorn copies the lifespan's state into every
+request): FastAPI dependencies are re-solved on every request, and on the reference machine
+each cost ~15 us, on a route that does ~0.5 ms of work in all.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import TypedDict, cast
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from mandate_vault_verifier.telemetry import VerificationRecorder
 from mandate_vault_verifier.verifier import Verifier
 
 
-async def get_verifier(request: Request) -> Verifier:
-    return cast(Verifier, request.state.verifier)
+class State(TypedDict):
+    verifier: Verifier
+    recorder: VerificationRecorder
+    max_request_bytes: int
 
 
-async def get_recorder(request: Request) -> VerificationRecorder:
-    return cast(VerificationRecorder, request.state.recorder)
-
-
-async def get_max_request_bytes(request: Request) -> int:
-    return cast(int, request.state.max_request_bytes)
-
-
-VerifierDep = Annotated[Verifier, Depends(get_verifier)]
-RecorderDep = Annotated[VerificationRecorder, Depends(get_recorder)]
-MaxRequestBytesDep = Annotated[int, Depends(get_max_request_bytes)]
+def service_state(request: Request) -> State:
+    return cast(State, request.scope["state"])

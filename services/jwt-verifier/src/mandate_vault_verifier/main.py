@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final, TypedDict
+from typing import Final
 
 from fastapi import FastAPI, Request
 
@@ -13,7 +13,10 @@ from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.settings import Environment
 from mandate_vault_shared.ssrf import guarded_session
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
+from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl
 from mandate_vault_shared.web.app import build_app
+from mandate_vault_shared.web.middleware import QUIET_PATHS
+from mandate_vault_verifier.deps import State
 from mandate_vault_verifier.resolver import DidWebResolver
 from mandate_vault_verifier.routes import verify
 from mandate_vault_verifier.settings import VerifierSettings
@@ -25,12 +28,6 @@ SERVICE_NAME: Final = "mandate-vault-jwt-verifier"
 DISTRIBUTION: Final = "mandate-vault-jwt-verifier"
 
 log = get_logger(__name__)
-
-
-class State(TypedDict):
-    verifier: Verifier
-    recorder: VerificationRecorder
-    max_request_bytes: int
 
 
 def did_web_ssl_context(settings: VerifierSettings) -> ssl.SSLContext | None:
@@ -104,6 +101,9 @@ def create_app(
         lifespan=lifespan,
         readiness={"truststore": truststore_ready},
         openapi_tags=[{"name": "verify", "description": "Mandate JWT verification"}],
+        admission=AdmissionControl(
+            SERVICE_NAME, {DEFAULT_BUDGET: settings.admission}, telemetry.fast, exempt=QUIET_PATHS
+        ),
     )
     app.include_router(verify.router)
     return app

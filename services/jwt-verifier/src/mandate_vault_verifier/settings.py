@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from mandate_vault_shared.settings import ServiceSettings
 from mandate_vault_shared.ssrf import SsrfPolicy
+from mandate_vault_shared.web.admission import BudgetSettings
 from mandate_vault_verifier.truststore import load_truststore
 
 KIB = 1024
@@ -31,6 +32,7 @@ class VerifierSettings(ServiceSettings):
     did_web_failure_ttl_seconds: float = Field(30.0, ge=0.0)
     did_web_ca_file: FilePath | None = None
     ssrf_allowlist: str = Field("", description="Comma-separated hosts, IPs or CIDRs")
+    admission: BudgetSettings = BudgetSettings()  # shared/web/admission.py
 
     @model_validator(mode="after")
     def _truststore_loads(self) -> Self:

@@ -40,14 +40,14 @@ class VerificationResult:
     mandate: Mandate | None = None
     issuer_label: str = UNTRUSTED_ISSUER  # bounded: a truststore issuer id or "untrusted"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, include_claims: bool = True) -> dict[str, Any]:
         return {
             "status": self.status.value,
             "reason": self.reason,
             "issuer": self.issuer,
             "subject": self.subject,
             "key_id": self.key_id,
-            "claims": self.claims,
+            "claims": self.claims if include_claims else None,
             "mandate": self.mandate.to_json() if self.mandate is not None else None,
         }
 

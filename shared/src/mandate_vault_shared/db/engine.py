@@ -34,6 +34,10 @@ DB_QUERY_TIMINGS: Final = (
 )
 
 
+# The `db_connections_active` fast gauge (name, help): pools other than the engine's count too.
+DB_CONNECTIONS_IN_USE: Final = (names.DB_CONNECTIONS_ACTIVE, "Database connections checked out now")
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -77,7 +81,7 @@ def operation_of(statement: str) -> str:
 
 
 def _instrument(engine: Engine, metrics: FastMetrics) -> None:
-    active = metrics.gauge(names.DB_CONNECTIONS_ACTIVE, "Database connections checked out now")
+    active = metrics.gauge(*DB_CONNECTIONS_IN_USE)
     duration = metrics.histogram(*DB_QUERY_TIMINGS)
     labels = {op: (op,) for op in (*OPERATIONS, OTHER_OPERATION)}
 

@@ -31,6 +31,12 @@ RATE_LIMIT_FALLBACK_TOTAL: Final = "rate_limit_fallback_total"
 # Cache invalidations received from other replicas (revocations), and channel reconnects.
 CACHE_INVALIDATIONS_TOTAL: Final = "cache_invalidations_total"
 
+# --- metrics: admission control (shared/web/admission.py) ---
+REQUESTS_SHED_TOTAL: Final = "requests_shed_total"
+ADMISSION_CONCURRENCY_LIMIT: Final = "admission_concurrency_limit"
+ADMISSION_IN_FLIGHT: Final = "admission_in_flight"
+ADMISSION_QUEUED: Final = "admission_queued"
+
 # --- metrics: system ---
 DB_CONNECTIONS_ACTIVE: Final = "db_connections_active"
 DB_QUERY_DURATION: Final = "db_query_duration_seconds"
@@ -43,6 +49,8 @@ LABEL_ERROR_TYPE: Final = "error_type"
 LABEL_SEVERITY: Final = "severity"
 LABEL_SIGNAL: Final = "signal"
 LABEL_REASON: Final = "reason"
+LABEL_SERVICE: Final = "service"
+LABEL_BUDGET: Final = "budget"
 
 # Unmatched paths collapse to this single `endpoint` value so scanners cannot explode cardinality.
 UNMATCHED_ENDPOINT: Final = "<unmatched>"

@@ -12,6 +12,11 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 
 from mandate_vault_shared.telemetry import Telemetry
+from mandate_vault_shared.web.admission import (
+    AdmissionControl,
+    AdmissionMiddleware,
+    observe_budgets,
+)
 from mandate_vault_shared.web.handlers import install_error_handlers
 from mandate_vault_shared.web.limits import BodyLimitMiddleware
 from mandate_vault_shared.web.middleware import RequestTelemetryMiddleware
@@ -23,14 +28,19 @@ _UNTRACED_URLS = r"/healthz$,/readyz$,/api/v1/metrics$"
 
 def _frozen_after_startup(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
+    admission: AdmissionControl | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[Any]]:
-    """Once startup has built every long-lived object, move them out of the cyclic garbage
-    collector's reach: full collections then scan only what requests allocate, which keeps
-    their pauses (and the latency tail) short."""
+    """Once startup has built every long-lived object (the OpenAPI document included: routes
+    are all known now, and admission control labels refusals with its paths), move them out of
+    the cyclic garbage collector's reach: full collections then scan only what requests
+    allocate, which keeps their pauses (and the latency tail) short."""
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[Any]:
         async with lifespan(app) as state:
+            paths = app.openapi().get("paths", {})
+            if admission is not None:
+                admission.learn_routes(paths)
             gc.collect()
             gc.freeze()
             yield state
@@ -49,12 +59,13 @@ def build_app(
     dependency_errors: tuple[type[Exception], ...] = (),
     max_body_size: int = 1 << 20,
     advisories: Mapping[str, ReadinessCheck] | None = None,
+    admission: AdmissionControl | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title=title,
         description=description,
         version=telemetry.version,
-        lifespan=_frozen_after_startup(lifespan),
+        lifespan=_frozen_after_startup(lifespan, admission),
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
@@ -68,6 +79,9 @@ def build_app(
     install_error_schema(app)
     app.include_router(system_router(telemetry, readiness, advisories))
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_size)
+    if admission is not None:  # inside the telemetry middleware: refusals are counted and traced
+        app.add_middleware(AdmissionMiddleware, control=admission)
+        observe_budgets(admission, telemetry.meter)
     if not telemetry.enabled:
         return app
     lean = telemetry.http_middleware == "lean"

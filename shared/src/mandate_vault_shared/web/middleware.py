@@ -12,7 +12,8 @@ For every request it:
   unmatched paths collapse to one value);
 - logs ``http_request`` (and ``http_request_error`` plus ``errors_total`` for every 5xx).
 
-Health, readiness and metrics routes are counted but neither traced nor logged.
+Health, readiness and metrics routes are counted but neither traced nor logged. Requests refused
+by admission control (`admission.py`) are counted and traced but not logged one by one.
 
 It replaces opentelemetry-instrumentation-fastapi's middleware, which on the reference machine
 cost more than the framework itself per request: it builds attributes for unsampled spans,
@@ -39,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mandate_vault_shared.telemetry import Telemetry, get_logger, names
 from mandate_vault_shared.telemetry.logs import bind_context
+from mandate_vault_shared.web.admission import SHED_STATE_KEY
 
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -170,6 +172,8 @@ class RequestTelemetryMiddleware:
             self._end_span(span, method, endpoint, status, error_type)
         if scope["path"] in QUIET_PATHS and status < 500:
             return
+        if scope["state"].get(SHED_STATE_KEY):
+            return  # a refusal under load: counted in requests_shed_total, never logged one by one
         duration_ms = round(seconds * 1000, 2)
         log.info(
             "http_request", method=method, route=endpoint, status=status, duration_ms=duration_ms

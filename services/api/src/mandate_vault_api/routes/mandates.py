@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 
 from mandate_vault_api import idempotency, webhooks
 from mandate_vault_api import mandates as domain
 from mandate_vault_api.clock import as_utc
 from mandate_vault_api.creation import create_mandate as create
 from mandate_vault_api.deps import (
+    CALLER_OPENAPI,
     ContextDep,
     TenantDep,
+    get_context,
     require,
+    writer_in_tenant,
 )
 from mandate_vault_api.principal import Principal
 from mandate_vault_api.roles import Permission
@@ -31,41 +36,68 @@ from mandate_vault_api.schemas import (
 from mandate_vault_shared.errors import BadRequest, DomainError, PayloadTooLarge, ServiceUnavailable
 from mandate_vault_shared.messages import EventType
 from mandate_vault_shared.telemetry import get_logger, names
+from mandate_vault_shared.web.bodies import openapi_body, parse_json_body
+from mandate_vault_shared.web.responses import JsonResponse
 
 router = APIRouter(prefix="/api/v1/mandates", tags=["mandates"])
 log = get_logger(__name__)
 Writer = Annotated[Principal, Depends(require(Permission.MANDATES_WRITE))]
 Reader = Annotated[Principal, Depends(require(Permission.MANDATES_READ))]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=idempotency.MAX_KEY_LENGTH,
-        description="Repeat a create safely: the same key returns the first result.",
-    ),
-]
 
 
-@router.post(
-    "",
-    response_model=MandateOut,
-    status_code=status.HTTP_201_CREATED,
-    responses={409: {}, 413: {}, 503: {"description": "The verifier is unavailable"}},
+_IDEMPOTENCY_KEY_DESCRIPTION: Final = (
+    "Repeat a create safely: the same key returns the first result."
 )
-async def create_mandate(
-    body: MandateCreate,
-    principal: Writer,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
-    idempotency_key: IdempotencyKey = None,
-) -> MandateOut:
-    """Verify a mandate JWT with the jwt-verifier and store it with the outcome.
+_IDEMPOTENCY_KEY_OPENAPI: Final = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {
+        "anyOf": [{"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH}, {"type": "null"}],
+        "title": "Idempotency-Key",
+        "description": _IDEMPOTENCY_KEY_DESCRIPTION,
+    },
+    "description": _IDEMPOTENCY_KEY_DESCRIPTION,
+}
+_CREATE_OPENAPI: Final = {
+    **openapi_body(MandateCreate),
+    **CALLER_OPENAPI,
+    "parameters": [_IDEMPOTENCY_KEY_OPENAPI, *CALLER_OPENAPI["parameters"]],
+}
 
-    A mandate that fails verification is stored too (status REJECTED, with the verifier's
-    status and reason) and never becomes active. If the verifier is unavailable nothing is
-    stored and the answer is 503 with `Retry-After`.
-    """
-    if len(body.vc_jwt.encode()) > ctx.settings.max_token_bytes:
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and len(key) > idempotency.MAX_KEY_LENGTH:
+        msg = f"String should have at most {idempotency.MAX_KEY_LENGTH} characters"
+        loc = ("header", "Idempotency-Key")
+        raise RequestValidationError([{"type": "string_too_long", "loc": loc, "msg": msg}])
+    return key
+
+
+def _create_endpoint(permission: Permission) -> Callable[[Request], Awaitable[JsonResponse]]:
+    """The create route bound to the permission it checks. The hottest route reads its caller,
+    headers and body itself (see deps.writer_in_tenant); binding the permission here keeps it on
+    the endpoint, where reliability/scenarios/tenant_isolation.py finds every route's."""
+
+    async def create_mandate(request: Request) -> JsonResponse:
+        """Verify a mandate JWT with the jwt-verifier and store it with the outcome.
+
+        A mandate that fails verification is stored too (status REJECTED, with the verifier's
+        status and reason) and never becomes active. If the verifier is unavailable nothing is
+        stored and the answer is 503 with `Retry-After`.
+        """
+        principal, tenant_id = await writer_in_tenant(request, permission)
+        return await _create(request, principal, tenant_id)
+
+    return create_mandate
+
+
+async def _create(request: Request, principal: Principal, tenant_id: str) -> JsonResponse:
+    ctx = await get_context(request)
+    idempotency_key = _idempotency_key(request)
+    body = parse_json_body(await request.body(), MandateCreate)
+    if len(body.vc_jwt) > ctx.settings.max_token_bytes:  # printable ASCII: 1 byte a character
         raise PayloadTooLarge("The mandate token is too large.")
     started = time.perf_counter()
     log.info(names.EVENT_CREATE_MANDATE_STARTED, tenant_id=tenant_id, user_id=principal.id)
@@ -82,20 +114,36 @@ async def create_mandate(
             tenant_id=tenant_id,
         )
         raise
-    mandate = MandateOut.model_validate(created.mandate)
     if created.verification is not None:
         ctx.metrics.mandate_created(tenant_id, created.verification.status)
         log.info(
             names.EVENT_CREATE_MANDATE_COMPLETED,
-            mandate_id=mandate.id,
+            mandate_id=created.body["id"],
             tenant_id=tenant_id,
             user_id=principal.id,
-            status=mandate.status.value,
+            status=created.body["status"],
             verification_status=created.verification.status,
             issuer=created.verification.issuer,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-    return mandate
+    # Already validated and in its JSON form (MandateOut): answered as is, not re-validated.
+    return JsonResponse(created.body, status_code=status.HTTP_201_CREATED)
+
+
+router.add_api_route(
+    "",
+    _create_endpoint(Permission.MANDATES_WRITE),
+    methods=["POST"],
+    response_model=MandateOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        409: {},
+        413: {},
+        422: {"description": "Validation Error"},
+        503: {"description": "The verifier is unavailable"},
+    },
+    openapi_extra=_CREATE_OPENAPI,
+)
 
 
 def _encode_cursor(created_at: datetime, mandate_id: str) -> str:

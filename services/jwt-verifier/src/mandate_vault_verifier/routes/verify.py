@@ -10,12 +10,12 @@ import time
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from mandate_vault_shared.errors import PayloadTooLarge
+from mandate_vault_shared.web.bodies import openapi_body, parse_json_body
 from mandate_vault_shared.web.responses import JsonResponse
-from mandate_vault_verifier.deps import MaxRequestBytesDep, RecorderDep, VerifierDep
+from mandate_vault_verifier.deps import service_state
 from mandate_vault_verifier.statuses import VerificationStatus
 from mandate_vault_verifier.verifier import VerificationResult
 
@@ -32,6 +32,11 @@ class VerifyRequest(BaseModel):
         None,
         max_length=MAX_ALLOWED_ISSUERS,
         description="The tenant's issuer allow-list; null means the truststore alone decides.",
+    )
+    include_claims: bool = Field(
+        True,
+        description="Return the verified payload as `claims`; callers that only store the "
+        "outcome send false for a smaller answer.",
     )
 
 
@@ -52,38 +57,31 @@ class VerifyResponse(BaseModel):
     mandate: MandateOut | None
 
 
-_REQUEST_BODY: Final = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": VerifyRequest.model_json_schema()}},
-    }
-}
-
-
 @router.post(
     "/verify",
     summary="Verify a mandate JWT",
     response_model=VerifyResponse,
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra=openapi_body(VerifyRequest),
     responses={413: {"description": "Token or body too large"}, 422: {"description": "Bad JSON"}},
 )
 async def verify(
     request: Request,
-    verifier: VerifierDep,
-    recorder: RecorderDep,
-    max_request_bytes: MaxRequestBytesDep,
 ) -> JsonResponse:
     start = time.perf_counter()
-    body = await _read_body(request, max_request_bytes)
+    state = service_state(request)
+    verifier, recorder = state["verifier"], state["recorder"]
+    body = await _read_body(request, state["max_request_bytes"])
+    include_claims = True
     if body is None:
         result = VerificationResult(VerificationStatus.TOKEN_TOO_LARGE, "The body is too large.")
     else:
-        parsed = _parse(body)
+        parsed = parse_json_body(body, VerifyRequest)
+        include_claims = parsed.include_claims
         result = await verifier.verify(parsed.jwt, parsed.allowed_issuers)
     recorder.record(result, time.perf_counter() - start)
     if result.status is VerificationStatus.TOKEN_TOO_LARGE:
         raise PayloadTooLarge(result.reason)
-    return JsonResponse(result.to_json())
+    return JsonResponse(result.to_json(include_claims=include_claims))
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -99,13 +97,3 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _parse(body: bytes) -> VerifyRequest:
-    try:
-        return VerifyRequest.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_url=False, include_context=False)
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in errors]
-        ) from None

@@ -1,0 +1,341 @@
+"""Admission control: bounded concurrency with a short queueing deadline, per budget.
+
+Every request except health, readiness and metrics belongs to one *budget*, chosen by method
+and path (e.g. the api's login, whose Argon2 hashing is expensive, has its own small one; the
+rest share ``default``). A budget runs at most `limit` requests at once. Others wait in a FIFO
+queue, each with a deadline to *start* (`queue_timeout_ms`). A request is refused at once -
+503 with ``Retry-After`` in the one error shape (``{"error": "overloaded", ...}``), counted in
+``requests_shed_total{service, endpoint, reason}`` - when:
+
+- ``queue_full``: `queue_size` requests already wait;
+- ``expected_wait``: at the rate requests have been finishing, the ones ahead of it would not
+  all have started before its deadline (so it is refused now, not after waiting in vain);
+- ``deadline``: it waited and its deadline passed after all (a slow burst).
+
+So an overloaded process answers the excess in microseconds and keeps the latency of what it
+admits bounded, instead of letting everything queue until a timeout (congestion collapse).
+
+The limit adapts (AIMD, as Netflix's concurrency-limits does) between `min_concurrency` and
+`max_concurrency`: an admitted request that ends slower than `latency_threshold_ms` or with a
+503 (a dependency is down or shedding itself) cuts it by 10 %, at most once per 100 ms; every
+other one that ended while the budget was at least half used raises it by one. A stalled
+dependency thus shrinks the number of requests stuck on it to the minimum, and the limit
+recovers within a few hundred requests once it answers again. `adaptive = false` pins it at the
+maximum.
+
+`AdmissionMiddleware` applies it; `build_app` installs it inside the telemetry middleware, so a
+refusal has a request id, a span and an ``http_requests_total`` sample like any answer, but no
+per-request error log (under overload that would be thousands of lines a second) and no
+``errors_total``: refusals are counted in ``requests_shed_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from pydantic import BaseModel, Field
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mandate_vault_shared.telemetry import get_logger, names
+from mandate_vault_shared.telemetry.fast_metrics import FastCounter, FastMetrics
+from mandate_vault_shared.web.responses import JsonResponse
+
+REASONS: Final = ("queue_full", "expected_wait", "deadline")
+SHED_STATE_KEY: Final = "shed"  # scope["state"][...] is True on a refused request
+ERROR_CODE: Final = "overloaded"
+DETAIL: Final = "The service is at capacity; retry after the delay in Retry-After."
+DEFAULT_BUDGET: Final = "default"
+_DECREASE_INTERVAL_S: Final = 0.1
+_BACKOFF: Final = 0.9
+_RATE_HALF_LIFE_S: Final = 0.5
+_LOG_INTERVAL_S: Final = 10.0
+EVENT_LOAD_SHEDDING: Final = "load_shedding"
+
+log = get_logger(__name__)
+
+
+class BudgetSettings(BaseModel):
+    """One budget's knobs (nested settings, e.g. ``API_ADMISSION__MAX_CONCURRENCY``)."""
+
+    enabled: bool = True
+    max_concurrency: int = Field(32, ge=1, le=10_000)
+    min_concurrency: int = Field(8, ge=1, le=10_000)
+    queue_size: int = Field(128, ge=0, le=100_000)
+    queue_timeout_ms: float = Field(50.0, ge=0, le=60_000)
+    adaptive: bool = True
+    latency_threshold_ms: float = Field(1000.0, gt=0)
+    retry_after_seconds: int = Field(1, ge=1, le=3600)
+
+
+class _Ewma:
+    """Requests finished per second, smoothed over about `_RATE_HALF_LIFE_S`."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._last = clock()
+        self._pending = 0
+        self.rate = 0.0
+
+    def tick(self) -> None:
+        self._pending += 1
+        now = self._clock()
+        elapsed = now - self._last
+        if elapsed >= 0.01:  # fold in batches: cheaper, and steadier than per event
+            weight = 0.5 ** (elapsed / _RATE_HALF_LIFE_S)
+            self.rate = weight * self.rate + (1 - weight) * (self._pending / elapsed)
+            self._last, self._pending = now, 0
+
+
+@dataclass
+class Budget:
+    name: str
+    settings: BudgetSettings
+    clock: Callable[[], float] = time.monotonic
+    in_flight: int = 0
+    queued: int = 0
+    limit: float = field(init=False)
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    _finished: _Ewma = field(init=False)
+    _last_decrease: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self.limit = float(self.settings.max_concurrency)
+        self._finished = _Ewma(self.clock)
+
+    async def acquire(self) -> str | None:
+        """None once admitted (call `release` when done), else why the request is refused."""
+        if self.in_flight < int(self.limit) and not self.queued:
+            self.in_flight += 1
+            return None
+        if self.queued >= self.settings.queue_size:
+            return "queue_full"
+        deadline = self.settings.queue_timeout_ms / 1000
+        rate = self._finished.rate
+        if rate > 0 and (self.queued + 1) / rate > deadline:
+            return "expected_wait"
+        return await self._wait(deadline)
+
+    async def _wait(self, deadline: float) -> str | None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.queued += 1
+        try:
+            async with asyncio.timeout(deadline):
+                # shielded: a timeout must not cancel a slot that was just handed over
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            if waiter.done():  # the slot was handed over just as the deadline passed
+                return None
+            self._give_up(waiter)
+            return "deadline"
+        except BaseException:  # cancelled while waiting: never leak a slot
+            if waiter.done():
+                self.in_flight -= 1
+                self._hand_over()
+            else:
+                self._give_up(waiter)
+            raise
+        return None
+
+    def _give_up(self, waiter: asyncio.Future[None]) -> None:
+        waiter.cancel()  # left in the queue, skipped when its turn comes
+        self.queued -= 1
+
+    def release(self, seconds: float, overloaded: bool) -> None:
+        """An admitted request ended after `seconds`; `overloaded`: it ended with a 503."""
+        busy = self.in_flight * 2 >= self.limit
+        self.in_flight -= 1
+        self._finished.tick()
+        if self.settings.adaptive:
+            self._adapt(seconds, overloaded, busy)
+        self._hand_over()
+
+    def _adapt(self, seconds: float, overloaded: bool, busy: bool) -> None:
+        settings = self.settings
+        if overloaded or seconds * 1000 > settings.latency_threshold_ms:
+            now = self.clock()
+            if now - self._last_decrease >= _DECREASE_INTERVAL_S:
+                self._last_decrease = now
+                self.limit = max(float(settings.min_concurrency), self.limit * _BACKOFF)
+        elif busy:
+            self.limit = min(float(settings.max_concurrency), self.limit + 1)
+
+    def _hand_over(self) -> None:
+        while self._waiters and self.in_flight < int(self.limit):
+            waiter = self._waiters.popleft()
+            if waiter.done():  # cancelled at its deadline
+                continue
+            self.queued -= 1
+            self.in_flight += 1
+            waiter.set_result(None)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Requests that go to a budget other than the default."""
+
+    method: str
+    path: str
+    budget: str
+
+
+class AdmissionControl:
+    """The budgets of one process, and what is exempt from them."""
+
+    def __init__(
+        self,
+        service: str,
+        budgets: Mapping[str, BudgetSettings],
+        metrics: FastMetrics,
+        *,
+        routes: Iterable[Route] = (),
+        exempt: Iterable[str] = (),
+    ) -> None:
+        self.service = service
+        self.budgets = {
+            name: Budget(name, settings) for name, settings in budgets.items() if settings.enabled
+        }
+        self._routes = {(route.method, route.path): route.budget for route in routes}
+        self._exempt = frozenset(exempt)
+        self._shed: FastCounter = metrics.counter(
+            names.REQUESTS_SHED_TOTAL,
+            "Requests refused by admission control (503 + Retry-After)",
+            (names.LABEL_SERVICE, names.LABEL_ENDPOINT, names.LABEL_REASON),
+        )
+        self._unlogged = 0
+        self._logged_at = float("-inf")
+        self.templates = _Templates()
+
+    def learn_routes(self, paths: Iterable[str]) -> None:
+        """The route templates refusals are labelled with (e.g. the OpenAPI paths). Their
+        series start at zero, so rates and ratios exist before the first refusal."""
+        templates = [path for path in paths if path not in self._exempt]
+        self.templates.learn(templates)
+        for template in templates:
+            for reason in REASONS:
+                self._shed.add((self.service, template, reason), 0.0)
+
+    def refused(self, budget: Budget, endpoint: str, reason: str) -> None:
+        """Count a refusal; log a summary at most every `_LOG_INTERVAL_S` (never one a request)."""
+        self._shed.add((self.service, endpoint, reason))
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at >= _LOG_INTERVAL_S:
+            log.warning(
+                EVENT_LOAD_SHEDDING,
+                refused=self._unlogged,
+                budget=budget.name,
+                limit=math.floor(budget.limit),
+                in_flight=budget.in_flight,
+                queued=budget.queued,
+                reason=reason,
+            )
+            self._logged_at, self._unlogged = now, 0
+
+    def budget_for(self, method: str, path: str) -> Budget | None:
+        """The request's budget, or None when it is exempt or its budget is disabled."""
+        if path in self._exempt:
+            return None
+        return self.budgets.get(self._routes.get((method, path), DEFAULT_BUDGET))
+
+
+class _Templates:
+    """Route templates for the ``endpoint`` label of refusals, matched against the raw path
+    (admission runs before routing). `learn` them once the app's routes are known."""
+
+    def __init__(self) -> None:
+        self._compiled: list[tuple[re.Pattern[str], str]] = []
+
+    def learn(self, paths: Iterable[str]) -> None:
+        self._compiled = [(compile_path(path)[0], path) for path in paths]
+
+    def endpoint(self, path: str) -> str:
+        for pattern, template in self._compiled:
+            if pattern.match(path):
+                return template
+        return names.UNMATCHED_ENDPOINT
+
+
+class AdmissionMiddleware:
+    def __init__(self, app: ASGIApp, control: AdmissionControl) -> None:
+        self.app = app
+        self.control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        budget = (
+            self.control.budget_for(scope["method"], scope["path"])
+            if scope["type"] == "http"
+            else None
+        )
+        if budget is None:
+            await self.app(scope, receive, send)
+            return
+        refusal = await budget.acquire()
+        if refusal is not None:
+            await self._refuse(scope, receive, send, budget, refusal)
+            return
+        admitted = time.monotonic()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            budget.release(time.monotonic() - admitted, status == 503)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, budget: Budget, reason: str
+    ) -> None:
+        state = scope.setdefault("state", {})
+        state[SHED_STATE_KEY] = True
+        state["error_type"] = "Overloaded"  # the span's error.type
+        self.control.refused(budget, self.control.templates.endpoint(scope["path"]), reason)
+        body = {"error": ERROR_CODE, "detail": DETAIL, "request_id": state.get("request_id", "")}
+        retry_after = str(budget.settings.retry_after_seconds)
+        response = JsonResponse(body, status_code=503, headers={"Retry-After": retry_after})
+        await response(scope, receive, send)
+
+
+def observe_budgets(control: AdmissionControl, meter: Meter) -> None:
+    """Gauges of every budget's limit, requests in flight and requests waiting, read only when
+    metrics are collected: ``admission_concurrency_limit{service, budget}``, ...."""
+    readings: dict[str, Callable[[Budget], float]] = {
+        names.ADMISSION_CONCURRENCY_LIMIT: lambda budget: float(math.floor(budget.limit)),
+        names.ADMISSION_IN_FLIGHT: lambda budget: float(budget.in_flight),
+        names.ADMISSION_QUEUED: lambda budget: float(budget.queued),
+    }
+    for name, read in readings.items():
+
+        def observe(
+            _: CallbackOptions, read: Callable[[Budget], float] = read
+        ) -> list[Observation]:
+            return [
+                Observation(
+                    read(budget), {LABEL_SERVICE: control.service, LABEL_BUDGET: budget.name}
+                )
+                for budget in control.budgets.values()
+            ]
+
+        meter.create_observable_gauge(name, callbacks=[observe], description=_GAUGES[name])
+
+
+LABEL_SERVICE, LABEL_BUDGET = names.LABEL_SERVICE, names.LABEL_BUDGET
+_GAUGES: Final = {
+    names.ADMISSION_CONCURRENCY_LIMIT: "Requests a budget admits at once now (adaptive)",
+    names.ADMISSION_IN_FLIGHT: "Requests of a budget being served now",
+    names.ADMISSION_QUEUED: "Requests of a budget waiting to start now",
+}

@@ -1,0 +1,165 @@
+"""Admission control: budgets, refusals in the one error shape, exemptions, adaptation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from mandate_vault_shared.telemetry.fast_metrics import FastMetrics
+from mandate_vault_shared.web.admission import (
+    DEFAULT_BUDGET,
+    AdmissionControl,
+    AdmissionMiddleware,
+    Budget,
+    BudgetSettings,
+    Route,
+)
+from mandate_vault_shared.web.middleware import QUIET_PATHS
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def budget(**settings: object) -> Budget:
+    return Budget("test", BudgetSettings.model_validate(settings))
+
+
+async def test_a_full_budget_queues_then_refuses_when_the_queue_is_full() -> None:
+    b = budget(max_concurrency=2, queue_size=1, queue_timeout_ms=5000)
+    assert await b.acquire() is None
+    assert await b.acquire() is None
+    waiting = asyncio.create_task(b.acquire())
+    await asyncio.sleep(0)
+    assert (b.in_flight, b.queued) == (2, 1)
+    assert await b.acquire() == "queue_full"
+    b.release(0.01, overloaded=False)
+    assert await waiting is None  # the slot went to the request that waited
+    assert (b.in_flight, b.queued) == (2, 0)
+
+
+async def test_a_request_that_cannot_start_before_its_deadline_is_refused() -> None:
+    b = budget(max_concurrency=1, queue_size=10, queue_timeout_ms=20)
+    assert await b.acquire() is None
+    assert await b.acquire() == "deadline"
+    assert (b.in_flight, b.queued) == (1, 0)
+    b.release(0.01, overloaded=False)
+    assert await b.acquire() is None
+
+
+async def test_refused_at_once_when_the_queue_ahead_cannot_drain_in_time() -> None:
+    b = budget(max_concurrency=1, queue_size=100, queue_timeout_ms=50, adaptive=False)
+    b._finished.rate = 10.0  # ten requests a second finish: one more waiting means 100 ms
+    assert await b.acquire() is None
+    assert await b.acquire() == "expected_wait"
+    assert b.queued == 0
+
+
+async def test_a_cancelled_waiter_leaks_no_slot() -> None:
+    b = budget(max_concurrency=1, queue_size=10, queue_timeout_ms=5000)
+    assert await b.acquire() is None
+    waiting = asyncio.create_task(b.acquire())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    b.release(0.01, overloaded=False)
+    assert (b.in_flight, b.queued) == (0, 0)
+    assert await b.acquire() is None
+
+
+async def test_the_limit_backs_off_on_slow_or_overloaded_answers_and_recovers() -> None:
+    clock = Clock()
+    b = Budget(
+        "aimd",
+        BudgetSettings(max_concurrency=20, min_concurrency=4, latency_threshold_ms=100),
+        clock=clock,
+    )
+    for _ in range(40):  # a stalled dependency: every answer slow, a 503 or late
+        clock.now += 0.2
+        assert await b.acquire() is None
+        b.release(3.0, overloaded=True)
+    assert b.limit == 4
+    for _ in range(30):  # quick answers again, while the budget is kept full
+        while b.in_flight < int(b.limit):
+            assert await b.acquire() is None
+        b.release(0.01, overloaded=False)
+    assert b.limit == 20
+
+
+def app_with(control: AdmissionControl, gate: asyncio.Event, ran: list[str]) -> FastAPI:
+    app = FastAPI()
+
+    async def slow(name: str) -> dict[str, str]:
+        ran.append(name)
+        await gate.wait()
+        return {"name": name}
+
+    @app.post("/things/{name}")
+    async def create(name: str) -> dict[str, str]:
+        return await slow(name)
+
+    @app.post("/login")
+    async def login() -> dict[str, str]:
+        return await slow("login")
+
+    for path in QUIET_PATHS:
+        app.add_api_route(path, lambda: {"status": "ok"}, methods=["GET"])
+    app.add_middleware(AdmissionMiddleware, control=control)
+    return app
+
+
+@asynccontextmanager
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+async def test_refusals_are_503_in_the_error_shape_and_probes_are_never_shed() -> None:
+    metrics = FastMetrics()
+    control = AdmissionControl(
+        "svc",
+        {
+            DEFAULT_BUDGET: BudgetSettings(max_concurrency=1, queue_size=0, retry_after_seconds=2),
+            "login": BudgetSettings(max_concurrency=1, queue_size=0),
+        },
+        metrics,
+        routes=[Route("POST", "/login", "login")],
+        exempt=QUIET_PATHS,
+    )
+    gate, ran = asyncio.Event(), []
+    app = app_with(control, gate, ran)
+    control.learn_routes(app.openapi()["paths"])
+    async with client(app) as c:
+        first = asyncio.create_task(c.post("/things/a"))
+        login = asyncio.create_task(c.post("/login"))  # its own budget: not crowded out
+        for _ in range(500):  # until both handlers run (polling keeps the app untouched)
+            if len(ran) == 2:
+                break
+            await asyncio.sleep(0.01)
+        refused = await c.post("/things/b")
+        probes = [(await c.get(path)).status_code for path in sorted(QUIET_PATHS)]
+        gate.set()
+        assert [(await first).status_code, (await login).status_code] == [200, 200]
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "2"
+    assert refused.json() == {
+        "error": "overloaded",
+        "detail": refused.json()["detail"],
+        "request_id": "",
+    }
+    assert probes == [200, 200, 200]
+    assert ran == ["a", "login"]  # the refused request never reached its handler
+    shed = next(c for c in metrics.counters if c.name == "requests_shed_total")
+    assert shed.values[("svc", "/things/{name}", "queue_full")] == 1.0
+    assert sum(shed.values.values()) == 1.0  # every other series starts at zero
