@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 
@@ -19,6 +20,9 @@ from mandate_vault_shared.web.openapi import install_error_schema
 from mandate_vault_shared.web.system import ReadinessCheck, system_router
 
 _UNTRACED_URLS = r"/healthz$,/readyz$,/api/v1/metrics$"
+# Swagger UI and ReDoc come from the fastapi-offline distribution, served by the app itself:
+# the docs work in closed networks (FastAPI's defaults load them from a CDN).
+DOCS_ASSETS_URL = "/docs/assets"
 
 
 def _frozen_after_startup(
@@ -50,13 +54,14 @@ def build_app(
     max_body_size: int = 1 << 20,
     advisories: Mapping[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
         title=title,
         description=description,
         version=telemetry.version,
         lifespan=_frozen_after_startup(lifespan),
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
+        static_url=DOCS_ASSETS_URL,
         openapi_url="/openapi.json",
         openapi_tags=openapi_tags,
         max_body_size=None,  # ours below answers in the shared error shape
