@@ -62,7 +62,11 @@ class ServiceSettings(BaseSettings):
     """Base class of every service's settings; subclasses set `env_prefix`."""
 
     model_config = SettingsConfigDict(
-        extra="ignore", populate_by_name=True, frozen=True, validate_default=True
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+        validate_default=True,
+        hide_input_in_errors=True,  # a value that fails may be a secret
     )
 
     environment: Environment = Field(
