@@ -18,6 +18,7 @@ FERNET_FIX = (
     "key 1 of 1 is not a Fernet key (32 url-safe base64 bytes, 44 characters); "
     "`mandate-vault keys new-encryption-key` makes one"
 )
+BOOTSTRAP = ["bootstrap", "--tenant-id", "t", "--tenant-name", "T", "--admin-email", "a@t.example"]
 OTLP_FIX = (
     "must be a URL with the scheme http:// or https:// and a host, e.g. http://otel-collector:4318"
 )
@@ -70,17 +71,7 @@ CASES = {
         ],
     ),
     "cli": (
-        [
-            "-m",
-            "mandate_vault_api.cli",
-            "bootstrap",
-            "--tenant-id",
-            "t",
-            "--tenant-name",
-            "T",
-            "--admin-email",
-            "a@t.example",
-        ],  # fmt: skip
+        ["-m", "mandate_vault_api.cli", *BOOTSTRAP],
         {
             "API_DATABASE_URL": "postgresql://mv:pw@db/mandate_vault",
             "API_KAFKA__BOOTSTRAP_SERVERS": "kafka-1",
