@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
-from cryptography.fernet import Fernet
 from pydantic import TypeAdapter, ValidationError
 
 from mandate_vault_api.settings import ApiSettings
@@ -19,7 +20,9 @@ from mandate_vault_shared.setting_types import (
     SentryDsn,
 )
 
-KEY = Fernet.generate_key().decode()
+# fixed keys: parameter ids must be the same in every xdist worker
+KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+OTHER_KEY = base64.urlsafe_b64encode(b"o" * 32).decode()
 
 
 def problem(annotation: object, value: str) -> str:
@@ -39,7 +42,7 @@ def problem(annotation: object, value: str) -> str:
         (HostList, "127.0.0.1, localhost,10.0.0.0/8,[::1],hooks.example.com."),
         (DelayList, "0,5,300.5"),
         (DelayList, ""),
-        (FernetKeys, f"{KEY},{Fernet.generate_key().decode()}"),
+        (FernetKeys, f"{KEY},{OTHER_KEY}"),
         (RedisUrl, "rediss://:pw@redis.example:6380/2"),
         (SentryDsn, "https://public@sentry.example.com/42"),
         (OtlpEndpoint, "http://otel-collector:4318"),

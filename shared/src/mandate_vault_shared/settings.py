@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import Annotated, Final, Literal, Self, TypeVar
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -58,6 +58,13 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def _otlp_variable(suffix: str) -> Any:
+    """A field read from the standard ``OTEL_EXPORTER_OTLP_<suffix>`` variable, unset by default."""
+    return Field(
+        None, validation_alias=_alias(f"otlp_{suffix.lower()}", f"OTEL_EXPORTER_OTLP_{suffix}")
+    )
+
+
 class ServiceSettings(BaseSettings):
     """Base class of every service's settings; subclasses set `env_prefix`."""
 
@@ -95,32 +102,14 @@ class ServiceSettings(BaseSettings):
     )
 
     # The OpenTelemetry SDK reads these itself; they are here to be checked on load.
-    otlp_endpoint: OtlpEndpoint | None = Field(
-        None, validation_alias=_alias("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT")
-    )
-    otlp_traces_endpoint: OtlpEndpoint | None = Field(
-        None, validation_alias=_alias("otlp_traces_endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
-    otlp_metrics_endpoint: OtlpEndpoint | None = Field(
-        None,
-        validation_alias=_alias("otlp_metrics_endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
-    )
-    otlp_logs_endpoint: OtlpEndpoint | None = Field(
-        None, validation_alias=_alias("otlp_logs_endpoint", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
-    )
-    otlp_protocol: OtlpProtocol | None = Field(
-        None, validation_alias=_alias("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL")
-    )
-    otlp_traces_protocol: OtlpProtocol | None = Field(
-        None, validation_alias=_alias("otlp_traces_protocol", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-    )
-    otlp_metrics_protocol: OtlpProtocol | None = Field(
-        None,
-        validation_alias=_alias("otlp_metrics_protocol", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"),
-    )
-    otlp_logs_protocol: OtlpProtocol | None = Field(
-        None, validation_alias=_alias("otlp_logs_protocol", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
-    )
+    otlp_endpoint: OtlpEndpoint | None = _otlp_variable("ENDPOINT")
+    otlp_traces_endpoint: OtlpEndpoint | None = _otlp_variable("TRACES_ENDPOINT")
+    otlp_metrics_endpoint: OtlpEndpoint | None = _otlp_variable("METRICS_ENDPOINT")
+    otlp_logs_endpoint: OtlpEndpoint | None = _otlp_variable("LOGS_ENDPOINT")
+    otlp_protocol: OtlpProtocol | None = _otlp_variable("PROTOCOL")
+    otlp_traces_protocol: OtlpProtocol | None = _otlp_variable("TRACES_PROTOCOL")
+    otlp_metrics_protocol: OtlpProtocol | None = _otlp_variable("METRICS_PROTOCOL")
+    otlp_logs_protocol: OtlpProtocol | None = _otlp_variable("LOGS_PROTOCOL")
 
     @model_validator(mode="after")
     def _fill_environment_defaults(self) -> Self:
