@@ -47,6 +47,10 @@ def problem(annotation: object, value: str) -> str:
         (SentryDsn, "https://public@sentry.example.com/42"),
         (OtlpEndpoint, "http://otel-collector:4318"),
         (OtlpProtocol, "http/protobuf"),
+        # empty is "unset" for the standard variables (compose passes SENTRY_DSN= when unset)
+        (SentryDsn, ""),
+        (OtlpEndpoint, ""),
+        (OtlpProtocol, ""),
     ],
 )
 def test_good_values_pass(annotation: object, value: str) -> None:

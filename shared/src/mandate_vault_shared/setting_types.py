@@ -58,10 +58,12 @@ def _parse_url(value: str, schemes: tuple[str, ...], example: str) -> URL:
     return url
 
 
-def http_url_check(example: str) -> AfterValidator:
+def http_url_check(example: str, *, empty_is_unset: bool = False) -> AfterValidator:
     """An http(s) URL with a host; `example` shows the expected shape in the message."""
 
     def check(value: str) -> str:
+        if empty_is_unset and not value:
+            return value
         url = _parse_url(value, ("http", "https"), example)
         if url.query_string or url.fragment:
             msg = f"must not carry a query or fragment, e.g. {example}"
@@ -137,6 +139,8 @@ def _host_list(value: str) -> str:
 
 
 def _sentry_dsn(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value():
+        return value  # empty: Sentry off, as the SDK reads it (compose passes SENTRY_DSN=)
     try:
         Dsn(value.get_secret_value())
     except BadDsn:
@@ -158,7 +162,7 @@ def _delays(value: str) -> str:
 
 
 def _otlp_protocol(value: str) -> str:
-    if value != "http/protobuf":
+    if value not in ("", "http/protobuf"):
         msg = f"{value} is not supported: use http/protobuf (the collector's port 4318)"
         raise ValueError(msg)
     return value
@@ -176,5 +180,6 @@ FernetKeys = Annotated[SecretStr, AfterValidator(_fernet_keys)]
 """Comma-separated Fernet keys (the first encrypts, all decrypt)."""
 RedisUrl = Annotated[SecretStr, AfterValidator(_redis_url)]
 SentryDsn = Annotated[SecretStr, AfterValidator(_sentry_dsn)]
-OtlpEndpoint = Annotated[str, http_url_check("http://otel-collector:4318")]
+# Empty means unset for the standard variables, as the SDKs read them.
+OtlpEndpoint = Annotated[str, http_url_check("http://otel-collector:4318", empty_is_unset=True)]
 OtlpProtocol = Annotated[str, AfterValidator(_otlp_protocol)]
