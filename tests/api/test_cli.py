@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from tests.api.conftest import running_api
+from tests.api.helpers import cli
 from tests.fixtures.net import free_port
-
-
-def cli(
-    database_url: str, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mandate_vault_api.cli", *args],
-        env={**os.environ, "API_DATABASE_URL": database_url, "LOG_FORMAT": "json", **(env or {})},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
 
 
 async def test_bootstrap_creates_what_a_newcomer_needs(database_url: str) -> None:

@@ -228,6 +228,5 @@ def test_a_bad_truststore_stops_the_service_with_a_clear_message(keys: Keys) -> 
         time.sleep(0.1)
     assert process.stop() == 2
     output = process.output()
-    assert "invalid settings for VerifierSettings" in output
-    assert "issuers.0.algorithms" in output
+    assert "invalid setting VERIFIER_TRUSTSTORE_JSON: issuers.0.algorithms" in output
     assert "Traceback" not in output

@@ -19,6 +19,8 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import Span, SpanKind, Tracer
 from pydantic import BaseModel, Field, FilePath, SecretStr, model_validator
 
+from mandate_vault_shared.setting_types import BrokerList
+
 Headers = list[tuple[str, bytes]]
 
 _MESSAGING_SYSTEM: Final = "kafka"
@@ -35,7 +37,7 @@ class KafkaSettings(BaseModel):
     parse.
     """
 
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: BrokerList = "127.0.0.1:9092"
     client_id: str = "mandate-vault"
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None

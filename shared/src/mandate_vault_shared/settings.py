@@ -9,13 +9,16 @@ standard name while its default follows the environment.
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import Annotated, Literal, Self, TypeVar
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from mandate_vault_shared.setting_types import OtlpEndpoint, OtlpProtocol, SentryDsn
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -55,11 +58,22 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def _otlp_variable(suffix: str) -> Any:
+    """A field read from the standard ``OTEL_EXPORTER_OTLP_<suffix>`` variable, unset by default."""
+    return Field(
+        None, validation_alias=_alias(f"otlp_{suffix.lower()}", f"OTEL_EXPORTER_OTLP_{suffix}")
+    )
+
+
 class ServiceSettings(BaseSettings):
     """Base class of every service's settings; subclasses set `env_prefix`."""
 
     model_config = SettingsConfigDict(
-        extra="ignore", populate_by_name=True, frozen=True, validate_default=True
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+        validate_default=True,
+        hide_input_in_errors=True,  # a value that fails may be a secret
     )
 
     environment: Environment = Field(
@@ -75,7 +89,7 @@ class ServiceSettings(BaseSettings):
     trace_sample_rate: Ratio | None = Field(
         None, validation_alias=_alias("trace_sample_rate", "OTEL_TRACES_SAMPLER_ARG")
     )
-    sentry_dsn: SecretStr | None = Field(None, validation_alias=_alias("sentry_dsn", "SENTRY_DSN"))
+    sentry_dsn: SentryDsn | None = Field(None, validation_alias=_alias("sentry_dsn", "SENTRY_DSN"))
     sentry_traces_sample_rate: Ratio | None = Field(
         None, validation_alias=_alias("sentry_traces_sample_rate", "SENTRY_TRACES_SAMPLE_RATE")
     )
@@ -86,6 +100,16 @@ class ServiceSettings(BaseSettings):
         "lean",
         validation_alias=_alias("telemetry_http_middleware", "TELEMETRY_HTTP_MIDDLEWARE"),
     )
+
+    # The OpenTelemetry SDK reads these itself; they are here to be checked on load.
+    otlp_endpoint: OtlpEndpoint | None = _otlp_variable("ENDPOINT")
+    otlp_traces_endpoint: OtlpEndpoint | None = _otlp_variable("TRACES_ENDPOINT")
+    otlp_metrics_endpoint: OtlpEndpoint | None = _otlp_variable("METRICS_ENDPOINT")
+    otlp_logs_endpoint: OtlpEndpoint | None = _otlp_variable("LOGS_ENDPOINT")
+    otlp_protocol: OtlpProtocol | None = _otlp_variable("PROTOCOL")
+    otlp_traces_protocol: OtlpProtocol | None = _otlp_variable("TRACES_PROTOCOL")
+    otlp_metrics_protocol: OtlpProtocol | None = _otlp_variable("METRICS_PROTOCOL")
+    otlp_logs_protocol: OtlpProtocol | None = _otlp_variable("LOGS_PROTOCOL")
 
     @model_validator(mode="after")
     def _fill_environment_defaults(self) -> Self:
@@ -106,17 +130,36 @@ class ServiceSettings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Self:
         if self.environment is Environment.DEVELOPMENT:
             return self
+        problems = []
         for name in self.required_secrets():
             value = getattr(self, name)
             raw = value.get_secret_value() if isinstance(value, SecretStr) else value
             text = "" if raw is None else str(raw).strip()
             if text.lower() in _PLACEHOLDER_SECRETS or len(text) < _MIN_SECRET_LENGTH:
-                msg = (
-                    f"{name} must be set to a real secret (at least {_MIN_SECRET_LENGTH} "
-                    f"characters) when ENVIRONMENT={self.environment.value}"
+                problems.append(
+                    f"{self.variable_name((name,))}: must be set to a real secret (at least "
+                    f"{_MIN_SECRET_LENGTH} characters) when ENVIRONMENT={self.environment.value}"
                 )
-                raise ValueError(msg)
+        if problems:
+            raise ValueError("\n".join(problems))  # one line per problem (see load_settings)
         return self
+
+    @classmethod
+    def variable_name(cls, location: Sequence[int | str]) -> str:
+        """The environment variable behind a validation error's location, e.g.
+        ``("kafka", "bootstrap_servers")`` -> ``API_KAFKA__BOOTSTRAP_SERVERS``."""
+        if not location:
+            return ""
+        head, *rest = (str(part) for part in location)
+        field = cls.model_fields.get(head)
+        alias = field.validation_alias if field is not None else None
+        if isinstance(alias, AliasChoices):
+            return next(str(c) for c in alias.choices if str(c).isupper())
+        delimiter = cls.model_config.get("env_nested_delimiter") or "__"
+        if field is not None and not rest and _is_model(field.annotation):
+            rest = ["*"]  # a check across the nested model's fields: API_KAFKA__*
+        name = cls.model_config.get("env_prefix", "") + delimiter.join([head, *rest])
+        return name.upper()
 
     def required_secrets(self) -> Iterable[str]:
         """Field names that must hold a real secret outside development."""
@@ -134,16 +177,40 @@ class ServiceSettings(BaseSettings):
 
 
 _S = TypeVar("_S", bound=ServiceSettings)
+_NAMED: Final = re.compile(r"[A-Z][A-Z0-9_]*: ")
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def settings_problems(cls: type[ServiceSettings], error: ValidationError) -> list[str]:
+    """One line per problem, naming the variable where one is at fault:
+    ``invalid setting API_DATABASE_URL: postgres:// names a driver ...``."""
+    lines: list[str] = []
+    for problem in error.errors(include_url=False, include_input=False):
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        variable = cls.variable_name(problem["loc"])
+        for line in message.splitlines():
+            if variable:
+                lines.append(f"invalid setting {variable}: {line}")
+            elif _NAMED.match(line):
+                lines.append(f"invalid setting {line}")
+            else:
+                lines.append(f"invalid settings: {line}")
+    return lines
 
 
 def load_settings(cls: type[_S]) -> _S:
-    """Build settings from the environment or exit with a message an operator can act on."""
+    """Build settings from the environment, or exit with status 2 and one line per problem
+    (``invalid setting API_DATABASE_URL: ...``) that an operator can act on."""
     try:
         return cls()
     except ValidationError as exc:
-        lines = [f"invalid settings for {cls.__name__}:"]
-        for error in exc.errors():
-            location = ".".join(str(part) for part in error["loc"]) or "settings"
-            lines.append(f"  {location}: {error['msg']}")
-        sys.stderr.write("\n".join(lines) + "\n")
-        raise SystemExit(2) from None
+        lines = settings_problems(cls, exc)
+    except SettingsError as exc:  # a nested setting given as JSON that does not parse
+        field = re.search(r'field "(\w+)"', str(exc))
+        variable = cls.variable_name((field[1],)).removesuffix("__*") if field else "settings"
+        lines = [f"invalid setting {variable}: is not valid JSON (or set {variable}__<FIELD>)"]
+    sys.stderr.write("".join(f"{line}\n" for line in lines))
+    raise SystemExit(2)

@@ -86,6 +86,12 @@ _DECIMAL: Final = re.compile(r"[1-9][0-9]*")
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 
 
+def valid_hostname(host: str) -> bool:
+    """A DNS name made of valid labels (lower-case it first)."""
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
 class SsrfBlocked(Unprocessable):
     """A URL or a resolved address that the SSRF policy refuses."""
 

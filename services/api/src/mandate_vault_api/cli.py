@@ -1,12 +1,19 @@
 """``mandate-vault``: operator commands for the api's database and keys.
 
-    mandate-vault migrate                     apply the migrations
+    mandate-vault migrate [REVISION] [--sql]  apply the migrations (or print their SQL)
+    mandate-vault migrations history          every migration, newest first
+    mandate-vault migrations current          the revision the database is at
+    mandate-vault migrations downgrade REVISION [--sql]   migrate down to REVISION
     mandate-vault bootstrap --tenant-id acme --tenant-name "Acme" \\
         --admin-email ops@acme.example [--issuer did:web:bank.example.com ...]
     mandate-vault keys new-signing-key [--kid KID]   print a new API_TOKEN_SIGNING_KEY entry
     mandate-vault keys new-encryption-key            print a new Fernet key
     mandate-vault keys status                        which keys sign/encrypt; stale secrets
     mandate-vault keys reencrypt                     move stored webhook secrets to the newest key
+
+Commands that need the tables (bootstrap, keys status, keys reencrypt) first check that the
+database is at the latest migration and otherwise say, in one line and with exit status 2,
+to run `mandate-vault migrate`; so do bad settings and an unreachable database.
 
 `bootstrap` creates the tenant, its first admin and the issuers it trusts, skipping what
 exists. The admin's password comes from MV_BOOTSTRAP_PASSWORD or is generated; it is printed
@@ -27,8 +34,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from alembic.util import CommandError
 from cryptography.fernet import Fernet
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mandate_vault_api import directory, migrate
@@ -56,6 +66,11 @@ class Command:
     run: Callable[[ApiSettings, argparse.Namespace], Coroutine[None, None, Lines]]
     arguments: Callable[[argparse.ArgumentParser], None] = lambda _parser: None
     needs_settings: bool = True  # False: runs without a database or secrets
+    needs_schema: bool = False  # True: refuses to run before `mandate-vault migrate`
+
+
+class CliError(Exception):
+    """A problem the operator can fix: printed as one line, exit status 2."""
 
 
 @asynccontextmanager
@@ -67,10 +82,51 @@ async def _database(settings: ApiSettings) -> AsyncIterator[Database]:
         await engine.dispose()
 
 
-# --- migrate, bootstrap -----------------------------------------------------------------------
-async def _migrate(settings: ApiSettings, _: argparse.Namespace) -> Lines:
-    await asyncio.to_thread(migrate.upgrade, settings.database_url)
-    return ["database is at the latest migration"]
+# --- migrate, migrations, bootstrap -----------------------------------------------------------
+def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("revision", nargs="?", default="head", help="default: the latest")
+    _sql_argument(parser)
+
+
+def _downgrade_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("revision", help="the revision to go down to (`base`: no tables)")
+    _sql_argument(parser)
+
+
+def _sql_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sql", action="store_true", help="print the SQL instead of running it (no database)"
+    )
+
+
+async def _migrate(settings: ApiSettings, args: argparse.Namespace) -> Lines:
+    url, revision = settings.database_url, args.revision
+    lines = await asyncio.to_thread(migrate.upgrade, url, revision, sql=args.sql)
+    if args.sql:
+        return lines
+    where = "the latest migration" if revision == "head" else f"revision {revision}"
+    return [*lines, f"database is at {where}"]
+
+
+async def _downgrade(settings: ApiSettings, args: argparse.Namespace) -> Lines:
+    url, revision = settings.database_url, args.revision
+    if args.sql and ":" not in revision:
+        msg = (
+            "--sql connects to nothing, so name where to start: FROM:TO, e.g. "
+            "`mandate-vault migrations downgrade 0002:0001 --sql`"
+        )
+        raise CliError(msg)
+    lines = await asyncio.to_thread(migrate.downgrade, url, revision, sql=args.sql)
+    return lines if args.sql else [*lines, f"database is at revision {revision}"]
+
+
+async def _history(settings: ApiSettings, _: argparse.Namespace) -> Lines:
+    return await asyncio.to_thread(migrate.history, settings.database_url)
+
+
+async def _current(settings: ApiSettings, _: argparse.Namespace) -> Lines:
+    lines = await asyncio.to_thread(migrate.current, settings.database_url)
+    return lines or [f"no migration applied: {migrate.MIGRATE_HINT}"]
 
 
 def _bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,17 +205,33 @@ KEY_COMMANDS: dict[str, Command] = {
     "new-encryption-key": Command(
         "print a new Fernet key for webhook secrets", _new_encryption_key, needs_settings=False
     ),
-    "status": Command("which keys sign and encrypt; secrets not yet re-encrypted", _key_status),
-    "reencrypt": Command("re-encrypt stored webhook secrets with the newest key", _reencrypt),
+    "status": Command(
+        "which keys sign and encrypt; secrets not yet re-encrypted", _key_status, needs_schema=True
+    ),
+    "reencrypt": Command(
+        "re-encrypt stored webhook secrets with the newest key", _reencrypt, needs_schema=True
+    ),
+}
+
+MIGRATION_COMMANDS: dict[str, Command] = {
+    "history": Command("every migration, newest first", _history),
+    "current": Command("the revision the database is at", _current),
+    "downgrade": Command("migrate down to a revision", _downgrade, _downgrade_arguments),
 }
 
 COMMANDS: dict[str, Command] = {
-    "migrate": Command("apply database migrations", _migrate),
+    "migrate": Command(
+        "apply database migrations (or print their SQL)", _migrate, _migrate_arguments
+    ),
     "bootstrap": Command(
-        "create a tenant, its admin and trusted issuers", _bootstrap, _bootstrap_arguments
+        "create a tenant, its admin and trusted issuers",
+        _bootstrap,
+        _bootstrap_arguments,
+        needs_schema=True,
     ),
 }
 GROUPS: dict[str, tuple[str, dict[str, Command]]] = {
+    "migrations": ("migration history, current revision, downgrade", MIGRATION_COMMANDS),
     "keys": ("rotate access-token and webhook-secret keys", KEY_COMMANDS),
 }
 
@@ -182,6 +254,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _run(command: Command, settings: ApiSettings, args: argparse.Namespace) -> Lines:
+    try:
+        if command.needs_schema:
+            problem = await migrate.schema_problem(settings.database_url)
+            if problem is not None:
+                raise CliError(problem)
+        return await command.run(settings, args)
+    except CommandError as exc:  # Alembic: an unknown revision, offline SQL without a range
+        raise CliError(str(exc)) from None
+    except (OSError, DBAPIError) as exc:
+        url = make_url(settings.database_url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        msg = f"cannot use the database at {url} (API_DATABASE_URL): {reason}"
+        raise CliError(msg) from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     command: Command = args.handler
@@ -189,7 +277,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = (
         load_settings(ApiSettings) if command.needs_settings else ApiSettings.model_construct()
     )
-    for line in asyncio.run(command.run(settings, args)):
+    try:
+        lines = asyncio.run(_run(command, settings, args))
+    except CliError as exc:
+        sys.stderr.write(f"mandate-vault: {exc}\n")
+        raise SystemExit(2) from None
+    for line in lines:
         sys.stdout.write(line + "\n")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -11,10 +12,17 @@ from mandate_vault_api.credentials import SigningKeys
 from mandate_vault_api.ratelimit import Limit
 from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import WEBHOOK_JOBS_TOPIC
+from mandate_vault_shared.setting_types import (
+    DatabaseUrl,
+    FernetKeys,
+    HostList,
+    RedisUrl,
+    http_url_check,
+)
 from mandate_vault_shared.settings import Environment, ServiceSettings
 from mandate_vault_shared.ssrf import SsrfPolicy
 from mandate_vault_shared.web.admission import BudgetSettings
-from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY, fernet_keys
+from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
 
 DEV_SIGNING_KEY = "dev-only-signing-key-change-me-0123456789abcdef"
 
@@ -25,11 +33,13 @@ class ApiSettings(ServiceSettings):
     )
 
     port: int = 8000
-    database_url: str = "sqlite+aiosqlite:///./var/mandate_vault.db"
+    database_url: DatabaseUrl = "sqlite+aiosqlite:///./var/mandate_vault.db"
     db_pool_size: int = Field(20, ge=1, le=200)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
     db_create_pool_size: int = Field(20, ge=1, le=200)
-    verifier_url: str = "http://127.0.0.1:8001"
+    verifier_url: Annotated[str, http_url_check("http://jwt-verifier:8001")] = (
+        "http://127.0.0.1:8001"
+    )
     verifier_timeout_seconds: float = Field(3.0, gt=0, le=60)
     kafka: KafkaSettings = KafkaSettings()
 
@@ -45,7 +55,7 @@ class ApiSettings(ServiceSettings):
     rate_limit_api_key_per_second: float = Field(250.0, gt=0)
     rate_limit_login_account_per_minute: float = Field(20.0, gt=0)
     rate_limit_login_client_per_minute: float = Field(60.0, gt=0)
-    redis_url: SecretStr | None = Field(
+    redis_url: RedisUrl | None = Field(
         None, description="redis:// or rediss:// URL; set to share rate limits across replicas"
     )
     redis_key_prefix: str = Field("mv", min_length=1, description="prefix of every Redis key")
@@ -56,9 +66,9 @@ class ApiSettings(ServiceSettings):
     expiry_sweep_interval_seconds: float = Field(30.0, gt=0)
     gauge_refresh_interval_seconds: float = Field(15.0, gt=0)
 
-    webhook_encryption_key: SecretStr | None = None
+    webhook_encryption_key: FernetKeys | None = None
     webhook_secret_rotation_seconds: int = Field(86_400, ge=0)
-    ssrf_allowlist: str = Field("", description="Comma-separated hosts, IPs or CIDRs")
+    ssrf_allowlist: HostList = Field("", description="Comma-separated hosts, IPs or CIDRs")
     jobs_topic: str = WEBHOOK_JOBS_TOPIC
     outbox_poll_interval_seconds: float = Field(0.25, gt=0)
     outbox_batch_size: int = Field(200, ge=1, le=5000)
@@ -77,25 +87,6 @@ class ApiSettings(ServiceSettings):
     def _signing_keys(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             SigningKeys.parse(value.get_secret_value())  # raises ValueError, named per field
-        return value
-
-    @field_validator("webhook_encryption_key")
-    @classmethod
-    def _encryption_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            try:
-                fernet_keys(value.get_secret_value())
-            except (ValueError, TypeError) as exc:
-                msg = "must be one or more comma-separated Fernet keys (urlsafe base64, 32 bytes)"
-                raise ValueError(msg) from exc
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
-            msg = "must be a redis:// or rediss:// URL"
-            raise ValueError(msg)
         return value
 
     def required_secrets(self) -> Iterable[str]:

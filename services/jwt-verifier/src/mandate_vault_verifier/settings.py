@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, FilePath, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from mandate_vault_shared.setting_types import HostList
 from mandate_vault_shared.settings import ServiceSettings
 from mandate_vault_shared.ssrf import SsrfPolicy
 from mandate_vault_shared.web.admission import BudgetSettings
@@ -31,7 +32,7 @@ class VerifierSettings(ServiceSettings):
     did_web_cache_ttl_seconds: float = Field(300.0, ge=0.0)
     did_web_failure_ttl_seconds: float = Field(30.0, ge=0.0)
     did_web_ca_file: FilePath | None = None
-    ssrf_allowlist: str = Field("", description="Comma-separated hosts, IPs or CIDRs")
+    ssrf_allowlist: HostList = Field("", description="Comma-separated hosts, IPs or CIDRs")
     admission: BudgetSettings = BudgetSettings()  # shared/web/admission.py
 
     @model_validator(mode="after")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from mandate_vault_shared.kafka import KafkaSettings
 from mandate_vault_shared.messages import DEAD_LETTER_SUFFIX, WEBHOOK_JOBS_TOPIC
+from mandate_vault_shared.setting_types import DatabaseUrl, DelayList, FernetKeys, HostList
 from mandate_vault_shared.settings import Environment, ServiceSettings
 from mandate_vault_shared.ssrf import SsrfPolicy
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
@@ -34,13 +35,13 @@ class WorkerSettings(ServiceSettings):
         50, ge=1, description="How long a fetch may wait for data: the idle end of the latency"
     )
 
-    database_url: str = "sqlite+aiosqlite:///./var/mandate_vault.db"
+    database_url: DatabaseUrl = "sqlite+aiosqlite:///./var/mandate_vault.db"
     db_pool_size: int = Field(10, ge=1, le=200)
-    webhook_encryption_key: SecretStr | None = None
-    ssrf_allowlist: str = Field("", description="Comma-separated hosts, IPs or CIDRs")
+    webhook_encryption_key: FernetKeys | None = None
+    ssrf_allowlist: HostList = Field("", description="Comma-separated hosts, IPs or CIDRs")
 
     delivery_timeout_seconds: float = Field(10.0, gt=0, le=60)
-    retry_schedule_seconds: str = Field(
+    retry_schedule_seconds: DelayList = Field(
         DEFAULT_RETRY_SCHEDULE, description="Delays before retries 1..n, comma-separated"
     )
     retry_jitter: float = Field(0.2, ge=0, lt=1)

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 
@@ -24,6 +25,9 @@ from mandate_vault_shared.web.openapi import install_error_schema
 from mandate_vault_shared.web.system import ReadinessCheck, system_router
 
 _UNTRACED_URLS = r"/healthz$,/readyz$,/api/v1/metrics$"
+# Swagger UI and ReDoc come from the fastapi-offline distribution, served by the app itself:
+# the docs work in closed networks (FastAPI's defaults load them from a CDN).
+DOCS_ASSETS_URL = "/docs/assets"
 
 
 def _frozen_after_startup(
@@ -61,13 +65,14 @@ def build_app(
     advisories: Mapping[str, ReadinessCheck] | None = None,
     admission: AdmissionControl | None = None,
 ) -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
         title=title,
         description=description,
         version=telemetry.version,
         lifespan=_frozen_after_startup(lifespan, admission),
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
+        static_url=DOCS_ASSETS_URL,
         openapi_url="/openapi.json",
         openapi_tags=openapi_tags,
         max_body_size=None,  # ours below answers in the shared error shape

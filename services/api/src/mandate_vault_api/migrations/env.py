@@ -34,7 +34,13 @@ async def _run_async(url: str) -> None:
 
 url = context.config.get_main_option("sqlalchemy.url")
 if context.is_offline_mode():
-    context.configure(url=url, target_metadata=metadata, literal_binds=True)
+    # `mandate-vault migrate --sql`: the SQL is written out, nothing is connected to
+    context.configure(
+        url=url,
+        target_metadata=metadata,
+        literal_binds=True,
+        render_as_batch=str(url).startswith("sqlite"),
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:
