@@ -214,7 +214,8 @@ def outbox_rows(
     wanted = [s[0] for s in subscriptions if event_type.value in s[1].split(",")]
     if not wanted:
         return []
-    body = payload_bytes(event_type.value, now, data).decode()
+    # `version` is the mandate's, so one mandate's events can be put in order by the receiver.
+    body = payload_bytes(event_type.value, now, data, int(data.get("version", 1))).decode()
     context = _current_trace_context()
     return [
         {
