@@ -29,7 +29,7 @@ class _Recorder:
 
     def accept(self, records: list[Any], offsets: list[PartitionOffsets]) -> None:
         for record, partition in zip(records, offsets, strict=True):
-            partition.started(record.offset)
+            partition.start(record.offset)
             partition.finished(record.offset)
             self.handled.put_nowait(WebhookJob.decode(record.value).event_id)
 

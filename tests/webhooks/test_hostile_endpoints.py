@@ -90,23 +90,24 @@ def test_hostile_endpoints_are_recorded_and_never_crash_the_worker(
     rss_before = worker.rss_mb()
     stack.create_mandate(bank.mandate())
 
-    def first_attempts() -> dict[str, dict[str, object]]:
-        found = {}
+    def log_of() -> dict[str, list[dict[str, object]]]:
         with stack.client as client:
-            for path, subscription_id in subscriptions.items():
-                log = client.get(f"/api/v1/webhooks/{subscription_id}/deliveries").json()
-                first = [entry for entry in log if entry["attempt"] == 1]
-                if first:
-                    found[path] = first[0]
-        return found
+            return {
+                path: client.get(f"/api/v1/webhooks/{subscription_id}/deliveries").json()
+                for path, subscription_id in subscriptions.items()
+            }
 
-    stack.receiver.wait_for(lambda r: len(first_attempts()) == len(PATHS), timeout=30)
-    attempts = first_attempts()
-    assert attempts["/huge-body"]["outcome"] == "succeeded"  # a 2xx; the body is never read
-    assert attempts["/drip"]["error"] == "timed out"
-    assert attempts["/never"]["error"] == "timed out"
-    assert attempts["/huge-headers"]["outcome"] == "retrying"
-    assert "redirects are not followed" in str(attempts["/redirect"]["error"])
-    assert all(float(str(a["latency_ms"])) < 5_000 for a in attempts.values())  # timeout is 2 s
+    def recorded(r: object) -> bool:
+        found = log_of()
+        # A loaded machine may time the 2xx out once: its retry must then succeed.
+        return all(found.values()) and any(e["outcome"] == "succeeded" for e in found["/huge-body"])
+
+    stack.receiver.wait_for(recorded, timeout=30)
+    first = {path: entries[-1] for path, entries in log_of().items()}  # newest first
+    assert first["/drip"]["error"] == "timed out"
+    assert first["/never"]["error"] == "timed out"
+    assert first["/huge-headers"]["outcome"] == "retrying"
+    assert "redirects are not followed" in str(first["/redirect"]["error"])
+    assert all(float(str(a["latency_ms"])) < 5_000 for a in first.values())  # timeout is 2 s
     assert httpx.get(f"{worker.url}/healthz").status_code == 200
     assert worker.rss_mb() < rss_before + 50

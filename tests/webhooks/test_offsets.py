@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 from mandate_vault_worker.offsets import OffsetTracker, PartitionOffsets
 
 
 def test_only_the_longest_finished_prefix_is_committable() -> None:
     offsets = PartitionOffsets()
     for offset in range(10, 16):
-        offsets.started(offset)
+        offsets.start(offset)
     assert offsets.committable() is None
     for offset in (12, 15, 11):  # out of order, with the first still in flight
         offsets.finished(offset)
@@ -29,7 +27,7 @@ def test_only_the_longest_finished_prefix_is_committable() -> None:
 def test_gaps_in_offsets_are_normal() -> None:
     offsets = PartitionOffsets()
     for offset in (3, 7, 8):  # compacted topics and transaction markers leave gaps
-        offsets.started(offset)
+        offsets.start(offset)
     offsets.finished(8)
     offsets.finished(3)
     assert offsets.committable() == 4
@@ -37,19 +35,26 @@ def test_gaps_in_offsets_are_normal() -> None:
     assert offsets.committable() == 9
 
 
-def test_offsets_must_start_in_order() -> None:
+def test_a_record_seen_again_is_not_started_again() -> None:
     offsets = PartitionOffsets()
-    offsets.started(5)
-    with pytest.raises(ValueError, match="increasing"):
-        offsets.started(5)
+    assert offsets.start(5)
+    assert offsets.start(6)
+    offsets.finished(5)
+    assert not offsets.start(5)  # done already (a re-fetch): not handled twice
+    assert not offsets.start(6)  # in flight
+    assert offsets.start(7)
+    assert offsets.in_flight == 2
+    offsets.finished(6)
+    offsets.finished(7)
+    assert offsets.committable() == 8
 
 
 def test_tracker_commits_per_partition_and_forgets_revoked_ones() -> None:
     tracker: OffsetTracker[str] = OffsetTracker()
     a, b = tracker.partition("a"), tracker.partition("b")
     for offset in range(3):
-        a.started(offset)
-        b.started(offset)
+        a.start(offset)
+        b.start(offset)
     a.finished(0)
     b.finished(1)
     assert tracker.commits() == {"a": 1}  # b's first record is still in flight

@@ -81,16 +81,14 @@ async def test_replaying_a_delivered_message_changes_nothing(stack: Stack, bank:
     for _ in range(2):
         await produce(stack, original.value, original.key, list(original.headers))
 
-    def replays_seen(r: object) -> bool:
+    def replays_seen(r: object) -> bool:  # (at least: a rebalance may replay them again)
         logs = stack.workers[0].json_logs()
-        return (
-            sum(
-                1
-                for record in logs
-                if record["event"] == "webhook_job_replayed" and record["webhook_id"] == webhook_id
-            )
-            == 2
-        )
+        replayed = [
+            record
+            for record in logs
+            if record["event"] == "webhook_job_replayed" and record["webhook_id"] == webhook_id
+        ]
+        return len(replayed) >= 2
 
     await asyncio.to_thread(stack.receiver.wait_for, replays_seen)
     stack.create_mandate(bank.mandate())

@@ -198,9 +198,7 @@ async def expire_due(conn: AsyncConnection, now: datetime, batch: int = 500) -> 
     result = await conn.execute(
         update(mandates)
         .where(mandates.c.id.in_(due), mandates.c.status == MandateStatus.ACTIVE.value)
-        .values(
-            status=MandateStatus.EXPIRED.value, updated_at=now, version=mandates.c.version + 1
-        )
+        .values(status=MandateStatus.EXPIRED.value, updated_at=now, version=mandates.c.version + 1)
         .returning(*mandates.c)
     )
     return list(result.all())

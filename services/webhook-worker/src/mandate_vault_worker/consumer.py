@@ -135,7 +135,10 @@ class JobConsumer:
     async def _commit_every(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             await asyncio.sleep(self._settings.commit_interval_seconds)
-            await self._commit(consumer, None)
+            try:
+                await self._commit(consumer, None)
+            except Exception as exc:  # never let commits stop silently; the next round retries
+                log.warning("commit_failed", error_type=type(exc).__name__, partitions=0)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition] | None

@@ -89,10 +89,12 @@ class Dispatcher:
     def accept(self, records: Sequence[Any], offsets: Sequence[PartitionOffsets]) -> None:
         """Take fetched records (in offset order per partition) with their partitions'
         bookkeeping; returns at once."""
-        self.window.take(len(records))
-        for record, partition in zip(records, offsets, strict=True):
-            partition.started(record.offset)
-        self._spawn(self._batch(records, offsets))
+        fresh = [(r, p) for r, p in zip(records, offsets, strict=True) if p.start(r.offset)]
+        if len(fresh) < len(records):
+            log.warning("records_seen_again", records=len(records) - len(fresh))
+        if fresh:
+            self.window.take(len(fresh))
+            self._spawn(self._batch([r for r, _ in fresh], [p for _, p in fresh]))
 
     async def _batch(self, records: Sequence[Any], offsets: Sequence[PartitionOffsets]) -> None:
         jobs = [_decode(record) for record in records]
@@ -103,6 +105,8 @@ class Dispatcher:
             self._spawn(self._first_sight(record, partition, job, replay))
 
     async def _known(self, ids: list[str]) -> set[str]:
+        if self._deps.fast is not None:
+            return await self._deps.fast.known(ids)
         async with store.reading(self._deps.engine) as conn:
             return await store.known_events(conn, ids)
 

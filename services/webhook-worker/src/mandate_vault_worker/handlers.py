@@ -30,6 +30,7 @@ from mandate_vault_worker.dead_letter import DeadLetters, parse_origin
 from mandate_vault_worker.delivery import AttemptResult, Outcome, Target, attempt_delivery
 from mandate_vault_worker.lanes import Admission, Lane, Lanes
 from mandate_vault_worker.metrics import FAILED, SUCCESS, WorkerMetrics
+from mandate_vault_worker.pg_fast import PgFastPath
 from mandate_vault_worker.settings import WorkerSettings
 from mandate_vault_worker.store import Delivery, StateWrite, WriteKind
 from mandate_vault_worker.targets import TargetCache
@@ -58,6 +59,7 @@ class WorkerDeps:
     writer: DeliveryWriter
     targets: TargetCache
     lanes: Lanes
+    fast: PgFastPath | None = None  # PostgreSQL's hot statements without SQLAlchemy
     clock: Clock = utc_now
 
 

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from mandate_vault_shared.db.engine import create_engine
+from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
 from mandate_vault_shared.kafka import producer_options
 from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.ssrf import guarded_session
@@ -26,6 +26,7 @@ from mandate_vault_worker.dispatch import Dispatcher
 from mandate_vault_worker.handlers import WorkerDeps, utc_now
 from mandate_vault_worker.lanes import Lanes
 from mandate_vault_worker.metrics import WorkerMetrics
+from mandate_vault_worker.pg_fast import PgFastPath
 from mandate_vault_worker.settings import WorkerSettings
 from mandate_vault_worker.targets import TargetCache
 from mandate_vault_worker.writer import DeliveryWriter
@@ -84,6 +85,11 @@ def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
     )
     metrics = WorkerMetrics(telemetry.meter)
     box = SecretBox(settings.encryption_key)
+    fast = (
+        PgFastPath(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))
+        if engine.dialect.name == "postgresql"
+        else None
+    )
     return WorkerDeps(
         settings=settings,
         engine=engine,
@@ -91,7 +97,7 @@ def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
         tracer=telemetry.tracer,
         dead_letters=dead_letters,
         metrics=metrics,
-        writer=DeliveryWriter(engine),
+        writer=DeliveryWriter(engine, fast),
         targets=TargetCache(engine, box, settings.subscription_cache_seconds, utc_now),
         lanes=Lanes(
             settings.subscription_window,
@@ -99,6 +105,7 @@ def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
             settings.breaker_cooldown_seconds,
             metrics,
         ),
+        fast=fast,
     )
 
 

@@ -25,12 +25,17 @@ class PartitionOffsets:
         self._finished: set[int] = set()
         self._next: int | None = None  # the offset to commit: all before it are done
         self._committed: int | None = None
+        self._last: int | None = None  # the highest offset started
 
-    def started(self, offset: int) -> None:
-        if self._pending and offset <= self._pending[-1]:
-            msg = f"offsets must start in increasing order ({offset} after {self._pending[-1]})"
-            raise ValueError(msg)
+    def start(self, offset: int) -> bool:
+        """Record that `offset` is being handled; False when this partition's bookkeeping has
+        seen it (or a later one) already: the record is in flight or done, so it must not be
+        handled again (a re-fetch after the consumer's position moved back)."""
+        if self._last is not None and offset <= self._last:
+            return False
         self._pending.append(offset)
+        self._last = offset
+        return True
 
     def finished(self, offset: int) -> None:
         self._finished.add(offset)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, not_, select, update
+from sqlalchemy import Row, and_, bindparam, func, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -38,8 +38,8 @@ DEAD_LETTERED = "dead_lettered"
 FINAL = frozenset({SUCCEEDED, FAILED, DEAD_LETTERED})
 
 _d = webhook_deliveries
-# What an attempt changes on an existing delivery row.
-_MOVING_COLUMNS = (
+# What a newer write changes on an existing delivery row.
+MOVING_COLUMNS = (
     "status",
     "attempts",
     "next_attempt_at",
@@ -65,7 +65,7 @@ class Delivery:
 
 class WriteKind(StrEnum):
     ATTEMPT = "attempt"  # an attempt was made: log it and move the state forward
-    PARK = "park"  # first sight, not attempted: schedule it (the row must not exist yet)
+    PARK = "park"  # first sight, not attempted: schedule it (a row that exists is kept)
     CLOSE = "close"  # nothing will be attempted (subscription deleted or disabled)
 
 
@@ -202,7 +202,7 @@ def delivery_of(row: Row[Any]) -> Delivery:
 # --- batched writes -------------------------------------------------------------------------
 
 
-def _state_row(write: StateWrite) -> dict[str, Any]:
+def state_row(write: StateWrite) -> dict[str, Any]:
     delivery, result = write.delivery, write.result
     return {
         "event_id": delivery.event_id,
@@ -222,7 +222,7 @@ def _state_row(write: StateWrite) -> dict[str, Any]:
     }
 
 
-def _attempt_row(write: StateWrite, result: AttemptResult) -> dict[str, Any]:
+def attempt_row(write: StateWrite, result: AttemptResult) -> dict[str, Any]:
     delivery = write.delivery
     return {
         "id": str(uuid.uuid4()),
@@ -248,30 +248,36 @@ def latest_per_event(writes: Iterable[StateWrite]) -> list[StateWrite]:
     return list(chosen.values())
 
 
+def replaces(existing: Any, incoming: Any) -> Any:
+    """When a write may replace an existing row: it carries more attempts (a replay or a late
+    duplicate never moves a state backwards), or the row was only opened by an earlier version
+    of the worker (`pending`, nothing attempted)."""
+    return or_(existing.attempts < incoming.attempts, existing.status == PENDING)
+
+
 async def write_batch(conn: AsyncConnection, writes: Sequence[StateWrite]) -> None:
     """Every write of `writes` in the caller's transaction: a few multi-row statements."""
     insert = _insert(conn)
-    attempts = [w for w in writes if w.kind is WriteKind.ATTEMPT]
-    if attempts:
+    moving = [w for w in writes if w.kind is not WriteKind.CLOSE]
+    if moving:
         upsert = insert(_d)
         await conn.execute(
             upsert.on_conflict_do_update(
                 index_elements=[_d.c.event_id],
-                set_={name: upsert.excluded[name] for name in _MOVING_COLUMNS},
-                where=_d.c.attempts < upsert.excluded.attempts,
+                set_={name: upsert.excluded[name] for name in MOVING_COLUMNS},
+                where=replaces(_d.c, upsert.excluded),
             ),
-            [_state_row(w) for w in latest_per_event(attempts)],
+            [state_row(w) for w in latest_per_event(moving)],
         )
+    logged = [attempt_row(w, w.result) for w in writes if w.result is not None]
+    if logged:
+        await conn.execute(insert(webhook_delivery_attempts).on_conflict_do_nothing(), logged)
+    closing = [w for w in writes if w.kind is WriteKind.CLOSE]
+    if closing:
         await conn.execute(
-            insert(webhook_delivery_attempts).on_conflict_do_nothing(),
-            [_attempt_row(w, w.result) for w in attempts if w.result is not None],
+            insert(_d).on_conflict_do_nothing(), [state_row(w) for w in latest_per_event(closing)]
         )
-    others = [w for w in writes if w.kind is not WriteKind.ATTEMPT]
-    if others:
-        await conn.execute(
-            insert(_d).on_conflict_do_nothing(), [_state_row(w) for w in latest_per_event(others)]
-        )
-    await _close(conn, [w for w in writes if w.kind is WriteKind.CLOSE])
+    await _close(conn, closing)
     await _disable(conn, [w for w in writes if w.disable_reason is not None])
 
 

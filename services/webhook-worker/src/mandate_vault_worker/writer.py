@@ -14,17 +14,26 @@ write that still fails raises to its caller, which tries again later (the databa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
+import asyncpg
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mandate_vault_shared.telemetry import get_logger
-from mandate_vault_worker import store
+from mandate_vault_worker import pg_fast, store
+from mandate_vault_worker.pg_fast import PgFastPath
 from mandate_vault_worker.store import StateWrite
 
 _MAX_BATCH: Final = 500
-_ROW_ERRORS: Final = (IntegrityError, DataError)  # one row's fault: worth writing one by one
+# One row's fault, worth writing the batch one by one (anything else: the database is away).
+_ROW_ERRORS: Final = (
+    IntegrityError,
+    DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.DataError,
+)
 
 log = get_logger(__name__)
 
@@ -32,8 +41,11 @@ _Pending = tuple[StateWrite, "asyncio.Future[None]"]
 
 
 class DeliveryWriter:
-    def __init__(self, engine: AsyncEngine, max_batch: int = _MAX_BATCH) -> None:
+    def __init__(
+        self, engine: AsyncEngine, fast: PgFastPath | None = None, max_batch: int = _MAX_BATCH
+    ) -> None:
         self._engine = engine
+        self._fast = fast
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
@@ -67,16 +79,35 @@ class DeliveryWriter:
         await self._idle.wait()
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        fast = self._fast
+        if fast is None:
+            await self._commit(batch, self._transaction)
+            return
+        quick = [p for p in batch if pg_fast.handles(p[0])]
+        rest = [p for p in batch if not pg_fast.handles(p[0])]
+        if quick:
+            await self._commit(quick, fast.write)
+        if rest:
+            await self._commit(rest, self._transaction)
+
+    async def _transaction(self, writes: Sequence[StateWrite]) -> None:
+        async with self._engine.begin() as conn:
+            await store.write_batch(conn, writes)
+
+    async def _commit(
+        self,
+        batch: list[_Pending],
+        how: Callable[[Sequence[StateWrite]], Awaitable[None]],
+    ) -> None:
         try:
-            async with self._engine.begin() as conn:
-                await store.write_batch(conn, [write for write, _ in batch])
+            await how([write for write, _ in batch])
         except Exception as exc:
             log.warning("delivery_log_write_failed", rows=len(batch), error_type=type(exc).__name__)
             if len(batch) == 1 or not isinstance(exc, _ROW_ERRORS):
                 _settle(batch, exc)  # e.g. the database is down: the callers try again later
                 return
             for pending in batch:
-                await self._flush([pending])
+                await self._commit([pending], how)
             return
         self.batches += 1
         _settle(batch, None)
