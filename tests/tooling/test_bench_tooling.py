@@ -5,12 +5,23 @@ These check the tooling, not the speed: no figure is asserted.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_KEYS = (
+    "webhook.one_subscription.p99_ms",
+    "webhook.one_subscription.lost",
+    "webhook.noisy_neighbour.others_p99_ms",
+    "webhook.noisy_neighbour.others_delivered_ratio",
+    "webhook.noisy_neighbour.slow_lost",
+    "webhook.max_per_subscription_per_s.workers_1",
+    "webhook.max_per_subscription_per_s.workers_2",
+    "webhook.worker_cpu_ms_per_delivery",
+)
 
 
 def run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -33,7 +44,9 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
         "Telemetry cost, trivial endpoint",
         "Create-mandate vs the trivial endpoint",
         "Create-mandate latency at",
-        "Webhook end to end at",
+        "Webhooks, one subscription at",
+        "Webhooks, noisy neighbour",
+        "Webhooks, capacity of ONE subscription",
     ):
         assert heading in report
     for row in (
@@ -43,7 +56,20 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
         "POST /api/v1/mandates",
     ):
         assert row in report
-    assert "lost 0" in report
+    figures = json.loads((tmp_path / "bench-quick.json").read_text())
+    for key in WEBHOOK_KEYS:
+        assert isinstance(figures[key], int | float), key
+    assert figures["webhook.one_subscription.lost"] == 0
+    assert figures["webhook.noisy_neighbour.slow_lost"] == 0
+
+
+def test_bench_can_run_one_section(tmp_path: Path) -> None:
+    result = run(
+        "bench.py",
+        {"BENCH_QUICK": "1", "BENCH_ONLY": "nonsense", "BENCH_REPORTS_DIR": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    assert "unknown sections" in result.stdout + result.stderr
 
 
 def test_soak_quick_run_reports_memory(tmp_path: Path) -> None:
