@@ -77,6 +77,8 @@ def test_lane_window_breaker_and_parked_backlog() -> None:
     clock.now += 30
     assert lanes.admit(slow, from_table=True) is Admission.ADMITTED  # the half-open probe
     assert lanes.admit(slow, from_table=True) is Admission.BREAKER_OPEN  # only one
+    lanes.release(slow, None)  # the probe was not sent (e.g. the subscription was deleted)
+    assert lanes.admit(slow, from_table=True) is Admission.ADMITTED  # another probe may go
     lanes.release(slow, True)
     assert metrics.moves == ["open", "half_open", "closed"]
     assert lanes.breakers_not_closed() == 0

@@ -54,6 +54,11 @@ class CircuitBreaker:
         if self.state is BreakerState.HALF_OPEN:
             self.probing = True
 
+    def abandon(self) -> None:
+        """A request ended without telling anything about the endpoint (not sent, or a 410):
+        if it was the probe, the next request may probe instead."""
+        self.probing = False
+
     def record(self, ok: bool, now: float) -> BreakerState | None:
         """The outcome of a request; returns the new state if it moved."""
         if ok:

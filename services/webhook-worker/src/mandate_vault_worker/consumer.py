@@ -116,14 +116,13 @@ class JobConsumer:
         if window.room() <= 0:
             consumer.pause(*consumer.assignment())
             await window.wait_for_room(_PAUSED_WAIT_SECONDS)
-            if window.room() <= 0:
-                await consumer.getmany(timeout_ms=0)  # still polling: stays in the group
-                return
-        if consumer.paused():
+        if window.room() > 0 and consumer.paused():
             consumer.resume(*consumer.paused())
+        # While paused this still polls (so the member stays in the group); whatever it returns
+        # (a partition assigned meanwhile) is handled like any batch, never dropped.
         batches = await consumer.getmany(
-            timeout_ms=_POLL_TIMEOUT_MS,
-            max_records=min(window.room(), self._settings.max_poll_records),
+            timeout_ms=_POLL_TIMEOUT_MS if window.room() > 0 else 0,
+            max_records=max(min(window.room(), self._settings.max_poll_records), 1),
         )
         records = [record for partition_records in batches.values() for record in partition_records]
         if records:

@@ -85,7 +85,9 @@ class Lanes:
     def release(self, lane: Lane, ok: bool | None) -> None:
         """The attempt finished: `ok` is its outcome for the breaker (None: counts neither way)."""
         lane.in_flight -= 1
-        if ok is not None:
+        if ok is None:
+            lane.breaker.abandon()
+        else:
             self._report(lane, lane.breaker.record(ok, self._clock()))
         self.on_slot_freed(lane)
 
