@@ -115,11 +115,27 @@ class Run:
         self.receiver.register(path, subscription["secret"], slow_seconds)
         return Tenant(name, key, path, subscription)
 
-    def warm_up(self, api: ServiceProcess) -> None:
-        """Until a webhook made it through: the workers joined the group, caches are warm."""
+    def warm_up(self, api: ServiceProcess, workers: list[ServiceProcess]) -> None:
+        """Until the group is settled (every worker holds partitions, together all of them) and
+        webhooks made it through: no rebalance lands in a measurement, caches are warm."""
+        deadline = time.monotonic() + 60
+        while not _settled(workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
         tenant = self.tenant(api, "warm-up")
         run_constant_rate(_create(api.url, [tenant], self.stack.token), 10, 1)
         _wait(self.receiver, lambda r: len(tenant.arrivals(r)) >= len(tenant.accepted), 60)
+
+
+def _settled(workers: list[ServiceProcess]) -> bool:
+    """Each worker's latest assignment is non-empty, and together they hold every partition."""
+    held: list[set[int]] = []
+    for worker in workers:
+        assigned = [r for r in worker.json_logs() if r.get("event") == "partitions_assigned"]
+        if not assigned:
+            return False
+        held.append(set(json.loads(str(assigned[-1]["partitions"]))))
+    union = set().union(*held)
+    return all(held) and union == set(range(PARTITIONS)) and sum(map(len, held)) == PARTITIONS
 
 
 def _create(api: str, tenants: list[Tenant], token: Callable[[], str]) -> Any:
@@ -158,7 +174,7 @@ def one_subscription(
 ) -> list[str]:
     run = Run(stack, receiver)
     with run.services() as (api, (worker,)):
-        run.warm_up(api)
+        run.warm_up(api, [worker])
         tenant = run.tenant(api, "one")
         cpu_before = worker.cpu_seconds()
         outcome = run_constant_rate(_create(api.url, [tenant], stack.token), RPS, SECONDS)
@@ -190,8 +206,8 @@ def noisy_neighbour(
     stack: BenchStack, receiver: ReceiverProcess, figures: MutableMapping[str, float]
 ) -> list[str]:
     run = Run(stack, receiver)
-    with run.services() as (api, _):
-        run.warm_up(api)
+    with run.services() as (api, started):
+        run.warm_up(api, started)
         slow = run.tenant(api, "slow-a", SLOW_SECONDS)
         others = [run.tenant(api, name) for name in ("b", "c", "d")]
         tenants = [slow, *others]
@@ -286,7 +302,7 @@ def step_up(stack: BenchStack, receiver: ReceiverProcess, workers: int) -> list[
     run = Run(stack, receiver)
     steps: list[Step] = []
     with run.services(workers) as (api, started):
-        run.warm_up(api)
+        run.warm_up(api, started)
         tenant = run.tenant(api, f"step{workers}")
         subscription = tenant.subscription
         rps = STEP_START
