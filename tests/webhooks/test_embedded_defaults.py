@@ -5,7 +5,7 @@ fail on SQLite's database lock (the worker writes through one lane, in batches).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +22,7 @@ WINDOW = 4
 
 
 @pytest.fixture
-async def sqlite_stack(tmp_path: Path, broker: Broker, bank: Issuer) -> Iterator[Stack]:
+async def sqlite_stack(tmp_path: Path, broker: Broker, bank: Issuer) -> AsyncIterator[Stack]:
     url = f"sqlite+aiosqlite:///{tmp_path}/mandate_vault.db"
     await bootstrap(url, bank.did)
     topic = f"embedded-{tmp_path.name[-8:]}"

@@ -125,9 +125,11 @@ class Dispatcher:
                     log.info("webhook_job_replayed", webhook_id=job.event_id)
                 else:
                     await self._once(record, job)
-        finally:
-            partition.finished(record.offset)
+        except BaseException:  # cancelled (the worker stops): not finished, it will replay
             self.window.give()
+            raise
+        partition.finished(record.offset)
+        self.window.give()
 
     async def _once(self, record: Any, job: WebhookJob) -> None:
         """Handle `job`, or wait for this worker's handling of the same event (a duplicate)."""
