@@ -64,7 +64,7 @@ format: setup ## Apply ruff fixes and formatting
 typecheck: setup ## mypy --strict on shared and the services
 	@$(UV) run --frozen mypy
 
-bench: setup ## Paired benchmarks on real parts; writes reports/bench-<date>.md
+bench: setup ## Paired benchmarks on real parts; writes reports/bench-<date>.md and .json (BENCH_ONLY=<section>)
 	@$(UV) run --frozen python scripts/bench.py
 
 LOAD_ARGS ?=

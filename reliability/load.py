@@ -23,6 +23,7 @@ class Answer:
     body: dict[str, Any] | None = None
     retry_after: str | None = None
     error: str | None = None
+    answered_at: float = 0.0  # time.monotonic() when the answer (or the failure) came
 
     @property
     def mandate_id(self) -> str | None:
@@ -103,7 +104,8 @@ class CreateLoad:
                     answer.body = None
         except (aiohttp.ClientError, TimeoutError) as exc:
             answer.error = type(exc).__name__
-        answer.seconds = time.monotonic() - sent
+        answer.answered_at = time.monotonic()
+        answer.seconds = answer.answered_at - sent
         self.answers.append(answer)
 
 

@@ -8,12 +8,17 @@ sides; each pair reports its rounds, the medians and the ratio taken pair by pai
    stack) for comparison; and the collector reachable vs black-holed.
 2. Create-mandate (scripts/bench_create.py): closed-loop throughput against the telemetry-off
    trivial endpoint, CPU per create per process, and an open-loop overload sweep.
-3. Webhook end to end (mandate accepted -> subscriber received) at a constant rate.
+3. Webhooks (scripts/bench_webhooks.py): end to end latency of one subscription, a noisy
+   neighbour, and one subscription's capacity with 1 and 2 workers.
 
-Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (16), BENCH_WEBHOOK_RPS (100),
-BENCH_LATENCY_SECONDS (20), BENCH_STEP_SECONDS (15), BENCH_QUICK=1 (seconds-long smoke run),
-BENCH_ONLY=telemetry,create,webhook (only those sections; the markdown report gets their names
-as a suffix, their keys are merged into reports/bench-<date>.json).
+Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (16), BENCH_STEP_SECONDS (15),
+BENCH_QUICK=1 (seconds-long smoke run), each section module's own (see its docstring), and
+BENCH_ONLY=<section>[,<section>...] to run only some sections (telemetry, create, webhooks).
+
+Named figures go to reports/bench-<date>.json beside the markdown, under flat dotted keys such
+as "create.closed_loop_rps" or "webhook.one_subscription.p99_ms" -> number. A run of only some
+sections updates their keys in the day's JSON and writes its markdown as
+bench-<date>-<sections>.md.
 """
 
 from __future__ import annotations
@@ -23,30 +28,26 @@ import os
 import socket
 import statistics
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
-
-from scripts import bench_create  # noqa: E402
+from scripts import bench_create, bench_webhooks  # noqa: E402
 from scripts.bench_stack import BenchStack  # noqa: E402
-from scripts.loadgen import Throughput, run_constant_rate, wrk  # noqa: E402
+from scripts.loadgen import Throughput, wrk  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "2" if QUICK else "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
-WEBHOOK_RPS = float(os.environ.get("BENCH_WEBHOOK_RPS", "10" if QUICK else "100"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "3" if QUICK else "20"))
 REPORTS = Path(os.environ.get("BENCH_REPORTS_DIR", ROOT / "reports"))
+SECTIONS = ("telemetry", "create", "webhooks")
+ONLY = [name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()]
 
 
 @dataclass
@@ -105,68 +106,6 @@ def telemetry_pairs(stack: BenchStack) -> list[str]:
     return _table("Telemetry cost, trivial endpoint (GET /api/v1/info)", off, others)
 
 
-class _Arrivals(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    seen: dict[str, float] = {}
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        _Arrivals.seen[json.loads(body)["data"]["id"]] = time.monotonic()
-        self.send_response(204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
-def webhook_latency(stack: BenchStack) -> list[str]:
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Arrivals)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    sent: dict[str, float] = {}
-    with stack.api(stack.otlp_env()) as process, stack.worker(stack.otlp_env()):
-        api = process.url
-        stack.subscribe(api, f"http://127.0.0.1:{receiver.server_address[1]}/hook")
-        body = json.dumps({"vc_jwt": stack.token()}).encode()
-
-        async def request(session: aiohttp.ClientSession) -> int:
-            scheduled = time.monotonic()
-            async with session.post(
-                f"{api}/api/v1/mandates",
-                data=body,
-                headers={"Content-Type": "application/json", "X-API-Key": stack.api_key},
-            ) as response:
-                created = await response.json()
-                sent[created["id"]] = scheduled
-                return response.status
-
-        outcome = run_constant_rate(request, WEBHOOK_RPS, LATENCY_SECONDS)
-        deadline = time.monotonic() + 30
-        while len(_Arrivals.seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    receiver.shutdown()
-    latencies = sorted((_Arrivals.seen[i] - sent[i]) * 1000 for i in sent if i in _Arrivals.seen)
-    lost = len(sent) - len(latencies)
-
-    def pct(q: float) -> str:
-        return (
-            f"{latencies[min(int(q * len(latencies)), len(latencies) - 1)]:.1f}"
-            if latencies
-            else "n/a"
-        )
-
-    return [
-        f"### Webhook end to end at {WEBHOOK_RPS:.0f} mandates/s ({LATENCY_SECONDS:.0f} s, "
-        "mandate accepted -> subscriber received)",
-        "",
-        "| mandates | delivered | p50 ms | p95 ms | p99 ms | max ms | create errors |",
-        "|---|---|---|---|---|---|---|",
-        f"| {len(sent)} | {len(latencies)} (lost {lost}) | {pct(0.5)} | {pct(0.95)} | {pct(0.99)} "
-        f"| {pct(1.0)} | {sum(outcome.errors.values())} |",
-        "",
-    ]
-
-
 def _progress(round_number: int, name: str, result: Throughput) -> None:
     print(
         f"round {round_number}  {name:<46} {result.rps:>8,.0f} req/s  "
@@ -179,26 +118,46 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores, {socket.gethostname()}, Python {sys.version.split()[0]}"
 
 
-def _selected(section: str) -> bool:
-    """BENCH_ONLY=create,webhook runs only those sections (default: all)."""
-    only = {name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()}
-    return not only or section in only
+def _wanted(section: str) -> bool:
+    return not ONLY or section in ONLY
+
+
+def flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"create": {"cpu_ms": {"api": 1}}} -> {"create.cpu_ms.api": 1}: the keys issues name."""
+    flat: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _write_figures(path: Path, figures: dict[str, Any], started: datetime) -> None:
+    """Merge this run's figures into the day's JSON (a partial run keeps the other keys)."""
+    found: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    found.update(flatten(figures))
+    found["meta"] = {"machine": _machine(), "started": started.isoformat(timespec="seconds")}
+    path.write_text(json.dumps(found, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:
+    unknown = set(ONLY) - set(SECTIONS)
+    if unknown:
+        sys.exit(f"BENCH_ONLY: unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     started = datetime.now(UTC)
     REPORTS.mkdir(exist_ok=True)
     figures: dict[str, Any] = {}
     lines: list[str] = []
     with BenchStack() as stack:
-        if _selected("telemetry"):
+        if _wanted("telemetry"):
             lines += telemetry_pairs(stack)
-        if _selected("create"):  # create.* and overload.* keys (scripts/bench_create.py)
+        if _wanted("create"):  # create.* and overload.* keys (scripts/bench_create.py)
             create_lines, create_figures = bench_create.section(stack, REPORTS, _stem(started))
             lines += create_lines
             figures |= create_figures
-        if _selected("webhook"):
-            lines += webhook_latency(stack)
+        if _wanted("webhooks"):
+            lines += bench_webhooks.run(stack, figures)
     header = [
         f"# Benchmark {started.isoformat(timespec='seconds')}",
         "",
@@ -211,11 +170,10 @@ def main() -> None:
     ]
     report = "\n".join(header + lines)
     print("\n" + report)
-    only = os.environ.get("BENCH_ONLY", "").replace(",", "-")
-    name = _stem(started) + (f"-{only}" if only else "")
+    name = _stem(started) + (f"-{'-'.join(ONLY)}" if ONLY else "")
     path = REPORTS / f"{name}.md"
     path.write_text(report + "\n")
-    bench_create.merge_json(REPORTS / f"{_stem(started)}.json", figures)
+    _write_figures(REPORTS / f"{_stem(started)}.json", figures, started)
     print(f"report: {path}, figures: {REPORTS / _stem(started)}.json")
 
 

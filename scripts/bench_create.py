@@ -19,7 +19,7 @@ uvicorn process per service, wrk and the load generator on the same cores):
    ``reports/bench-<date>-overload.png``.
 
 It returns markdown lines and the ``create.*`` / ``overload.*`` keys of
-``reports/bench-<date>.json`` (`merge_json` merges them into what other sections wrote).
+``reports/bench-<date>.json`` (bench.py merges them into what other sections wrote).
 """
 
 from __future__ import annotations
@@ -468,13 +468,6 @@ def _markdown_steps(steps: Sequence[Step]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
         *(step.row() for step in steps),
     ]
-
-
-def merge_json(path: Path, figures: dict[str, Any]) -> None:
-    """Write `figures`' top-level keys into the JSON report, keeping other sections' keys."""
-    current = json.loads(path.read_text()) if path.exists() else {}
-    current.update(figures)
-    path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
 
 
 # --- development tools -----------------------------------------------------------------------

@@ -84,19 +84,24 @@ class BenchStack:
         self._hole.close()
         asyncio.run(drop_database(self.database_url))
 
-    async def _bootstrap(self) -> str:
+    async def _bootstrap(self, tenant: str = TENANT) -> str:
+        """A tenant trusting the bench issuer; returns its API key."""
         engine = create_engine(self.database_url)
         try:
             async with engine.begin() as conn:
                 now = datetime.now(UTC)
-                await directory.create_tenant(conn, TENANT, "Bench", now)
-                await directory.add_trusted_issuer(conn, TENANT, self.issuer.did, now)
+                await directory.create_tenant(conn, tenant, tenant.title(), now)
+                await directory.add_trusted_issuer(conn, tenant, self.issuer.did, now)
                 _, key = await directory.create_api_key(
-                    conn, TENANT, "bench", Role.TENANT_ADMIN, "bench", now
+                    conn, tenant, "bench", Role.TENANT_ADMIN, "bench", now
                 )
         finally:
             await engine.dispose()
         return key
+
+    def add_tenant(self, tenant: str) -> str:
+        """Another tenant (its own subscriptions, its own events); returns its API key."""
+        return asyncio.run(self._bootstrap(tenant))
 
     def otlp_env(self) -> dict[str, str]:
         return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self._sink.server_address[1]}"}
@@ -157,10 +162,14 @@ class BenchStack:
     def token(self) -> str:
         return self.issuer.mandate(expires_in=86_400)
 
-    def subscribe(self, api: str, url: str) -> None:
+    def subscribe(self, api: str, url: str, api_key: str | None = None) -> dict[str, Any]:
+        """A MandateCreated subscription (of the bench tenant unless `api_key` names another);
+        returns it with its secret."""
         response = httpx.post(
             f"{api}/api/v1/webhooks",
             json={"url": url, "event_types": ["MandateCreated"]},
-            headers={"X-API-Key": self.api_key},
+            headers={"X-API-Key": api_key or self.api_key},
         )
         response.raise_for_status()
+        subscription: dict[str, Any] = response.json()
+        return subscription

@@ -11,6 +11,7 @@ ORDER = (
     "broker_restart",
     "postgres_restart",
     "worker_sigkill",
+    "slow_subscribers",
     "verifier_down",
     "replicas",
     "overload",

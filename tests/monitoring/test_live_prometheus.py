@@ -127,9 +127,11 @@ MAY_BE_ZERO = {
     "panel Load shedding (refused 503s) [A]",
     "panel Admission: concurrency limit, in flight, queued [B]",
     "panel Admission: concurrency limit, in flight, queued [C]",
+    "panel Webhook Parked Jobs and Scheduled Backlog [C]",  # jobs in flight: none when idle
 }
 
 VALID_PER_ROUND = 3
+BREAKER_THRESHOLD = 2 * VALID_PER_ROUND  # the first round's failures (2 attempts per event)
 FAILING_PATH, OK_PATH = "/fail", "/ok"
 LOCKED_ADDRESS = "intruder@acme.example"
 
@@ -269,13 +271,13 @@ def drive_traffic(stack: Stack, bank: Issuer, monitoring: Monitoring) -> dict[st
         if round_no == 0:
             wait_until_scraped(monitoring, FIRST_ROUND_SERIES)
 
-    # Webhooks: every MandateCreated reaches /ok; /fail answers 500 until dead-lettered
-    # (one retry after 0.2 s, then the dead-letter topic).
-    valid_total = 2 * VALID_PER_ROUND
+    # Webhooks: every MandateCreated reaches /ok; /fail answers 500: the first round's events
+    # are dead-lettered (one retry after 0.2 s), their 6 failures open /fail's circuit breaker,
+    # and the second round's events are parked behind it.
     stack.receiver.wait_for(
         lambda r: (
             len(r.at(OK_PATH)) >= 2 * (VALID_PER_ROUND + 3)
-            and len(r.at(FAILING_PATH)) >= 2 * valid_total
+            and len(r.at(FAILING_PATH)) >= BREAKER_THRESHOLD
         ),
         timeout=30,
     )
@@ -283,13 +285,15 @@ def drive_traffic(stack: Stack, bank: Issuer, monitoring: Monitoring) -> dict[st
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         samples = scrape(worker.url)
-        if value(samples, "webhook_dead_letters_total") >= valid_total:
+        parked = value(samples, "webhook_jobs_parked_total", reason="breaker_open")
+        if value(samples, "webhook_dead_letters_total") >= VALID_PER_ROUND and parked > 0:
             break
         time.sleep(0.2)
     traffic["webhook deliveries"] = {
         f"{OK_PATH} (204)": len(stack.receiver.at(OK_PATH)),
         f"{FAILING_PATH} (500)": len(stack.receiver.at(FAILING_PATH)),
         "dead letters": value(samples, "webhook_dead_letters_total"),
+        "parked behind the open breaker": parked,
     }
     return traffic
 
@@ -309,7 +313,12 @@ async def live(monitoring: Monitoring, broker: Broker) -> AsyncIterator[Live]:
         truststore=truststore_json(bank),
         issuer=bank.did,
         service_env=collector_down,
-        worker_env={"WORKER_RETRY_SCHEDULE_SECONDS": "0.2", "WORKER_LAG_INTERVAL_SECONDS": "0.5"},
+        worker_env={
+            "WORKER_RETRY_SCHEDULE_SECONDS": "0.2",
+            "WORKER_LAG_INTERVAL_SECONDS": "0.5",
+            "WORKER_BREAKER_FAILURE_THRESHOLD": str(BREAKER_THRESHOLD),
+            "WORKER_BREAKER_COOLDOWN_SECONDS": "300",  # open for the rest of the test
+        },
     ) as stack:
         assert stack.api is not None
         monitoring.set_target("api", stack.api.url)

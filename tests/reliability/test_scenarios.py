@@ -13,7 +13,7 @@ from reliability.scenarios import ORDER
 
 # These judge latency (p99 against a healthy run, answers bounded by a timeout): they run alone,
 # after the parallel tests, so a neighbour's load cannot decide them.
-TIMED = {"telemetry_blackhole", "verifier_down", "replicas", "overload"}
+TIMED = {"telemetry_blackhole", "verifier_down", "replicas", "overload", "slow_subscribers"}
 SCENARIOS = [pytest.param(s, marks=pytest.mark.serial) if s in TIMED else s for s in ORDER]
 
 

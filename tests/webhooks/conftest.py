@@ -145,11 +145,12 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """One api and one worker per test module; tests tell their deliveries apart by path.
 
-    A module may set WORKER_OVERRIDES (worker env) and WITH_OTLP (export to a receiver).
+    A module may set WORKER_OVERRIDES (worker env), WITH_OTLP (export to a receiver) and
+    TOPIC_PARTITIONS (default PARTITIONS).
     """
     await bootstrap(module_database, bank.did)
     topic = f"jobs-{uuid.uuid4().hex[:10]}"
-    broker.create_topic(topic, PARTITIONS)
+    broker.create_topic(topic, getattr(request.module, "TOPIC_PARTITIONS", PARTITIONS))
     receiver, server = start_receiver()
     otlp, otlp_server = (
         start_otlp() if getattr(request.module, "WITH_OTLP", False) else (None, None)

@@ -20,6 +20,10 @@ from tests.webhooks.conftest import TENANT, Stack
 EVENTS = 1000
 SUBSCRIPTIONS = 8
 KILLS = 5
+# Deliveries run concurrently: small windows and a slow subscriber keep the stream long enough
+# (2 workers x 8 subscriptions x 1 in flight / 200 ms: ~80/s at best) for the kills to land
+# mid-stream.
+WORKER_OVERRIDES = {"WORKER_SUBSCRIPTION_WINDOW": "1"}
 
 
 def jobs(subscription_ids: list[str]) -> list[tuple[str, WebhookJob]]:
@@ -67,7 +71,7 @@ async def test_thousand_events_survive_sigkills_and_rebalances(stack: Stack) -> 
     bodies = {job.event_id: job.body.encode() for _, job in batch}
     await produce(stack, batch)
 
-    stack.receiver.delay_seconds = 0.01  # ~3 s of deliveries per member: kills land mid-stream
+    stack.receiver.delay_seconds = 0.2
     rng = random.Random(1234)
     kills = 0
     in_flight_at_kill = []

@@ -9,36 +9,45 @@ import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from opentelemetry.trace import NoOpTracer
 
 from mandate_vault_shared.messages import WebhookJob
 from mandate_vault_worker import consumer as consumer_module
 from mandate_vault_worker.consumer import JobConsumer
+from mandate_vault_worker.dispatch import Window
+from mandate_vault_worker.offsets import PartitionOffsets
 from mandate_vault_worker.settings import WorkerSettings
 from tests.fixtures.broker import Broker
 from tests.platform.test_kafka_trace_context import a_job, produce
 
 
-class _NoDeadLetters:
-    async def publish(self, *_: Any) -> None:
-        raise AssertionError("nothing here is poison")
+class _Recorder:
+    """Stands in for the Dispatcher (not under test here): records what was handed over."""
+
+    def __init__(self) -> None:
+        self.window = Window(100)
+        self.handled: asyncio.Queue[str] = asyncio.Queue()
+
+    def accept(self, records: list[Any], offsets: list[PartitionOffsets]) -> None:
+        for record, partition in zip(records, offsets, strict=True):
+            partition.start(record.offset)
+            partition.finished(record.offset)
+            self.handled.put_nowait(WebhookJob.decode(record.value).event_id)
+
+    async def drain(self, seconds: float) -> int:
+        return 0
 
 
 async def test_a_non_kafka_failure_restarts_consumption(
     broker: Broker, topic: str, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(consumer_module, "_RECONNECT_DELAY_SECONDS", 0.1)
-    handled: asyncio.Queue[str] = asyncio.Queue()
-
-    async def handler(job: WebhookJob, _: str) -> None:
-        await handled.put(job.event_id)
-
     settings = WorkerSettings(
         kafka={"bootstrap_servers": broker.bootstrap},
         jobs_topic=topic,
         consumer_group=f"group-{topic}",
     )
-    consumer = JobConsumer(settings, NoOpTracer(), handler, _NoDeadLetters())  # type: ignore[arg-type]
+    recorder = _Recorder()
+    consumer = JobConsumer(settings, recorder)  # type: ignore[arg-type]
     real_poll = JobConsumer._poll
     polls = 0
 
@@ -54,7 +63,7 @@ async def test_a_non_kafka_failure_restarts_consumption(
     await produce(broker, topic, job)
     task = asyncio.create_task(consumer.run())
     try:
-        assert await asyncio.wait_for(handled.get(), timeout=30) == job.event_id
+        assert await asyncio.wait_for(recorder.handled.get(), timeout=30) == job.event_id
         assert polls == 2
     finally:
         task.cancel()

@@ -6,6 +6,7 @@ import json
 import time
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 
 from mandate_vault_shared.webhooks import sign
 from tests.api.issuer import Issuer
@@ -46,6 +47,11 @@ def test_events_are_delivered_signed_and_logged(stack: Stack, bank: Issuer) -> N
     assert body["data"]["id"] == created["id"]
     assert body["data"]["tenant_id"] == TENANT
     assert body["timestamp"].endswith("Z")
+    # Receivers order one mandate's events themselves: sequence = the mandate's version.
+    assert (body["sequence"], body["data"]["version"]) == (1, 1)
+    revoked = next(json.loads(d.body) for d in deliveries if b"MandateRevoked" in d.body)
+    assert (revoked["sequence"], revoked["data"]["version"]) == (2, 2)
+    assert revoked["timestamp"] >= body["timestamp"]
     assert "vc_jwt" not in first.body.decode()
     assert first.webhook_id.startswith("msg_")
     assert abs(int(first.headers["webhook-timestamp"]) - time.time()) < 60
@@ -189,3 +195,31 @@ def test_production_requires_https(stack: Stack) -> None:
     api.stop()
     assert response.status_code == 422
     assert "https" in response.json()["detail"]
+
+
+async def test_one_subscriptions_jobs_spread_over_partitions(stack: Stack, bank: Issuer) -> None:
+    """Jobs are keyed by event id, not by subscription: one busy subscription's deliveries use
+    every partition (and so every worker replica)."""
+    subscription = stack.subscribe("/spread")
+    for _ in range(16):
+        stack.create_mandate(bank.mandate())
+    stack.receiver.wait_for(lambda r: len(r.at("/spread")) == 16)
+    consumer = AIOKafkaConsumer(
+        stack.topic,
+        bootstrap_servers=stack.broker.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    partitions: set[int] = set()
+    try:
+        for _ in range(6):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    job = json.loads(record.value)
+                    if job["subscription_id"] == subscription["id"]:
+                        assert record.key == job["event_id"].encode()
+                        partitions.add(record.partition)
+    finally:
+        await consumer.stop()
+    assert len(partitions) >= 2  # 16 events over 4 partitions: all in one is 1 in 4**15

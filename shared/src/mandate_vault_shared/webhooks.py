@@ -51,12 +51,20 @@ def new_event_id() -> str:
     return f"msg_{secrets.token_hex(16)}"
 
 
-def payload_bytes(event_type: str, occurred_at: datetime, data: dict[str, Any]) -> bytes:
-    """The exact body that is signed and sent."""
+def payload_bytes(
+    event_type: str, occurred_at: datetime, data: dict[str, Any], sequence: int
+) -> bytes:
+    """The exact body that is signed and sent.
+
+    Delivery order is not promised (deliveries run concurrently and retries come later), so the
+    body carries what a receiver needs to order events itself: ``timestamp`` (when the change
+    happened) and ``sequence`` (per subject, here per mandate: higher is newer).
+    """
     return orjson.dumps(
         {
             "type": event_type,
             "timestamp": occurred_at.isoformat().replace("+00:00", "Z"),
+            "sequence": sequence,
             "data": data,
         }
     )

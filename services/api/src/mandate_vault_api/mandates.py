@@ -75,6 +75,7 @@ def new_mandate(
         "updated_at": now,
         "verified_at": now,
         "revoked_at": None,
+        "version": 1,
         **_verification_values(verification),
     }
 
@@ -137,7 +138,12 @@ async def revoke_mandate(
     await conn.execute(
         update(mandates)
         .where(mandates.c.id == mandate_id)
-        .values(status=MandateStatus.REVOKED.value, revoked_at=now, updated_at=now)
+        .values(
+            status=MandateStatus.REVOKED.value,
+            revoked_at=now,
+            updated_at=now,
+            version=mandates.c.version + 1,
+        )
     )
     return await get_mandate(conn, tenant_id, mandate_id), True
 
@@ -158,7 +164,11 @@ async def apply_verification(
         update(mandates)
         .where(mandates.c.id == mandate_id)
         .values(
-            status=status, verified_at=now, updated_at=now, **_verification_values(verification)
+            status=status,
+            verified_at=now,
+            updated_at=now,
+            version=mandates.c.version + 1,
+            **_verification_values(verification),
         )
     )
     return await get_mandate(conn, tenant_id, mandate_id), row.status
@@ -188,7 +198,7 @@ async def expire_due(conn: AsyncConnection, now: datetime, batch: int = 500) -> 
     result = await conn.execute(
         update(mandates)
         .where(mandates.c.id.in_(due), mandates.c.status == MandateStatus.ACTIVE.value)
-        .values(status=MandateStatus.EXPIRED.value, updated_at=now)
+        .values(status=MandateStatus.EXPIRED.value, updated_at=now, version=mandates.c.version + 1)
         .returning(*mandates.c)
     )
     return list(result.all())

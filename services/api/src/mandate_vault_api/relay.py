@@ -1,10 +1,12 @@
 """The outbox relay: publishes committed events to Kafka, then marks them published.
 
-It runs on the elected replica only, so events leave in outbox order; each message is keyed
-by subscription id, so one subscription's events share a partition and stay ordered. Rows are
-marked after the broker acknowledged them: a crash in between re-publishes (consumers are
-idempotent by ``webhook-id``), and a marked row is never published again. While Kafka is down
-rows simply wait; nothing is lost.
+It runs on the elected replica only. Each message is keyed by its event id, so jobs spread
+evenly over the partitions: one busy subscription's deliveries scale with partitions and worker
+replicas instead of queueing on one partition (the worker delivers concurrently anyway, so a
+partition never promised order; payloads carry `timestamp` and `sequence` for receivers). Rows
+are marked after the broker acknowledged them: a crash in between re-publishes (consumers are
+idempotent by ``webhook-id``, and the same key lands on the same partition), and a marked row is
+never published again. While Kafka is down rows simply wait; nothing is lost.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class OutboxRelay:
                         await producer.send(
                             self._topic,
                             job.encode(),
-                            key=row.subscription_id.encode(),
+                            key=row.event_id.encode(),
                             headers=headers,
                         )
                     )

@@ -200,6 +200,10 @@ class MandateOut(Response):
     updated_at: Timestamp
     verified_at: Timestamp
     revoked_at: Timestamp | None
+    version: int = Field(
+        description="Increases with every change of the mandate; webhook events carry it as "
+        "`sequence`"
+    )
 
     @field_serializer("amount_limit")
     def _amount(self, value: Decimal | None) -> str | None:

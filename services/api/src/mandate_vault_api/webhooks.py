@@ -211,7 +211,8 @@ def event_columns(
     return {
         "event_type": event_type.value,
         "tenant_id": tenant_id,
-        "payload": payload_bytes(event_type.value, now, data).decode(),
+        # `version` is the mandate's, so one mandate's events can be put in order by the receiver.
+        "payload": payload_bytes(event_type.value, now, data, int(data.get("version", 1))).decode(),
         "trace_context": _current_trace_context(),
         "created_at": now,
     }

@@ -1,53 +1,55 @@
-"""The consumer loop: thin on purpose.
+"""The consumer loop: fetch, hand over, commit finished prefixes. Thin on purpose.
 
-It reads batches, handles each partition's records in order (partitions concurrently), and
-commits a record's offset only after its handler returned (at-least-once; handlers are
-idempotent). A record that cannot be decoded goes to the dead-letter topic and is committed, so
-it never stalls the records behind it. If the database is unreachable the record is retried in
-place until it is back: nothing is skipped.
+It keeps fetching while deliveries are in flight and hands every batch to the `Dispatcher`
+without waiting for it; while the worker's window is full it pauses its partitions (and keeps
+polling, so it stays in the group). Offsets are committed in batches for the longest
+fully-handled prefix of each partition (`offsets`), every ``WORKER_COMMIT_INTERVAL_SECONDS``,
+when partitions are revoked in a rebalance, and when the worker stops: at-least-once, and a
+crash replays only what had not finished. A record that cannot be decoded goes to the
+dead-letter topic, so it never stalls the records behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+import contextlib
+from typing import Final
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
-from opentelemetry.trace import Tracer
-from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from mandate_vault_shared.kafka import connection_options, consumer_span
-from mandate_vault_shared.messages import WebhookJob
+from mandate_vault_shared.kafka import connection_options
 from mandate_vault_shared.telemetry import get_logger
-from mandate_vault_worker.dead_letter import DeadLetters, format_origin
+from mandate_vault_worker.dispatch import Dispatcher
+from mandate_vault_worker.offsets import OffsetTracker
 from mandate_vault_worker.settings import WorkerSettings
 
-JobHandler = Callable[[WebhookJob, str], Awaitable[None]]
-
 _RECONNECT_DELAY_SECONDS: Final = 1.0
-_HANDLER_RETRY_SECONDS: Final = 1.0
 _POLL_TIMEOUT_MS: Final = 500
-_TRANSIENT: Final = (DBAPIError, OSError, KafkaError, TimeoutError)
+_PAUSED_WAIT_SECONDS: Final = 0.5
+_REVOKE_GRACE_SECONDS: Final = 2.0
 
 log = get_logger(__name__)
 
 
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: JobConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions_assigned", partitions=sorted(p.partition for p in assigned))
+
+
 class JobConsumer:
-    def __init__(
-        self,
-        settings: WorkerSettings,
-        tracer: Tracer,
-        handler: JobHandler,
-        dead_letters: DeadLetters,
-    ) -> None:
+    def __init__(self, settings: WorkerSettings, dispatcher: Dispatcher) -> None:
         self._settings = settings
-        self._tracer = tracer
-        self._handler = handler
-        self._dead_letters = dead_letters
+        self._dispatcher = dispatcher
         self._consumer: AIOKafkaConsumer | None = None
+        self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._stopping = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -56,7 +58,6 @@ class JobConsumer:
     def _build(self) -> AIOKafkaConsumer:
         kafka = self._settings.kafka
         return AIOKafkaConsumer(
-            self._settings.jobs_topic,
             **connection_options(kafka),
             group_id=self._settings.consumer_group,
             enable_auto_commit=False,
@@ -68,81 +69,111 @@ class JobConsumer:
         )
 
     async def run(self) -> None:
-        """Consume until cancelled, reconnecting when the broker goes away."""
-        while True:
+        """Consume until `stop`, reconnecting when the broker goes away."""
+        while not self._stopping.is_set():
             consumer = self._build()
             try:
+                consumer.subscribe([self._settings.jobs_topic], listener=_Rebalance(self))
                 await consumer.start()
                 self._consumer = consumer
                 log.info("consumer_started", topic=self._settings.jobs_topic)
                 await self._poll(consumer)
             except KafkaError as exc:
                 log.warning("consumer_disconnected", error_type=type(exc).__name__)
-                await asyncio.sleep(_RECONNECT_DELAY_SECONDS)
+                await self._pause_before_reconnect()
             except Exception as exc:
                 # Anything else (a broker answering a malformed response after a crash made
                 # aiokafka raise ValueError) must not end consumption for the process's life:
                 # start over from the committed offsets.
                 log.error("consumer_failed", error_type=type(exc).__name__, error=str(exc))
-                await asyncio.sleep(_RECONNECT_DELAY_SECONDS)
+                await self._pause_before_reconnect()
             finally:
                 self._consumer = None
-                await consumer.stop()
+                await self._close(consumer)
+
+    async def _pause_before_reconnect(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), _RECONNECT_DELAY_SECONDS)
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS)
-            await asyncio.gather(
-                *(self._partition(consumer, tp, records) for tp, records in batches.items())
-            )
+        committer = asyncio.create_task(self._commit_every(consumer))
+        try:
+            while not self._stopping.is_set():
+                await self._fetch(consumer)
+            # Stopping: let deliveries in flight finish for a moment, then commit what finished
+            # (the rest is replayed by whoever consumes these partitions next).
+            left = await self._dispatcher.drain(self._settings.shutdown_grace_seconds)
+            await self._commit(consumer, None)
+            log.info("consumer_stopped", unfinished_jobs=left)
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
 
-    async def _partition(
-        self, consumer: AIOKafkaConsumer, partition: TopicPartition, records: list[Any]
-    ) -> None:
-        for record in records:
-            await self._until_handled(record)
-            try:
-                await consumer.commit({partition: record.offset + 1})
-            except CommitFailedError:
-                # The partition moved to another member during a rebalance; it will replay
-                # from the last commit and the handlers will recognise what is done.
-                log.warning("commit_failed", partition=partition.partition, offset=record.offset)
-                return
-
-    async def _until_handled(self, record: Any) -> None:
-        while True:
-            try:
-                await self._handle(record)
-                return
-            except _TRANSIENT as exc:
-                log.warning(
-                    "webhook_job_retrying",
-                    partition=record.partition,
-                    offset=record.offset,
-                    error_type=type(exc).__name__,
-                )
-                await asyncio.sleep(_HANDLER_RETRY_SECONDS)
-
-    async def _handle(self, record: Any) -> None:
-        with consumer_span(self._tracer, record, self._settings.consumer_group):
-            try:
-                job = WebhookJob.decode(record.value)
-            except ValidationError as exc:
-                await self._poison(record, exc)
-                return
-            await self._handler(job, format_origin(record))
-
-    async def _poison(self, record: Any, exc: ValidationError) -> None:
-        origin = (record.topic, record.partition, record.offset)
-        error = f"undecodable message: {exc.error_count()} validation error(s)"
-        await self._dead_letters.publish(record.value, record.key, origin, error, 0)
-        log.warning(
-            "webhook_job_dead_lettered",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason="undecodable",
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
+        window = self._dispatcher.window
+        if window.room() <= 0:
+            consumer.pause(*consumer.assignment())
+            await window.wait_for_room(_PAUSED_WAIT_SECONDS)
+        if window.room() > 0 and consumer.paused():
+            consumer.resume(*consumer.paused())
+        # While paused this still polls (so the member stays in the group); whatever it returns
+        # (a partition assigned meanwhile) is handled like any batch, never dropped.
+        batches = await consumer.getmany(
+            timeout_ms=_POLL_TIMEOUT_MS if window.room() > 0 else 0,
+            max_records=max(min(window.room(), self._settings.max_poll_records), 1),
         )
+        records = [record for partition_records in batches.values() for record in partition_records]
+        if records:
+            offsets = [
+                self._offsets.partition(TopicPartition(r.topic, r.partition)) for r in records
+            ]
+            self._dispatcher.accept(records, offsets)
+
+    async def _commit_every(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await asyncio.sleep(self._settings.commit_interval_seconds)
+            try:
+                await self._commit(consumer, None)
+            except Exception as exc:  # never let commits stop silently; the next round retries
+                log.warning("commit_failed", error_type=type(exc).__name__, partitions=0)
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition] | None
+    ) -> None:
+        commits = self._offsets.commits(partitions)
+        if not commits:
+            return
+        try:
+            await consumer.commit(commits)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # A rebalance took the partitions (they replay from the last commit and the handlers
+            # recognise what is done), or the broker is away: the next round tries again.
+            log.warning("commit_failed", error_type=type(exc).__name__, partitions=len(commits))
+            return
+        self._offsets.committed(commits)
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Before a rebalance moves partitions away: let their records in flight finish for a
+        moment, commit what finished, and forget them."""
+        consumer = self._consumer
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_REVOKE_GRACE_SECONDS):
+                while self._offsets.in_flight(partitions):
+                    await self._dispatcher.window.given()
+        if consumer is not None:
+            await self._commit(consumer, partitions)
+        self._offsets.forget(partitions)
+
+    def stop(self) -> None:
+        """Stop fetching; `run` returns once deliveries in flight finished (or the shutdown
+        grace is over) and the finished offsets are committed."""
+        self._stopping.set()
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        with contextlib.suppress(KafkaError, OSError):
+            await consumer.stop()
+        self._offsets = OffsetTracker()
 
     async def measure_lag(self, lag: dict[tuple[str, int], int]) -> None:
         """Highwater minus committed offset for every partition this member owns."""

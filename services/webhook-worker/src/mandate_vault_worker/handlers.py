@@ -1,38 +1,47 @@
 """What the worker does with one job: plain async functions, safe to run twice.
 
-First attempts come from Kafka (`handle_job`); retries come from the delivery table when they
-fall due (`run_due_retries`). Retries live in the database rather than in retry topics because
-the schedule spans seconds to hours: a due time per row needs no topic per delay tier, never
-blocks a partition behind a slow message, survives restarts, and any worker can pick it up.
+`deliver` makes one attempt (its subscription's lane has admitted it) and records it; `park`
+schedules a job its lane did not admit. Both end in one write through the `DeliveryWriter`.
+Retries live in the delivery table rather than in retry topics because the schedule spans
+seconds to hours: a due time per row needs no topic per delay tier, never blocks a partition,
+survives restarts, and any worker can pick it up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Final, TypeVar
 
 import aiohttp
 import orjson
-from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from mandate_vault_shared.messages import EventType, WebhookJob
 from mandate_vault_shared.telemetry import get_logger, names
-from mandate_vault_shared.webhooks import SecretBox
 from mandate_vault_worker import store
 from mandate_vault_worker.dead_letter import DeadLetters, parse_origin
-from mandate_vault_worker.delivery import AttemptResult, Outcome, attempt_delivery
+from mandate_vault_worker.delivery import AttemptResult, Outcome, Target, attempt_delivery
+from mandate_vault_worker.lanes import Admission, Lane, Lanes
 from mandate_vault_worker.metrics import FAILED, SUCCESS, WorkerMetrics
+from mandate_vault_worker.pg_fast import PgFastPath
 from mandate_vault_worker.settings import WorkerSettings
+from mandate_vault_worker.store import Delivery, StateWrite, WriteKind
+from mandate_vault_worker.targets import TargetCache
+from mandate_vault_worker.writer import DeliveryWriter
+
+_BACKOFF_FIRST: Final = 0.5
+_BACKOFF_MAX: Final = 30.0
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -44,37 +53,38 @@ class WorkerDeps:
     settings: WorkerSettings
     engine: AsyncEngine
     session: aiohttp.ClientSession
-    box: SecretBox
     tracer: Tracer
     dead_letters: DeadLetters
     metrics: WorkerMetrics
+    writer: DeliveryWriter
+    targets: TargetCache
+    lanes: Lanes
+    fast: PgFastPath | None = None  # PostgreSQL's hot statements without SQLAlchemy
     clock: Clock = utc_now
 
 
-def _current_context() -> str | None:
+def current_context() -> str | None:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return orjson.dumps(carrier).decode() if carrier else None
 
 
-async def handle_job(deps: WorkerDeps, job: WebhookJob, source: str) -> None:
-    """First sight of an event: open its delivery and make attempt 1 (replays do nothing)."""
-    delivery = store.Delivery(
-        event_id=job.event_id,
-        subscription_id=job.subscription_id,
-        tenant_id=job.tenant_id,
-        event_type=job.event_type.value,
-        payload=job.body,
-        trace_context=_current_context(),
-        source=source,
-        attempts=0,
-    )
-    async with deps.engine.begin() as conn:
-        state = await store.open_delivery(conn, delivery, deps.clock())
-    if state.status != store.PENDING or state.attempts > 0:
-        log.info("webhook_job_replayed", webhook_id=job.event_id, status=state.status)
-        return
-    await attempt_and_record(deps, delivery, 1)
+async def persist(step: Callable[[], Awaitable[T]], what: str, webhook_id: str) -> T:
+    """Run `step` until it succeeds: the database or the broker may be away for a while, and a
+    job is never dropped for that (it holds its offset and its window slot meanwhile)."""
+    delay = _BACKOFF_FIRST
+    while True:
+        try:
+            return await step()
+        except Exception as exc:
+            log.warning(
+                "webhook_job_retrying",
+                step=what,
+                webhook_id=webhook_id,
+                error_type=type(exc).__name__,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
 
 
 def next_delay(
@@ -91,27 +101,77 @@ def next_delay(
     return delay
 
 
-async def attempt_and_record(deps: WorkerDeps, delivery: store.Delivery, attempt: int) -> None:
-    async with deps.engine.begin() as conn:
-        target = await store.target_for(conn, deps.box, delivery.subscription_id, deps.clock())
+async def deliver(deps: WorkerDeps, delivery: Delivery, attempt: int, lane: Lane) -> None:
+    """Attempt `attempt` of `delivery` (its lane slot is taken; this gives it back) and record
+    the outcome."""
+    target, result = await _send(deps, delivery, lane)
     if isinstance(target, str):
-        async with deps.engine.begin() as conn:
-            await store.set_state(
-                conn, delivery.event_id, store.FAILED, attempt - 1, deps.clock(), error=target
-            )
-        log.warning("webhook_skipped", webhook_id=delivery.event_id, reason=target)
+        await _skip(deps, delivery, attempt, target)
         return
-    result = await attempt_delivery(
-        deps.session,
-        deps.tracer,
-        target,
-        delivery.event_id,
-        delivery.payload.encode(),
-        deps.settings.delivery_timeout_seconds,
-    )
+    assert result is not None
+    await _record(deps, delivery, attempt, result, target.url)
+
+
+async def _send(
+    deps: WorkerDeps, delivery: Delivery, lane: Lane
+) -> tuple[Target | str, AttemptResult | None]:
+    verdict: bool | None = None
+    try:
+        target = await persist(
+            lambda: deps.targets.get(delivery.subscription_id), "subscription", delivery.event_id
+        )
+        if isinstance(target, str):
+            return target, None
+        result = await attempt_delivery(
+            deps.session,
+            deps.tracer,
+            target,
+            delivery.event_id,
+            delivery.payload.encode(),
+            deps.settings.delivery_timeout_seconds,
+        )
+        # A 410 switches the subscription off: it says nothing about the endpoint's health.
+        verdict = None if result.outcome is Outcome.GONE else result.outcome is Outcome.SUCCESS
+        return target, result
+    finally:
+        deps.lanes.release(lane, verdict)
+
+
+def _outcome(
+    settings: WorkerSettings, attempt: int, result: AttemptResult
+) -> tuple[str, float | None]:
+    """(the delivery's new status, seconds until its next attempt)."""
+    if result.outcome is Outcome.SUCCESS:
+        return store.SUCCEEDED, None
+    if result.outcome is Outcome.GONE:
+        return store.FAILED, None
+    delay = next_delay(settings, attempt, result.retry_after)
+    return (store.RETRYING, delay) if delay is not None else (store.DEAD_LETTERED, None)
+
+
+async def _record(
+    deps: WorkerDeps, delivery: Delivery, attempt: int, result: AttemptResult, url: str
+) -> None:
     now = deps.clock()
-    async with deps.engine.begin() as conn:
-        status, delay = await _settle(deps, conn, delivery, attempt, result, now)
+    status, delay = _outcome(deps.settings, attempt, result)
+    gone = result.outcome is Outcome.GONE
+    write = StateWrite(
+        WriteKind.ATTEMPT,
+        delivery,
+        status,
+        attempt,
+        now,
+        next_attempt_at=now + timedelta(seconds=delay) if delay is not None else None,
+        result=result,
+        disable_reason="410 Gone from the receiver" if gone else None,
+    )
+    if status == store.DEAD_LETTERED:
+        await persist(
+            lambda: _dead_letter(deps, delivery, attempt, result), "dead_letter", delivery.event_id
+        )
+    await persist(lambda: deps.writer.write(write), "record", delivery.event_id)
+    if gone:
+        deps.targets.forget(delivery.subscription_id)
     deps.metrics.attempt(
         delivery.event_type,
         SUCCESS if result.outcome is Outcome.SUCCESS else FAILED,
@@ -119,42 +179,46 @@ async def attempt_and_record(deps: WorkerDeps, delivery: store.Delivery, attempt
     )
     if status == store.DEAD_LETTERED:
         deps.metrics.dead_lettered(delivery.event_type)
-    _log_attempt(delivery, attempt, result, status, delay, target.url)
+    _log_attempt(delivery, attempt, result, status, delay, url)
 
 
-async def _settle(
-    deps: WorkerDeps,
-    conn: Any,
-    delivery: store.Delivery,
-    attempt: int,
-    result: AttemptResult,
-    now: datetime,
-) -> tuple[str, float | None]:
-    """Write the attempt and the new state in one transaction; returns (status, retry delay)."""
-    delay: float | None = None
-    if result.outcome is Outcome.SUCCESS:
-        status = store.SUCCEEDED
-    elif result.outcome is Outcome.GONE:
-        status = store.FAILED
-        await store.disable_subscription(
-            conn, delivery.subscription_id, "410 Gone from the receiver", now
-        )
-    else:
-        delay = next_delay(deps.settings, attempt, result.retry_after)
-        status = store.RETRYING if delay is not None else store.DEAD_LETTERED
-    if not await store.record_attempt(conn, delivery, attempt, result, status, now):
-        return status, delay  # this attempt was already recorded by an earlier run
-    next_at = now + timedelta(seconds=delay) if delay is not None else None
-    await store.set_state(
-        conn, delivery.event_id, status, attempt, now, result=result, next_attempt_at=next_at
+async def _skip(deps: WorkerDeps, delivery: Delivery, attempt: int, reason: str) -> None:
+    write = StateWrite(
+        WriteKind.CLOSE, delivery, store.FAILED, attempt - 1, deps.clock(), error=reason
     )
-    if status == store.DEAD_LETTERED:
-        await _dead_letter(deps, delivery, attempt, result)
-    return status, delay
+    await persist(lambda: deps.writer.write(write), "record", delivery.event_id)
+    log.warning("webhook_skipped", webhook_id=delivery.event_id, reason=reason)
+
+
+async def park(deps: WorkerDeps, delivery: Delivery, admission: Admission, lane: Lane) -> None:
+    """Schedule a job its lane did not admit: due now behind a full window (the retry poller
+    takes it when a slot frees), or when the open breaker lets a probe through."""
+    wait = deps.lanes.reopens_in(lane) if admission is Admission.BREAKER_OPEN else 0.0
+    lane.parked = True
+    now = deps.clock()
+    write = StateWrite(
+        WriteKind.PARK,
+        delivery,
+        store.RETRYING,
+        0,
+        now,
+        next_attempt_at=now + timedelta(seconds=wait),
+        error=f"parked: {admission.value}",
+    )
+    await persist(lambda: deps.writer.write(write), "park", delivery.event_id)
+    deps.metrics.parked(admission.value)
+    log.info(
+        names.EVENT_WEBHOOK_PARKED,
+        webhook_id=delivery.event_id,
+        subscription_id=delivery.subscription_id,
+        tenant_id=delivery.tenant_id,
+        reason=admission.value,
+        due_in_seconds=round(wait, 2),
+    )
 
 
 async def _dead_letter(
-    deps: WorkerDeps, delivery: store.Delivery, attempts: int, result: AttemptResult
+    deps: WorkerDeps, delivery: Delivery, attempts: int, result: AttemptResult
 ) -> None:
     body = orjson.loads(delivery.payload)
     job = WebhookJob(
@@ -176,7 +240,7 @@ async def _dead_letter(
 
 
 def _log_attempt(
-    delivery: store.Delivery,
+    delivery: Delivery,
     attempt: int,
     result: AttemptResult,
     status: str,
@@ -201,32 +265,3 @@ def _log_attempt(
         log.info(names.EVENT_WEBHOOK_DELIVERY, **fields)
     else:
         log.warning(names.EVENT_WEBHOOK_DELIVERY, **fields)
-
-
-async def run_due_retries(deps: WorkerDeps) -> int:
-    """Attempt every retry that is due now; returns how many were attempted."""
-    lease = timedelta(seconds=deps.settings.delivery_timeout_seconds * 2 + 5)
-    async with deps.engine.begin() as conn:
-        due = await store.claim_due(conn, deps.clock(), deps.settings.retry_batch_size, lease)
-    for row in due:
-        delivery = store.delivery_of(row)
-        await _retry_in_trace(deps, delivery, row.attempts + 1)
-    return len(due)
-
-
-async def _retry_in_trace(deps: WorkerDeps, delivery: store.Delivery, attempt: int) -> None:
-    """The retry continues the event's trace: a child of its first processing span."""
-    carrier = orjson.loads(delivery.trace_context) if delivery.trace_context else {}
-    token = otel_context.attach(propagate.extract(carrier))
-    try:
-        with deps.tracer.start_as_current_span(
-            "process webhook retry",
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "mandate_vault.webhook_id": delivery.event_id,
-                "mandate_vault.attempt": attempt,
-            },
-        ):
-            await attempt_and_record(deps, delivery, attempt)
-    finally:
-        otel_context.detach(token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Final, TypedDict
@@ -11,21 +12,29 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from mandate_vault_shared.db.engine import create_engine
+from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
 from mandate_vault_shared.kafka import producer_options
 from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.ssrf import guarded_session
 from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
 from mandate_vault_shared.web.app import build_app
 from mandate_vault_shared.webhooks import SecretBox
+from mandate_vault_worker import store
 from mandate_vault_worker.consumer import JobConsumer
 from mandate_vault_worker.dead_letter import DeadLetters
-from mandate_vault_worker.handlers import WorkerDeps, handle_job, run_due_retries
+from mandate_vault_worker.dispatch import Dispatcher
+from mandate_vault_worker.handlers import WorkerDeps, utc_now
+from mandate_vault_worker.lanes import Lanes
 from mandate_vault_worker.metrics import WorkerMetrics
+from mandate_vault_worker.pg_fast import PgFastPath
+from mandate_vault_worker.revocations import subscription_listener
 from mandate_vault_worker.settings import WorkerSettings
+from mandate_vault_worker.targets import TargetCache
+from mandate_vault_worker.writer import DeliveryWriter
 
 SERVICE_NAME: Final = "mandate-vault-webhook-worker"
 DISTRIBUTION: Final = "mandate-vault-webhook-worker"
+_WRITER_GRACE_SECONDS: Final = 5.0
 
 log = get_logger(__name__)
 
@@ -61,6 +70,70 @@ def _repeat(
     return loop
 
 
+def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
+    engine = create_engine(
+        settings.database_url, metrics=telemetry.fast, pool_size=settings.db_pool_size
+    )
+    # Every job in flight may hold a connection: the pool must not make one tenant's slow
+    # endpoint queue another's requests.
+    session = guarded_session(
+        settings.ssrf_policy, settings.delivery_timeout_seconds, limit=settings.max_in_flight
+    )
+    dead_letters = DeadLetters(
+        lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
+        telemetry.tracer,
+        settings.dead_letter_topic,
+    )
+    metrics = WorkerMetrics(telemetry.meter)
+    box = SecretBox(settings.encryption_key)
+    fast = (
+        PgFastPath(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))
+        if engine.dialect.name == "postgresql"
+        else None
+    )
+    return WorkerDeps(
+        settings=settings,
+        engine=engine,
+        session=session,
+        tracer=telemetry.tracer,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        writer=DeliveryWriter(engine, fast),
+        targets=TargetCache(engine, box, settings.subscription_cache_seconds, utc_now),
+        lanes=Lanes(
+            settings.subscription_window,
+            settings.breaker_failure_threshold,
+            settings.breaker_cooldown_seconds,
+            metrics,
+        ),
+        fast=fast,
+    )
+
+
+async def _measure(consumer: JobConsumer, deps: WorkerDeps) -> None:
+    """Consumer lag and the scheduled backlog of the delivery table, for the gauges."""
+    await consumer.measure_lag(deps.metrics.lag)
+    async with store.reading(deps.engine) as conn:
+        deps.metrics.scheduled = await store.scheduled_count(conn)
+
+
+async def _stop(
+    consumer: JobConsumer,
+    consuming: asyncio.Task[None],
+    background: list[asyncio.Task[None]],
+    grace_seconds: float,
+) -> None:
+    """No new retries, then the consumer drains and commits (bounded by the grace)."""
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    consumer.stop()
+    try:
+        await asyncio.wait_for(consuming, grace_seconds + 10)
+    except (TimeoutError, asyncio.CancelledError):
+        log.warning("consumer_stop_timed_out")
+
+
 def create_app(
     settings: WorkerSettings | None = None, telemetry: Telemetry | None = None
 ) -> FastAPI:
@@ -71,51 +144,41 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WorkerState]:
-        engine = create_engine(
-            settings.database_url, metrics=telemetry.fast, pool_size=settings.db_pool_size
+        deps = _build_deps(settings, telemetry)
+        dispatcher = Dispatcher(deps)
+        consumer = JobConsumer(settings, dispatcher)
+        writer = asyncio.create_task(deps.writer.run(), name="writer")
+        consuming = asyncio.create_task(consumer.run(), name="consumer")
+        background = [
+            asyncio.create_task(dispatcher.run_retries(), name="retries"),
+            asyncio.create_task(
+                _repeat(
+                    settings.lag_interval_seconds,
+                    lambda: _measure(consumer, deps),
+                    "lag",
+                )(),
+                name="lag",
+            ),
+        ]
+        # Subscription changes made through the api reach the target cache at commit.
+        listener = subscription_listener(
+            settings.database_url, deps.targets.forget, deps.targets.forget_all
         )
-        session = guarded_session(settings.ssrf_policy, settings.delivery_timeout_seconds)
-        dead_letters = DeadLetters(
-            lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
-            telemetry.tracer,
-            settings.dead_letter_topic,
-        )
-        metrics = WorkerMetrics(telemetry.meter)
-        deps = WorkerDeps(
-            settings,
-            engine,
-            session,
-            SecretBox(settings.encryption_key),
-            telemetry.tracer,
-            dead_letters,
-            metrics,
-        )
-        consumer = JobConsumer(
-            settings,
-            telemetry.tracer,
-            lambda job, source: handle_job(deps, job, source),
-            dead_letters,
-        )
-        jobs: dict[str, Coroutine[None, None, None]] = {
-            "consumer": consumer.run(),
-            "retries": _repeat(
-                settings.retry_poll_interval_seconds, lambda: run_due_retries(deps), "retries"
-            )(),
-            "lag": _repeat(
-                settings.lag_interval_seconds, lambda: consumer.measure_lag(metrics.lag), "lag"
-            )(),
-        }
-        tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
+        if listener is not None:
+            background.append(asyncio.create_task(listener.run(), name="revocations"))
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
             yield WorkerState(consumer=consumer, deps=deps)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await dead_letters.close()
-            await session.close()
-            await engine.dispose()
+            await _stop(consumer, consuming, background, settings.shutdown_grace_seconds)
+            dispatcher.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(deps.writer.idle(), _WRITER_GRACE_SECONDS)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            await deps.dead_letters.close()
+            await deps.session.close()
+            await deps.engine.dispose()
             log.info("service_stopped")
 
     return build_app(

@@ -7,11 +7,8 @@ once, so a deleted or disabled subscription gets no further attempt; after the l
 connection was lost it drops everything (notifications may have been missed), and until it is
 back the cache's TTL bounds staleness.
 
-Wiring, in the lifespan (`forget(subscription_id)` and `forget_all()` are the cache's):
-
-    listener = subscription_listener(settings.database_url, cache.forget, cache.forget_all)
-    if listener is not None:
-        tasks.append(asyncio.create_task(listener.run(), name="revocations"))
+The lifespan (main.py) runs it beside the consumer with the target cache's `forget` and
+`forget_all`.
 """
 
 from __future__ import annotations

@@ -50,6 +50,27 @@ class WorkerSettings(ServiceSettings):
     max_retry_after_seconds: int = Field(86_400, ge=1)
     lag_interval_seconds: float = Field(5.0, gt=0)
 
+    # Concurrent delivery (see docs/webhooks.md)
+    subscription_window: int = Field(
+        16, ge=1, le=10_000, description="Attempts in flight per subscription in this worker"
+    )
+    max_in_flight: int = Field(
+        512, ge=1, le=100_000, description="Jobs in flight in this worker; fetching pauses there"
+    )
+    commit_interval_seconds: float = Field(0.5, gt=0, le=60)
+    breaker_failure_threshold: int = Field(
+        5, ge=1, description="Consecutive failures or timeouts that open a subscription's breaker"
+    )
+    breaker_cooldown_seconds: float = Field(
+        30.0, gt=0, description="How long an open breaker parks jobs before a half-open probe"
+    )
+    subscription_cache_seconds: float = Field(
+        2.0, ge=0, le=300, description="How long a subscription's URL and secrets are reused"
+    )
+    shutdown_grace_seconds: float = Field(
+        5.0, ge=0, le=300, description="How long a stopping worker lets deliveries in flight end"
+    )
+
     @field_validator("retry_schedule_seconds")
     @classmethod
     def _valid_schedule(cls, value: str) -> str:

@@ -125,6 +125,9 @@ mandates = Table(
     _ts("updated_at"),
     _ts("verified_at"),
     _ts("revoked_at", nullable=True),
+    # Increases with every change of the mandate; webhook events carry it as `sequence` so a
+    # receiver can order one mandate's events itself (delivery order is not promised).
+    Column("version", Integer, nullable=False, server_default="1"),
     Index("ix_mandates_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_mandates_tenant_status", "tenant_id", "status"),
     Index("ix_mandates_status_expires", "status", "expires_at"),
