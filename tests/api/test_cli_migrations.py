@@ -40,16 +40,20 @@ def test_a_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:
 def test_history_current_and_downgrade(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/mandate_vault.db"
     history = cli(url, "migrations", "history").stdout.splitlines()
-    assert history == [
-        "0001 -> 0002 (head), webhooks and outbox",
+    assert history[-2:] == [
+        "0001 -> 0002, webhooks and outbox"
+        if len(history) > 2
+        else "0001 -> 0002 (head), webhooks and outbox",
         "<base> -> 0001, initial schema",
     ]
+    assert "(head)" in history[0]
+    head = history[0].split(" -> ")[1].split(" ")[0]  # newest first: "<prev> -> <head> (head), ..."
     assert cli(url, "migrate", "0001").stdout.splitlines() == ["database is at revision 0001"]
     assert cli(url, "migrations", "current").stdout.splitlines() == ["0001"]
     behind = one_line_exit_2(url, *BOOTSTRAP)
     assert (
         behind
-        == f"mandate-vault: the database is at revision 0001, this version needs 0002: {MIGRATE_HINT}"
+        == f"mandate-vault: the database is at revision 0001, this version needs {head}: {MIGRATE_HINT}"
     )
 
     assert cli(url, "migrate").stdout.splitlines() == ["database is at the latest migration"]

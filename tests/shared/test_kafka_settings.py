@@ -74,7 +74,7 @@ async def test_worker_consumer_and_producer_speak_sasl_over_tls(
 ) -> None:
     managed(monkeypatch, "WORKER", tls, mechanism)
     settings = WorkerSettings()
-    consumer: AIOKafkaConsumer = JobConsumer(settings, None, None, None)._build()  # type: ignore[arg-type]
+    consumer: AIOKafkaConsumer = JobConsumer(settings, None)._build()  # type: ignore[arg-type]
     assert_managed_client(consumer._client, mechanism)
     await consumer.stop()
     producer = AIOKafkaProducer(**producer_options(settings.kafka))
