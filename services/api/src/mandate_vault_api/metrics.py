@@ -27,8 +27,15 @@ class GaugeSnapshot:
 
 
 class ApiMetrics:
-    def __init__(self, meter: Meter, fast: FastMetrics) -> None:
+    def __init__(self, meter: Meter, fast: FastMetrics, service: str = "mandate-vault-api") -> None:
         self.snapshot = GaugeSnapshot()
+        self._endpoints_disabled = meter.create_counter(
+            names.WEBHOOK_ENDPOINTS_DISABLED_TOTAL,
+            description="Webhook subscriptions disabled because their endpoint failed every "
+            "attempt for API_WEBHOOK_DISABLE_AFTER_SECONDS",
+        )
+        self._service_attrs = {names.LABEL_SERVICE: service}
+        self._endpoints_disabled.add(0, self._service_attrs)
         self._auth = meter.create_counter(
             names.AUTH_ATTEMPTS_TOTAL, description="Authentication attempts by result"
         )
@@ -63,6 +70,9 @@ class ApiMetrics:
         # rate()/increase() (a series born at 1 hides it).
         for attributes in self._auth_attrs.values():
             self._auth.add(0, attributes)
+
+    def endpoint_disabled(self) -> None:
+        self._endpoints_disabled.add(1, self._service_attrs)
 
     def auth_attempt(self, result: str) -> None:
         self._auth.add(1, self._auth_attrs[result])

@@ -84,7 +84,7 @@ def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
         telemetry.tracer,
         settings.dead_letter_topic,
     )
-    metrics = WorkerMetrics(telemetry.meter)
+    metrics = WorkerMetrics(telemetry.meter, telemetry.service)
     box = SecretBox(settings.encryption_key)
     fast = (
         PgFastPath(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))

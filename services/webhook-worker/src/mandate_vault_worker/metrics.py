@@ -14,10 +14,15 @@ SUCCESS = "success"
 FAILED = "failed"
 PARK_REASONS = ("window_full", "breaker_open")
 BREAKER_STATES = ("open", "half_open", "closed")
+# Who asked for a redelivery, and how (see the api's `redelivery` module).
+REDELIVERY_SOURCES = ("api", "cli")
+REDELIVERY_KINDS = ("retry", "recover", "replay")
+OTHER = "other"
 
 
 class WorkerMetrics:
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, service: str = "mandate-vault-webhook-worker") -> None:
+        self._service = service
         self._deliveries = meter.create_counter(
             names.WEBHOOK_DELIVERIES_TOTAL,
             description="Webhook delivery attempts by event type and status (success|failed)",
@@ -37,6 +42,11 @@ class WorkerMetrics:
         self._breaker_moves = meter.create_counter(
             names.WEBHOOK_BREAKER_TRANSITIONS_TOTAL,
             description="Circuit breaker state changes of subscriptions, by the state entered",
+        )
+        self._redeliveries = meter.create_counter(
+            names.WEBHOOK_REDELIVERIES_TOTAL,
+            description="Redeliveries asked for by a tenant (api) or an operator (cli) and taken "
+            "up by this worker, by kind (retry|recover|replay)",
         )
         meter.create_observable_gauge(
             names.WEBHOOK_CONSUMER_LAG,
@@ -72,6 +82,27 @@ class WorkerMetrics:
             self._parked.add(0, {names.LABEL_REASON: reason})
         for state in BREAKER_STATES:
             self._breaker_moves.add(0, {"state": state})
+        for source in REDELIVERY_SOURCES:
+            for kind in REDELIVERY_KINDS:
+                self._redeliveries.add(0, self._redelivery_labels(source, kind))
+
+    def _redelivery_labels(self, source: str, kind: str) -> dict[str, str]:
+        return {
+            names.LABEL_SERVICE: self._service,
+            names.LABEL_SOURCE: source,
+            names.LABEL_KIND: kind,
+        }
+
+    def redelivered(self, marker: str) -> None:
+        """One requested redelivery taken up; `marker` is the row's `<source>:<kind>`."""
+        source, _, kind = marker.partition(":")
+        self._redeliveries.add(
+            1,
+            self._redelivery_labels(
+                source if source in REDELIVERY_SOURCES else OTHER,
+                kind if kind in REDELIVERY_KINDS else OTHER,
+            ),
+        )
 
     def attempt(self, event_type: str, status: str, seconds: float) -> None:
         self._deliveries.add(1, {"event_type": event_type, "status": status})

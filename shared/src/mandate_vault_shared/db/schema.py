@@ -161,7 +161,7 @@ webhook_subscriptions = Table(
     _ts("created_at"),
     _ts("updated_at"),
     # Endpoint health: when the current run of failed attempts began (NULL after a success).
-    # The api disables a subscription whose endpoint has failed for API_WEBHOOK_DISABLE_AFTER_SECONDS.
+    # The api disables a subscription failing for API_WEBHOOK_DISABLE_AFTER_SECONDS.
     _ts("failing_since", nullable=True),
 )
 

@@ -1,0 +1,141 @@
+"""/api/v1/webhooks/{subscription_id}/events and /recover: a subscription's events, each
+event's attempts, and redelivery (one event, or everything that failed since a time).
+
+Redelivery requests are rate-limited per tenant (``API_RATE_LIMIT_REDELIVERY_PER_MINUTE``),
+logged as `webhook_redelivery_requested` and counted by the worker that takes them up
+(`webhook_redeliveries_total`). See `mandate_vault_api.redelivery`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from mandate_vault_api import redelivery
+from mandate_vault_api.deps import ContextDep, TenantDep, require
+from mandate_vault_api.principal import Principal
+from mandate_vault_api.redelivery import Kind, Selection, Source
+from mandate_vault_api.roles import Permission
+from mandate_vault_api.schemas import (
+    DeliveryAttemptOut,
+    DeliveryOut,
+    RecoverOut,
+    RecoverRequest,
+    RedeliveryOut,
+    rows,
+)
+from mandate_vault_api.settings import REDELIVERY_SCOPE
+from mandate_vault_api.webhooks import get_subscription
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+Writer = Annotated[Principal, Depends(require(Permission.WEBHOOKS_WRITE))]
+Reader = Annotated[Principal, Depends(require(Permission.WEBHOOKS_READ))]
+StatusFilter = Annotated[
+    str | None,
+    Query(
+        alias="status",
+        pattern="^(retrying|succeeded|failed|dead_lettered)$",
+        description="Only events in this state",
+    ),
+]
+
+
+@router.get(
+    "/{subscription_id}/events", response_model=list[DeliveryOut], responses={404: {}, 422: {}}
+)
+async def list_events(
+    subscription_id: str,
+    _: Reader,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+    status_filter: StatusFilter = None,
+    since: Annotated[datetime | None, Query(description="Created at or after")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[DeliveryOut]:
+    """The subscription's events, newest first, and where each delivery stands."""
+    selection = Selection(
+        tenant_id, subscription_id, since=since, statuses=(status_filter,) if status_filter else ()
+    )
+    async with ctx.db.read() as conn:
+        await get_subscription(conn, tenant_id, subscription_id)
+        found = await redelivery.list_deliveries(conn, selection, limit)
+    return rows(DeliveryOut, found)
+
+
+@router.get(
+    "/{subscription_id}/events/{event_id}/attempts",
+    response_model=list[DeliveryAttemptOut],
+    responses={404: {}},
+)
+async def list_event_attempts(
+    subscription_id: str,
+    event_id: str,
+    _: Reader,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+) -> list[DeliveryAttemptOut]:
+    """Every attempt of one event, oldest first: status, what the endpoint answered (the
+    first 1 KiB of its body, redacted), its `Retry-After`, the duration and the error."""
+    async with ctx.db.read() as conn:
+        await redelivery.get_delivery(conn, tenant_id, subscription_id, event_id)
+        return rows(DeliveryAttemptOut, await redelivery.list_attempts(conn, event_id))
+
+
+@router.post(
+    "/{subscription_id}/events/{event_id}/retry",
+    response_model=RedeliveryOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={404: {}, 409: {"description": "The subscription is disabled"}, 429: {}},
+)
+async def retry_event(
+    subscription_id: str,
+    event_id: str,
+    principal: Writer,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+) -> RedeliveryOut:
+    """Deliver one finished event again (failed, dead-lettered, or even succeeded), with the
+    same `webhook-id` and body. Asking again while it is scheduled or in flight does nothing
+    more (`scheduled: false`)."""
+    await ctx.limiter.check((REDELIVERY_SCOPE, tenant_id))
+    async with ctx.db.transaction() as conn:
+        done = await redelivery.retry(
+            conn, tenant_id, subscription_id, event_id, ctx.clock(), Source.API
+        )
+    selection = Selection(tenant_id, subscription_id, (event_id,))
+    scheduled = [event_id] if done.scheduled else []
+    redelivery.audit(Source.API, Kind.RETRY, principal.id, selection, scheduled)
+    return RedeliveryOut(event_id=done.event_id, status=done.status, scheduled=done.scheduled)
+
+
+@router.post(
+    "/{subscription_id}/recover",
+    response_model=RecoverOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        404: {},
+        409: {"description": "The subscription is disabled"},
+        422: {"description": "`since` is malformed, without an offset, or in the future"},
+        429: {},
+    },
+)
+async def recover_events(
+    subscription_id: str,
+    body: RecoverRequest,
+    principal: Writer,
+    tenant_id: TenantDep,
+    ctx: ContextDep,
+) -> RecoverOut:
+    """Deliver again every failed or dead-lettered event of the subscription created since
+    `since` (e.g. after an outage of the endpoint, or after re-enabling it). Repeating the
+    request schedules only what is not already scheduled."""
+    await ctx.limiter.check((REDELIVERY_SCOPE, tenant_id))
+    async with ctx.db.transaction() as conn:
+        scheduled = await redelivery.recover(
+            conn, tenant_id, subscription_id, body.since, ctx.clock(), Source.API
+        )
+    selection = Selection(tenant_id, subscription_id, since=body.since)
+    redelivery.audit(Source.API, Kind.RECOVER, principal.id, selection, scheduled)
+    return RecoverOut(since=body.since, scheduled=len(scheduled))
