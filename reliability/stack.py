@@ -175,6 +175,7 @@ class System:
             "API_RATE_LIMIT_API_KEY_PER_SECOND": "1000000",
             "API_RATE_LIMIT_LOGIN_ACCOUNT_PER_MINUTE": "1000000",
             "API_RATE_LIMIT_LOGIN_CLIENT_PER_MINUTE": "1000000",
+            "API_RATE_LIMIT_REDELIVERY_PER_MINUTE": "1000000",
         }
         if self.broker is not None:
             env["API_KAFKA__BOOTSTRAP_SERVERS"] = self.broker.bootstrap

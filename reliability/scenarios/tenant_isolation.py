@@ -26,7 +26,16 @@ from typing import Any
 import httpx
 
 from mandate_vault_api.roles import Permission, Role, allows
-from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
+from mandate_vault_api.routes import (
+    api_keys,
+    auth,
+    issuers,
+    mandates,
+    redelivery,
+    tenants,
+    users,
+    webhooks,
+)
 from reliability.core import Findings, Row, Scale
 from reliability.stack import ROLES, System, Tenant, server_errors
 
@@ -52,7 +61,7 @@ def route_permissions() -> dict[tuple[str, str], Permission | None]:
         return perms
 
     table: dict[tuple[str, str], Permission | None] = {}
-    for module in (api_keys, auth, issuers, mandates, tenants, users, webhooks):
+    for module in (api_keys, auth, issuers, mandates, redelivery, tenants, users, webhooks):
         for route in module.router.routes:
             perms = found(route.dependant)  # type: ignore[attr-defined]
             for method in route.methods:  # type: ignore[attr-defined]

@@ -145,8 +145,8 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """One api and one worker per test module; tests tell their deliveries apart by path.
 
-    A module may set WORKER_OVERRIDES (worker env), WITH_OTLP (export to a receiver) and
-    TOPIC_PARTITIONS (default PARTITIONS).
+    A module may set WORKER_OVERRIDES (worker env), API_OVERRIDES (api env), WITH_OTLP (export
+    to a receiver) and TOPIC_PARTITIONS (default PARTITIONS).
     """
     await bootstrap(module_database, bank.did)
     topic = f"jobs-{uuid.uuid4().hex[:10]}"
@@ -161,7 +161,8 @@ async def stack(
     ).start()
     instance = Stack(module_database, broker, topic, verifier, receiver, otlp)
     instance.worker_overrides = dict(getattr(request.module, "WORKER_OVERRIDES", {}))
-    instance.start_api(API_EXPIRY_SWEEP_INTERVAL_SECONDS="0.2")
+    api_overrides = dict(getattr(request.module, "API_OVERRIDES", {}))
+    instance.start_api(**{"API_EXPIRY_SWEEP_INTERVAL_SECONDS": "0.2", **api_overrides})
     instance.start_worker()
     yield instance
     instance.stop()

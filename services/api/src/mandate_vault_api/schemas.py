@@ -14,6 +14,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_serializer,
@@ -333,11 +334,21 @@ class RedeliveryOut(Response):
     )
 
 
+def _iso_text(value: Any) -> Any:
+    """A time in a body is ISO 8601 text: a bare number is not taken for Unix seconds."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 time with an offset, e.g. 2026-12-01T08:00:00Z")
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+
+
 class RecoverRequest(Request):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"since": "2026-12-01T00:00:00Z"}]}
+        extra="forbid", json_schema_extra={"examples": [{"since": "2026-11-01T00:00:00Z"}]}
     )
-    since: AwareDatetime = Field(
+    since: IsoTime = Field(
         description="Redeliver the failed and dead-lettered events created at or after this "
         "time (ISO 8601 with an offset; not in the future)"
     )
