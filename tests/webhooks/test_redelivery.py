@@ -4,6 +4,7 @@ keeps what the endpoint answered; a dead letter replayed by the CLI is delivered
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -102,7 +103,7 @@ async def test_a_replayed_dead_letter_is_delivered_once(stack: Stack, bank: Issu
         for r in worker.json_logs()
     ):
         assert time.monotonic() < deadline, "the copied message was never consumed"
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
     assert len(stack.receiver.at("/dead")) == 3
 
     healthy["up"] = True
@@ -120,7 +121,7 @@ async def test_a_replayed_dead_letter_is_delivered_once(stack: Stack, bank: Issu
     assert wait_for_status(stack, subscription, "succeeded")["attempts"] == 4
     again = cli(stack.database_url, "dead-letters", "replay", webhook_id)
     assert "not scheduled (status succeeded" in again.stdout
-    time.sleep(1.5)  # several retry polls: nothing more may arrive
+    await asyncio.sleep(1.5)  # several retry polls: nothing more may arrive
     deliveries = stack.receiver.at("/dead")
     assert len(deliveries) == 4
     assert {d.webhook_id for d in deliveries} == {webhook_id}
