@@ -40,8 +40,9 @@ log = get_logger(__name__)
 
 
 def _reason(failing_since: datetime, period: timedelta) -> str:
-    since = failing_since.isoformat().replace("+00:00", "Z")
-    return f"endpoint failing: every attempt failed since {since} (limit {period})"[:_REASON_LIMIT]
+    since = failing_since.isoformat(timespec="seconds").replace("+00:00", "Z")
+    limit = f"{period.total_seconds():.0f} s"
+    return f"endpoint failing: every attempt failed since {since} (limit {limit})"[:_REASON_LIMIT]
 
 
 def event_data(row: Any, reason: str, now: datetime) -> dict[str, Any]:
