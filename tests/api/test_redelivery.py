@@ -115,13 +115,25 @@ async def test_recover_refuses_a_time_in_the_future_or_malformed(api: Api) -> No
     )
     assert future.status_code == 422
     assert future.json()["error"] == "since_in_future"
-    for bad in ("yesterday", "2026-13-01T00:00:00Z", "2026-12-01T08:00:00", "", 12):
+    bad_times = (
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "2026-12-01T08:00:00",  # no offset
+        "0001-01-01T00:00:00+14:00",  # before year 1 in UTC
+        "",
+        12,  # not taken for Unix seconds
+    )
+    for bad in bad_times:
         answer = await api.client.post(path, json={"since": bad}, headers=headers)
         assert answer.status_code == 422, bad
         body = answer.json()
         assert body["error"] == "validation_error"
         assert body["fields"][0]["loc"] == ["body", "since"]
         assert set(body) == {"error", "detail", "request_id", "fields"}
+    unstorable = await api.client.post(
+        f"/api/v1/webhooks/{subscription}/events/msg%00x/retry", headers=headers
+    )
+    assert unstorable.status_code == 422
 
 
 async def test_retry_is_idempotent_and_audited(api: Api) -> None:

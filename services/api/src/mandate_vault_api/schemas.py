@@ -6,7 +6,7 @@ smuggled into a body are refused (422), never silently applied.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -335,13 +335,22 @@ class RedeliveryOut(Response):
 
 
 def _iso_text(value: Any) -> Any:
-    """A time in a body is ISO 8601 text: a bare number is not taken for Unix seconds."""
+    """A time given to the api is ISO 8601 text: a bare number is not taken for Unix seconds."""
     if not isinstance(value, str | datetime):
         raise ValueError("must be an ISO 8601 time with an offset, e.g. 2026-12-01T08:00:00Z")
     return value
 
 
-IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+def _in_utc(value: datetime) -> datetime:
+    """The same instant in UTC; one the database cannot hold (year 0 after the offset) is
+    refused here rather than failing there."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
 
 
 class RecoverRequest(Request):

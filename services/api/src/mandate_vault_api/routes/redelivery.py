@@ -8,10 +8,9 @@ logged as `webhook_redelivery_requested` and counted by the worker that takes th
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from mandate_vault_api import redelivery
 from mandate_vault_api.deps import ContextDep, TenantDep, require
@@ -21,6 +20,7 @@ from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import (
     DeliveryAttemptOut,
     DeliveryOut,
+    IsoTime,
     RecoverOut,
     RecoverRequest,
     RedeliveryOut,
@@ -32,6 +32,10 @@ from mandate_vault_api.webhooks import get_subscription
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 Writer = Annotated[Principal, Depends(require(Permission.WEBHOOKS_WRITE))]
 Reader = Annotated[Principal, Depends(require(Permission.WEBHOOKS_READ))]
+# Ids are printable ASCII (`msg_...`, UUIDs): anything else cannot name a stored row.
+_ID_PATTERN = r"^[!-~]{1,64}$"
+SubscriptionId = Annotated[str, Path(pattern=_ID_PATTERN)]
+EventId = Annotated[str, Path(pattern=_ID_PATTERN, description="The event's `webhook-id`")]
 StatusFilter = Annotated[
     str | None,
     Query(
@@ -46,12 +50,12 @@ StatusFilter = Annotated[
     "/{subscription_id}/events", response_model=list[DeliveryOut], responses={404: {}, 422: {}}
 )
 async def list_events(
-    subscription_id: str,
+    subscription_id: SubscriptionId,
     _: Reader,
     tenant_id: TenantDep,
     ctx: ContextDep,
     status_filter: StatusFilter = None,
-    since: Annotated[datetime | None, Query(description="Created at or after")] = None,
+    since: Annotated[IsoTime | None, Query(description="Created at or after (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryOut]:
     """The subscription's events, newest first, and where each delivery stands."""
@@ -67,11 +71,11 @@ async def list_events(
 @router.get(
     "/{subscription_id}/events/{event_id}/attempts",
     response_model=list[DeliveryAttemptOut],
-    responses={404: {}},
+    responses={404: {}, 422: {}},
 )
 async def list_event_attempts(
-    subscription_id: str,
-    event_id: str,
+    subscription_id: SubscriptionId,
+    event_id: EventId,
     _: Reader,
     tenant_id: TenantDep,
     ctx: ContextDep,
@@ -87,11 +91,11 @@ async def list_event_attempts(
     "/{subscription_id}/events/{event_id}/retry",
     response_model=RedeliveryOut,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={404: {}, 409: {"description": "The subscription is disabled"}, 429: {}},
+    responses={404: {}, 409: {"description": "The subscription is disabled"}, 422: {}, 429: {}},
 )
 async def retry_event(
-    subscription_id: str,
-    event_id: str,
+    subscription_id: SubscriptionId,
+    event_id: EventId,
     principal: Writer,
     tenant_id: TenantDep,
     ctx: ContextDep,
@@ -122,7 +126,7 @@ async def retry_event(
     },
 )
 async def recover_events(
-    subscription_id: str,
+    subscription_id: SubscriptionId,
     body: RecoverRequest,
     principal: Writer,
     tenant_id: TenantDep,
