@@ -6,7 +6,8 @@ every network error or timeout) is retried on the schedule; 429/503 `Retry-After
 
 What the endpoint answered is kept for the tenant's delivery log: at most the first
 ``BODY_LIMIT`` bytes of its body (never more is read), decoded leniently, with control
-characters replaced and secret-shaped text redacted like in logs.
+characters replaced and secrets redacted as logs redact them: secret-shaped text anywhere, and
+the value of every JSON field whose key looks sensitive (`"password": "..."`, `"token": ...`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from opentelemetry.trace import Tracer
 
 from mandate_vault_shared.http_client import traced_request
 from mandate_vault_shared.ssrf import SsrfBlocked
-from mandate_vault_shared.telemetry.redact import redact_text
+from mandate_vault_shared.telemetry.redact import REDACTED, is_sensitive_key, redact_text
 from mandate_vault_shared.webhooks import signature_header
 
 USER_AGENT: Final = "MandateVault-Webhooks/1.0"
@@ -36,6 +37,11 @@ BODY_LIMIT: Final = 1024
 _BODY_SECONDS: Final = 1.0
 # Control characters (C0 but tab, LF and CR; DEL; C1) never reach the delivery log.
 _UNPRINTABLE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# A JSON field with a string or scalar value, `"key": "value"` / `"key": 123`; a string the
+# 1 KiB cut left open runs to the end.
+_JSON_FIELD: Final = re.compile(
+    r'"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*(?:"|$)|[^\s,{}\[\]"]+)'
+)
 
 
 class Outcome(StrEnum):
@@ -79,8 +85,15 @@ def readable_body(raw: bytes) -> str | None:
     """The answer's body as the delivery log keeps it (None when there was none)."""
     if not raw:
         return None
-    text = raw[:BODY_LIMIT].decode("utf-8", errors="replace")
-    return redact_text(_UNPRINTABLE.sub("?", text))
+    text = redact_text(_UNPRINTABLE.sub("?", raw[:BODY_LIMIT].decode("utf-8", errors="replace")))
+    return _JSON_FIELD.sub(_redact_field, text) if '":' in text else text
+
+
+def _redact_field(match: re.Match[str]) -> str:
+    key, colon, _ = match.groups()
+    if not is_sensitive_key(key):
+        return match.group(0)
+    return f'"{key}"{colon}"{REDACTED}"'
 
 
 async def _head_of_body(response: aiohttp.ClientResponse) -> bytes:

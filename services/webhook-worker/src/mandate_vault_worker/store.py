@@ -341,7 +341,12 @@ async def _close(conn: AsyncConnection, writes: Sequence[StateWrite]) -> None:
     await conn.execute(
         update(_d)
         .where(_d.c.event_id == bindparam("b_event_id"), _d.c.status.in_([PENDING, RETRYING]))
-        .values(status=FAILED, last_error=bindparam("b_error"), updated_at=bindparam("b_at"))
+        .values(
+            status=FAILED,
+            last_error=bindparam("b_error"),
+            updated_at=bindparam("b_at"),
+            redelivery=None,  # a redelivery of a subscription gone meanwhile is over too
+        )
         .execution_options(synchronize_session=False),
         [{"b_event_id": w.delivery.event_id, "b_error": w.error, "b_at": w.at} for w in writes],
     )
