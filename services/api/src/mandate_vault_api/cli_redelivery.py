@@ -116,10 +116,11 @@ async def _list_dead_letters(settings: ApiSettings, args: argparse.Namespace) ->
 
 def _attempt_lines(row: Any) -> Lines:
     status = f"HTTP {row.status_code}" if row.status_code is not None else "no answer"
-    wait = f"  retry-after={row.retry_after_seconds}s" if row.retry_after_seconds else ""
+    wait = f"  retry-after={float(row.retry_after_seconds):g}s" if row.retry_after_seconds else ""
+    error = f"  {row.error}" if row.error and row.error != status else ""
     lines = [
         f"#{row.attempt}  {_when(row.attempted_at)}  {row.outcome:<13}  {status}  "
-        f"{row.latency_ms} ms{wait}" + (f"  {row.error}" if row.error else "")
+        f"{float(row.latency_ms):g} ms{wait}{error}"
     ]
     if row.response_body:
         lines.append(f"    body: {orjson.dumps(row.response_body).decode()}")
