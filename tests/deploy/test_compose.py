@@ -88,7 +88,7 @@ SHARED_VARIABLES = {
 }
 # Ports the non-Python services listen on (the app services' come from their settings).
 LISTEN_PORTS = {
-    "otel-collector": {4317, 4318, 8888, 8889, 13133},
+    "otel-collector": {4317, 4318, 8888, 13133},
     "alertmanager": {9093},
     "prometheus": {9090},
     "loki": {3100},
@@ -570,6 +570,30 @@ def test_prometheus_scrape_targets_are_compose_services(
         assert int(port) in listening, f"{host} does not listen on {port}"
 
 
+def test_services_metrics_arrive_once_through_the_collector(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Collector-fed: Prometheus takes the collector's remote writes and scrapes no service
+    (a scrape as well would store every series twice)."""
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text("utf-8"))
+    scraped = {
+        target.rsplit(":", 1)[0]
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    assert not scraped & set(APPS), f"services scraped directly: {scraped & set(APPS)}"
+    assert not [j for j in config["scrape_configs"] if j.get("metrics_path") == "/api/v1/metrics"]
+    command = services["prometheus"]["command"]
+    assert "--web.enable-remote-write-receiver" in command
+    assert "--enable-feature=exemplar-storage" in command
+    collector = yaml.safe_load((REPO / "deploy/otel-collector.yaml").read_text("utf-8"))
+    assert host_port(collector["exporters"]["prometheus_remote_write"]["endpoint"]) == (
+        "prometheus",
+        9090,
+    )
+
+
 def test_grafana_and_collector_reach_their_backends(services: dict[str, dict[str, Any]]) -> None:
     datasources = yaml.safe_load(
         (REPO / "deploy/grafana/provisioning/datasources/datasources.yml").read_text("utf-8")
@@ -577,6 +601,7 @@ def test_grafana_and_collector_reach_their_backends(services: dict[str, dict[str
     urls = [source["url"] for source in datasources["datasources"]]
     collector = yaml.safe_load((REPO / "deploy/otel-collector.yaml").read_text("utf-8"))
     urls.append(collector["exporters"]["otlp_http/loki"]["endpoint"])
+    urls.append(collector["exporters"]["prometheus_remote_write"]["endpoint"])
     for url in urls:
         host, port = host_port(url)
         assert host in services, url

@@ -88,10 +88,11 @@ EXTRA_RULES = {
     "RateLimitStoreUnavailable",
     "LoadShedding",
 }
-SERVICE_JOBS = {
-    "mandate-vault-api": "api:8000",
-    "mandate-vault-jwt-verifier": "jwt-verifier:8001",
-    "mandate-vault-webhook-worker": "webhook-worker:8002",
+LOCAL_CONFIG = REPO / "config" / "prometheus.yml"
+LOCAL_SERVICE_JOBS = {
+    "mandate-vault-api": "127.0.0.1:8000",
+    "mandate-vault-jwt-verifier": "127.0.0.1:8001",
+    "mandate-vault-webhook-worker": "127.0.0.1:8002",
 }
 
 _CONTRACT = (
@@ -271,35 +272,30 @@ def test_metric_name_extraction() -> None:
 
 
 def test_scrape_jobs() -> None:
+    """Compose: the collector's own metrics, Prometheus, Alertmanager. The services' metrics
+    come by the collector's remote write; scraping them too would store every series twice."""
     config = load(CONFIG)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    for job, target in SERVICE_JOBS.items():
-        assert jobs[job]["metrics_path"] == "/api/v1/metrics", job
-        targets = [t for sc in jobs[job]["static_configs"] for t in sc["targets"]]
-        assert targets == [target], job
+    assert set(jobs) == {"otel-collector", "prometheus", "alertmanager"}
     collector = [t for sc in jobs["otel-collector"]["static_configs"] for t in sc["targets"]]
     assert collector == ["otel-collector:8888"]
-    exported = jobs["otel-collector-exported"]
-    assert [t for sc in exported["static_configs"] for t in sc["targets"]] == [
-        "otel-collector:8889"
-    ]
     assert config["rule_files"] == ["alerts.yml"]
     managers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert managers == ["alertmanager:9093"]
+    assert "--web.enable-remote-write-receiver" in CONFIG.read_text(encoding="utf-8")
 
 
-def test_collector_exported_job_drops_directly_scraped_metrics() -> None:
-    """Contract metrics reach Prometheus by scrape; a second copy via OTLP would double sums."""
-    exported = next(
-        job
-        for job in load(CONFIG)["scrape_configs"]
-        if job["job_name"] == "otel-collector-exported"
-    )
-    drops = [
-        re.compile(rule["regex"])
-        for rule in exported["metric_relabel_configs"]
-        if rule.get("action") == "drop" and rule.get("source_labels") == ["__name__"]
-    ]
-    for metric in SERVICE_METRICS - {"up"}:
-        assert any(d.fullmatch(metric) for d in drops), f"{metric} not dropped from :8889"
-    assert not any(d.fullmatch("otelcol_exporter_queue_size") for d in drops)
+def test_local_config_scrapes_the_services_directly() -> None:
+    """config/prometheus.yml: the guide's local setup and `make run` (127.0.0.1:8000-8002),
+    with the same job names as the collector-fed series and the same rule file."""
+    result = run(promtool(), "check", "config", str(LOCAL_CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = load(LOCAL_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for job, target in LOCAL_SERVICE_JOBS.items():
+        assert jobs[job]["metrics_path"] == "/api/v1/metrics", job
+        assert [t for sc in jobs[job]["static_configs"] for t in sc["targets"]] == [target]
+    assert config["rule_files"] == ["alerts.yml"]
+    rules_file = LOCAL_CONFIG.parent / "alerts.yml"
+    assert rules_file.is_symlink(), "config/alerts.yml is a link to the one alerts file"
+    assert rules_file.resolve() == ALERTS.resolve()
