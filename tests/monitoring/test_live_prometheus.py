@@ -672,3 +672,42 @@ def test_firing_alerts_reach_alertmanager_routed_by_severity(live: Live) -> None
     )
     for name, severity in firing.items():
         assert received.get(name) == [routes.get(severity, "default")], (name, received)
+
+
+def test_an_slo_page_silences_the_tickets_of_its_slo(live: Live) -> None:
+    """The repository's inhibition in a real Alertmanager: while an SLO page (critical) fires,
+    the tickets (warning) of the same `slo` are suppressed, and a ticket of another SLO is not.
+    A page and two tickets are posted to its API (Prometheus' own SLO pages depend on when the
+    1-minute groups ran); any real SLO tickets beside a real page are checked too."""
+    url = f"{live.monitoring.alertmanager_url}/api/v2/alerts"
+    probe = [
+        {"alertname": "ProbeBurn1h", "severity": "critical", "slo": "probe-a"},
+        {"alertname": "ProbeBurn1d", "severity": "warning", "slo": "probe-a"},
+        {"alertname": "ProbeBurn3d", "severity": "warning", "slo": "probe-b"},
+    ]
+    response = httpx.post(url, json=[{"labels": labels} for labels in probe], timeout=5)
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 10
+    while True:
+        alerts = httpx.get(url, timeout=5).json()
+        state = {a["labels"]["alertname"]: a["status"]["state"] for a in alerts}
+        if state.get("ProbeBurn1d") == "suppressed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    pages = {
+        a["labels"]["slo"]
+        for a in alerts
+        if a["labels"].get("severity") == "critical" and "slo" in a["labels"]
+    }
+    tickets = [
+        a for a in alerts if a["labels"].get("severity") == "warning" and "slo" in a["labels"]
+    ]
+    print_table(
+        "SLO tickets in Alertmanager (a page of the same slo must suppress them)",
+        [(a["labels"]["alertname"], a["labels"]["slo"], a["status"]["state"]) for a in tickets],
+    )
+    assert state["ProbeBurn1h"] == "active"
+    assert state["ProbeBurn3d"] == "active", "another SLO's ticket is not suppressed"
+    for ticket in tickets:
+        suppressed = ticket["status"]["state"] == "suppressed"
+        assert suppressed == (ticket["labels"]["slo"] in pages), ticket
