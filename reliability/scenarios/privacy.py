@@ -61,7 +61,7 @@ def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to botto
     marker = f"INJECTED{secrets.token_hex(4)}"
     otlp, otlp_server = start_otlp()
     sink, sink_server = start_sink()
-    telemetry = {
+    telemetry: dict[str, Any] = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_BLRP_SCHEDULE_DELAY": "100",

@@ -13,6 +13,7 @@ refused key is served again.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 from tests.fixtures.metrics import scrape, value
@@ -22,7 +23,7 @@ from reliability.core import Findings, Row, Scale
 from reliability.stack import PASSWORD, System, Tenant
 
 NAME = "rate limits"
-LIMITS = {
+LIMITS: dict[str, Any] = {
     "API_RATE_LIMIT_TENANT_PER_SECOND": "5",
     "API_RATE_LIMIT_API_KEY_PER_SECOND": "1",
     "API_RATE_LIMIT_LOGIN_ACCOUNT_PER_MINUTE": "3",

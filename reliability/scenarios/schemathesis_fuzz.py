@@ -78,7 +78,7 @@ _SECTION = re.compile(r"^_{3,} (.+?) _{3,}$", re.MULTILINE)
 
 def server_error_reproductions(console: str) -> list[str]:
     """`METHOD path: curl ...` for each ST101 (server error) in the console output."""
-    found = []
+    found: list[str] = []
     start = console.find("= FAILURES =")
     if start < 0:
         return found

@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 import httpx
+from fastapi.routing import APIRoute
 
 from mandate_vault_api.roles import Permission, Role, allows
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
@@ -54,9 +55,10 @@ def route_permissions() -> dict[tuple[str, str], Permission | None]:
     table: dict[tuple[str, str], Permission | None] = {}
     for module in (api_keys, auth, issuers, mandates, tenants, users, webhooks):
         for route in module.router.routes:
-            perms = found(route.dependant)  # type: ignore[attr-defined]
-            for method in route.methods:  # type: ignore[attr-defined]
-                table[(method, route.path)] = next(iter(perms)) if perms else None  # type: ignore[attr-defined]
+            assert isinstance(route, APIRoute)
+            perms = found(route.dependant)
+            for method in route.methods or ():
+                table[(method, route.path)] = next(iter(perms)) if perms else None
     return table
 
 

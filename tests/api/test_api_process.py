@@ -9,8 +9,8 @@ import httpx
 import pytest
 from prometheus_client.samples import Sample
 
+from tests.api.helpers import cli
 from tests.api.issuer import Issuer, truststore_json
-from tests.api.test_cli import cli
 from tests.fixtures.metrics import label_keys, scrape, value
 from tests.fixtures.otlp import OtlpReceiver
 from tests.fixtures.services import ServiceProcess
