@@ -78,7 +78,7 @@ def load_demo_issuer(key_file: Path | None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if key_file is not None:
-        module.KEY_FILE = key_file
+        vars(module)["KEY_FILE"] = key_file
     return module
 
 

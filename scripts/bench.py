@@ -56,7 +56,7 @@ class Series:
     runs: list[Throughput] = field(default_factory=list)
 
     def median(self, attribute: str) -> float:
-        return statistics.median(getattr(run, attribute) for run in self.runs)
+        return float(statistics.median(getattr(run, attribute) for run in self.runs))
 
 
 def _ratio_row(series: Series, baseline: Series) -> str:

@@ -325,7 +325,7 @@ def plot(steps: Sequence[Step], capacity: float, path: Path) -> None:
 
 
 def _median(runs: Sequence[CreateRun], attribute: str) -> float:
-    return statistics.median(getattr(r.throughput, attribute) for r in runs)
+    return float(statistics.median(getattr(r.throughput, attribute) for r in runs))
 
 
 def closed_loop_rounds(stack: BenchStack) -> tuple[list[float], list[CreateRun], list[CreateRun]]:

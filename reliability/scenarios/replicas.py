@@ -237,7 +237,9 @@ def _delivery_phase(system: System, scale: Scale, findings: Findings) -> dict[st
     answers = load.join(timeout=count / rps + 120)
     backlog.stop()
     stored = _stored_mandates(system, tenant)
-    wait_until(lambda: stored <= delivered_mandate_ids(system.receiver, PATH).keys(), 120, 1)
+    receiver = system.receiver
+    assert receiver is not None
+    wait_until(lambda: stored <= delivered_mandate_ids(receiver, PATH).keys(), 120, 1)
     figures = _delivery_figures(system, tenant, answers, stored, findings)
     return {
         "killed_the_relay_replica": relay_replica is not None,

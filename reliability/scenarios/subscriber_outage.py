@@ -29,7 +29,7 @@ from tests.fixtures.receiver import Receiver
 
 from reliability.core import Findings, Row, Scale, wait_until
 from reliability.load import CreateLoad, summarize
-from reliability.stack import System, server_errors
+from reliability.stack import System, Tenant, server_errors
 
 NAME = "subscriber down 30 s, then recovered by the API"
 PATH = "/outage"
@@ -58,127 +58,192 @@ def _processed(receiver: Receiver) -> dict[str, list[bytes]]:
     return seen
 
 
-def _outage(
-    load: CreateLoad, receiver: Receiver, before: float, outage: float
-) -> tuple[int, float]:
-    """Take the receiver down `before` s into the load for `outage` s; returns how many events
-    it had processed by then and when (load seconds) the outage ended."""
-    time.sleep(max(0.0, before - load.elapsed()))
-    receiver.down.set()
-    processed = len(_processed(receiver))
-    time.sleep(outage)
-    receiver.down.clear()
-    return processed, load.elapsed()
+class _Plan:
+    """The load around the outage, and the worker's settings."""
+
+    def __init__(self, scale: Scale) -> None:
+        self.rps = scale.pick(5.0, 10.0)
+        self.before, self.outage, self.after = scale.pick((1.0, 5.0, 1.0), (5.0, 30.0, 5.0))
+        self.count = int(self.rps * (self.before + self.outage + self.after))
+        self.timeout = scale.pick(60.0, 300.0)
+        self.worker_env = {
+            # short enough that the outage exhausts early events' attempts (dead letters)
+            "WORKER_RETRY_SCHEDULE_SECONDS": scale.pick("0.5,1", "1,2,4"),
+            "WORKER_RETRY_JITTER": "0.2",
+            "WORKER_BREAKER_FAILURE_THRESHOLD": "1000000",
+        }
 
 
-def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to bottom
-    rps = scale.pick(5.0, 10.0)
-    before, outage, after = scale.pick((1.0, 5.0, 1.0), (5.0, 30.0, 5.0))
-    count = int(rps * (before + outage + after))
-    findings = Findings()
-    worker_env = {
-        # short enough that the outage exhausts early events' attempts (dead letters)
-        "WORKER_RETRY_SCHEDULE_SECONDS": scale.pick("0.5,1", "1,2,4"),
-        "WORKER_RETRY_JITTER": "0.2",
-        "WORKER_BREAKER_FAILURE_THRESHOLD": "1000000",
-    }
-    with System(partitions=4) as system:
-        system.start_api(wait=False)
-        system.start_worker(wait=False, **worker_env)
-        system.ready()
+class _Outage:
+    """Creates at a steady rate; the receiver down for the middle part of the load."""
+
+    def __init__(self, system: System, tenant: Tenant, plan: _Plan) -> None:
         assert system.receiver is not None
         receiver = system.receiver
-        tenant = system.add_tenant()
-        subscription = system.subscribe(tenant, PATH)["id"]
         issuer = system.issuers[0]
-        since = datetime.now(UTC) - timedelta(seconds=1)
+        self.since = datetime.now(UTC) - timedelta(seconds=1)
         load = CreateLoad(
-            system.api.url, tenant.headers(), lambda _: issuer.mandate(), rps, count
+            system.api.url, tenant.headers(), lambda _: issuer.mandate(), plan.rps, plan.count
         ).start()
-        before_outage, outage_ended = _outage(load, receiver, before, outage)
-        answers = load.join(timeout=before + outage + after + 60)
-        created = {a.mandate_id for a in answers if a.mandate_id}
-        settle_started = time.monotonic()
-        settled = wait_until(
-            lambda: (
-                _states(system, subscription).get("retrying", 0) == 0
-                and sum(_states(system, subscription).values()) >= len(created)
-            ),
-            timeout=scale.pick(60.0, 300.0),
-            interval=0.5,
-        )
-        settle_seconds = time.monotonic() - settle_started
-        before_recover = _states(system, subscription)
+        time.sleep(max(0.0, plan.before - load.elapsed()))
+        receiver.down.set()
+        self.processed_before = len(_processed(receiver))
+        time.sleep(plan.outage)
+        receiver.down.clear()
+        self.ended_at = load.elapsed()
+        self.answers = load.join(timeout=plan.before + plan.outage + plan.after + 60)
+        self.created = {a.mandate_id for a in self.answers if a.mandate_id}
+
+
+class _Settled:
+    """Once no retry is left scheduled: where every delivery stands."""
+
+    def __init__(self, system: System, subscription: str, created: int, timeout: float) -> None:
+        started = time.monotonic()
+
+        def settled() -> bool:
+            states = _states(system, subscription)
+            return states.get("retrying", 0) == 0 and sum(states.values()) >= created
+
+        self.ok = wait_until(settled, timeout=timeout, interval=0.5)
+        self.seconds = time.monotonic() - started
+        self.states = _states(system, subscription)
+        self.exhausted = self.states.get("dead_lettered", 0) + self.states.get("failed", 0)
+
+
+class _Recovered:
+    """The tenant's recover call, and everything that followed until all was delivered."""
+
+    def __init__(
+        self, system: System, tenant: Tenant, subscription: str, outage: _Outage, timeout: float
+    ) -> None:
+        assert system.receiver is not None
+        receiver = system.receiver
         with httpx.Client(base_url=system.api.url, headers=tenant.headers(), timeout=30) as api:
-            recovered = api.post(
-                f"/api/v1/webhooks/{subscription}/recover", json={"since": since.isoformat()}
+            self.answer = api.post(
+                f"/api/v1/webhooks/{subscription}/recover",
+                json={"since": outage.since.isoformat()},
             )
-        recover_started = time.monotonic()
+        started = time.monotonic()
         wait_until(
-            lambda: _states(system, subscription).get("succeeded", 0) >= len(created),
-            timeout=scale.pick(60.0, 300.0),
+            lambda: _states(system, subscription).get("succeeded", 0) >= len(outage.created),
+            timeout=timeout,
             interval=0.5,
         )
-        recover_seconds = time.monotonic() - recover_started
-        final = _states(system, subscription)
-        expected_ids = _event_ids(system, subscription)
-        wait_until(lambda: expected_ids <= set(_processed(receiver)), timeout=10.0)
-        processed = _processed(receiver)
-        redeliveries = value(
+        self.seconds = time.monotonic() - started
+        self.states = _states(system, subscription)
+        self.expected_ids = _event_ids(system, subscription)
+        wait_until(lambda: self.expected_ids <= set(_processed(receiver)), timeout=10.0)
+        self.processed = _processed(receiver)
+        self.taken_up = value(
             scrape(system.workers[0].url), "webhook_redeliveries_total", kind="recover"
         )
-        alive = all(p.running for p in [*system.apis, *system.workers])
-        five_xx = server_errors(system.processes(), include_503=True)
+        self.alive = all(p.running for p in [*system.apis, *system.workers])
+        self.five_xx = server_errors(system.processes(), include_503=True)
 
-    mandates: dict[str, set[str]] = {}
-    for webhook_id, bodies in processed.items():
-        for body in bodies:
-            mandates.setdefault(json.loads(body)["data"]["id"], set()).add(webhook_id)
-    unseen = expected_ids - set(processed)
-    mixed = [m for m, ids in mandates.items() if len(ids) > 1]
-    changed = [w for w, bodies in processed.items() if len(set(bodies)) > 1]
-    exhausted = before_recover.get("dead_lettered", 0) + before_recover.get("failed", 0)
-    scheduled = recovered.json().get("scheduled") if recovered.status_code == 202 else None
-    duplicates = sum(len(b) for b in processed.values()) - len(processed)
+    @property
+    def scheduled(self) -> int | None:
+        return int(self.answer.json()["scheduled"]) if self.answer.status_code == 202 else None
 
-    findings.check(len(created) == count, f"creates failed: {summarize(answers)}")
-    findings.check(settled, f"retries still scheduled long after the outage: {before_recover}")
-    findings.check(exhausted > 0, "the outage dead-lettered nothing: recover was not exercised")
+
+class _Receiver:
+    """What the receiver saw, deduplicated by webhook-id."""
+
+    def __init__(self, after: _Recovered) -> None:
+        processed = after.processed
+        mandates: dict[str, set[str]] = {}
+        for webhook_id, bodies in processed.items():
+            for body in bodies:
+                mandates.setdefault(json.loads(body)["data"]["id"], set()).add(webhook_id)
+        self.mandates = set(mandates)
+        self.unseen = after.expected_ids - set(processed)
+        self.mixed = [m for m, ids in mandates.items() if len(ids) > 1]
+        self.changed = [w for w, bodies in processed.items() if len(set(bodies)) > 1]
+        self.duplicates = sum(len(b) for b in processed.values()) - len(processed)
+
+
+def _check(
+    findings: Findings,
+    plan: _Plan,
+    outage: _Outage,
+    settled: _Settled,
+    after: _Recovered,
+    seen: _Receiver,
+) -> None:
+    created = outage.created
+    findings.check(len(created) == plan.count, f"creates failed: {summarize(outage.answers)}")
+    findings.check(settled.ok, f"retries still scheduled long after the outage: {settled.states}")
+    findings.check(settled.exhausted > 0, "the outage dead-lettered nothing: recover not exercised")
+    findings.check(after.answer.status_code == 202, f"recover answered {after.answer.status_code}")
     findings.check(
-        recovered.status_code == 202, f"recover answered {recovered.status_code} {recovered.text}"
+        after.scheduled == settled.exhausted,
+        f"recover scheduled {after.scheduled} of {settled.exhausted}",
     )
-    findings.check(scheduled == exhausted, f"recover scheduled {scheduled} of {exhausted}")
-    findings.check(redeliveries == exhausted, f"worker took up {redeliveries} redeliveries")
-    findings.check(final == {"succeeded": len(created)}, f"delivery states after recover: {final}")
-    findings.check(len(expected_ids) == len(created), f"{len(expected_ids)} events queued")
-    findings.check(not unseen, f"{len(unseen)} webhook-ids never reached the receiver")
-    findings.check(set(mandates) == created, "processed mandates differ from the created ones")
-    findings.check(not mixed, f"{len(mixed)} mandates arrived under several webhook-ids")
-    findings.check(not changed, f"{len(changed)} webhook-ids arrived with different bodies")
-    findings.check(alive, "the api or the worker died")
-    findings.check(not five_xx, f"server errors: {five_xx}")
+    findings.check(
+        after.taken_up == settled.exhausted, f"the worker took up {after.taken_up} redeliveries"
+    )
+    findings.check(
+        after.states == {"succeeded": len(created)}, f"delivery states after: {after.states}"
+    )
+    findings.check(len(after.expected_ids) == len(created), "not one event per created mandate")
+    findings.check(not seen.unseen, f"{len(seen.unseen)} webhook-ids never reached the receiver")
+    findings.check(seen.mandates == created, "processed mandates differ from the created ones")
+    findings.check(not seen.mixed, f"{len(seen.mixed)} mandates under several webhook-ids")
+    findings.check(not seen.changed, f"{len(seen.changed)} webhook-ids with different bodies")
+    findings.check(after.alive, "the api or the worker died")
+    findings.check(not after.five_xx, f"server errors: {after.five_xx}")
+
+
+def _report(
+    findings: Findings,
+    plan: _Plan,
+    outage: _Outage,
+    settled: _Settled,
+    after: _Recovered,
+    seen: _Receiver,
+) -> Row:
+    delivered = round(100.0 * after.states.get("succeeded", 0) / max(len(outage.created), 1), 1)
     figures: dict[str, Any] = {
-        "rate": rps,
-        "receiver_down_seconds": outage,
-        "processed_before_outage": before_outage,
-        "outage_ended_at_load_second": round(outage_ended, 1),
-        "created": len(created),
-        "states_before_recover": before_recover,
-        "seconds_until_settled": round(settle_seconds, 1),
-        "recover_scheduled": scheduled,
-        "seconds_recover_to_all_delivered": round(recover_seconds, 1),
-        "states_after_recover": final,
-        "webhook_ids_seen": len(processed),
-        "duplicate_requests_after_dedupe": duplicates,
-        "delivered_pct": round(100.0 * final.get("succeeded", 0) / max(len(created), 1), 1),
+        "rate": plan.rps,
+        "receiver_down_seconds": plan.outage,
+        "processed_before_outage": outage.processed_before,
+        "outage_ended_at_load_second": round(outage.ended_at, 1),
+        "created": len(outage.created),
+        "states_before_recover": settled.states,
+        "seconds_until_settled": round(settled.seconds, 1),
+        "recover_scheduled": after.scheduled,
+        "seconds_recover_to_all_delivered": round(after.seconds, 1),
+        "states_after_recover": after.states,
+        "webhook_ids_seen": len(after.processed),
+        "duplicate_requests_after_dedupe": seen.duplicates,
+        "delivered_pct": delivered,
     }
     tried = (
-        f"{len(created)} creates at {rps:.0f}/s, the receiver down (connections dropped) for "
-        f"{outage:.0f} s mid-load, then `POST /recover` since the start once retries settled"
+        f"{len(outage.created)} creates at {plan.rps:.0f}/s, the receiver down (connections "
+        f"dropped) for {plan.outage:.0f} s mid-load, then `POST /recover` since the start once "
+        "retries settled"
     )
     leaked = (
-        f"{exhausted} events failed or dead-lettered by the outage, {scheduled} recovered; "
-        f"{figures['delivered_pct']} % delivered, {len(unseen)} webhook-ids unseen, "
-        f"{len(mixed)} mandates under several ids, {duplicates} duplicate requests (same id)"
+        f"{settled.exhausted} events failed or dead-lettered by the outage, {after.scheduled} "
+        f"recovered; {delivered} % delivered, {len(seen.unseen)} webhook-ids unseen, "
+        f"{len(seen.mixed)} mandates under several ids, {seen.duplicates} duplicate requests "
+        "(same id)"
     )
     return findings.row(NAME, tried, leaked, figures)
+
+
+def run(scale: Scale) -> Row:
+    plan = _Plan(scale)
+    findings = Findings()
+    with System(partitions=4) as system:
+        system.start_api(wait=False)
+        system.start_worker(wait=False, **plan.worker_env)
+        system.ready()
+        tenant = system.add_tenant()
+        subscription = system.subscribe(tenant, PATH)["id"]
+        outage = _Outage(system, tenant, plan)
+        settled = _Settled(system, subscription, len(outage.created), plan.timeout)
+        after = _Recovered(system, tenant, subscription, outage, plan.timeout)
+    seen = _Receiver(after)
+    _check(findings, plan, outage, settled, after, seen)
+    return _report(findings, plan, outage, settled, after, seen)

@@ -78,7 +78,7 @@ async def _load(
 def _one_run(
     system: System,
     tenant: Tenant,
-    telemetry: dict[str, str],
+    telemetry: dict[str, Any],
     seconds: float,
     tokens: list[str],
     *,

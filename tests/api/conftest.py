@@ -97,18 +97,16 @@ def with_request_state(app: FastAPI, state: dict[str, Any]) -> Any:
 
 
 def api_settings(database_url: str, verifier_url: str, **overrides: Any) -> ApiSettings:
+    fields: dict[str, Any] = {
+        "gauge_refresh_interval_seconds": 0.2,
+        "expiry_sweep_interval_seconds": 0.2,
+        "ssrf_allowlist": "127.0.0.1,localhost",
+    }
     return ApiSettings(
         database_url=database_url,
         verifier_url=verifier_url,
         token_signing_key=SIGNING_KEY,
-        **(
-            {
-                "gauge_refresh_interval_seconds": 0.2,
-                "expiry_sweep_interval_seconds": 0.2,
-                "ssrf_allowlist": "127.0.0.1,localhost",
-            }
-            | overrides
-        ),
+        **(fields | overrides),
     )
 
 

@@ -8,7 +8,7 @@ from tests.api.helpers import unique_tenant
 from tests.fixtures.net import free_port
 
 
-async def statuses(client, method: str, path: str, n: int, **kwargs) -> list[int]:  # type: ignore[no-untyped-def]
+async def statuses(client, method: str, path: str, n: int, **kwargs) -> list[int]:
     return [(await client.request(method, path, **kwargs)).status_code for _ in range(n)]
 
 

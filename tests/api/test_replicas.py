@@ -6,9 +6,9 @@ import time
 
 import httpx
 
+from tests.api.helpers import cli
 from tests.api.issuer import Issuer, truststore_json
 from tests.api.test_api_process import EMAIL, PASSWORD, TENANT
-from tests.api.test_cli import cli
 from tests.fixtures.metrics import scrape, value
 from tests.fixtures.services import ServiceProcess
 

@@ -1,8 +1,9 @@
 """Real Prometheus and Alertmanager (Debian binaries) next to the real services.
 
 `Monitoring` starts Alertmanager with the repository's routing (deploy/alertmanager/) and then
-Prometheus with a generated configuration: the service jobs of deploy/prometheus/prometheus.yml
-(same job names and metrics path, targets on loopback), a 1 s scrape interval and
+Prometheus with a generated configuration: the service jobs of config/prometheus.yml, the
+guide's local setup that scrapes the services directly (same job names and metrics path, targets
+on free loopback ports; compose and Kubernetes get the same series through the collector), a 1 s scrape interval and
 deploy/prometheus/alerts.yml loaded unchanged. Prometheus starts first and learns the service
 targets through file-based discovery once they run, so its rule groups (30 s and 1 min
 intervals, fixed by alerts.yml) start their clocks as early as possible.
@@ -37,14 +38,14 @@ from tests.fixtures.services import REPO_ROOT, ServiceProcess
 from tests.webhooks.conftest import PARTITIONS, Stack, bootstrap
 
 DEPLOY = REPO_ROOT / "deploy"
-PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+PROMETHEUS_CONFIG = REPO_ROOT / "config" / "prometheus.yml"  # the direct scrape (make run)
 ALERT_RULES = DEPLOY / "prometheus" / "alerts.yml"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 ALERTMANAGER_SECRETS = DEPLOY / "compose" / "alertmanager-secrets"  # committed placeholders
 SECRETS_MOUNT = "/etc/alertmanager/secrets/"
 SERVICE_METRICS_PATH = "/api/v1/metrics"
-# deploy/prometheus/prometheus.yml names targets by compose service name.
-SERVICE_OF_HOST = {"api": "api", "jwt-verifier": "jwt-verifier", "webhook-worker": "webhook-worker"}
+# config/prometheus.yml scrapes make run's ports.
+SERVICE_OF_PORT = {"8000": "api", "8001": "jwt-verifier", "8002": "webhook-worker"}
 
 
 def _binary(name: str) -> str:
@@ -56,15 +57,15 @@ def _binary(name: str) -> str:
 
 
 def service_jobs() -> dict[str, str]:
-    """job name -> service, for the jobs of deploy/prometheus/prometheus.yml that scrape a
-    service's /api/v1/metrics (the contract metrics)."""
+    """job name -> service, for the jobs of config/prometheus.yml that scrape a service's
+    /api/v1/metrics (the contract metrics)."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     jobs = {}
     for job in config["scrape_configs"]:
         if job.get("metrics_path") != SERVICE_METRICS_PATH:
             continue
         (target,) = job["static_configs"][0]["targets"]
-        jobs[job["job_name"]] = SERVICE_OF_HOST[target.split(":")[0]]
+        jobs[job["job_name"]] = SERVICE_OF_PORT[target.rsplit(":", 1)[1]]
     assert sorted(jobs.values()) == ["api", "jwt-verifier", "webhook-worker"], jobs
     return jobs
 

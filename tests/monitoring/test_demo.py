@@ -30,8 +30,9 @@ def demo_issuer_in(directory: Path) -> ModuleType:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.KEY_FILE = directory / "demo-issuer-key.pem"
-    module.TRUSTSTORE = directory / "truststore.json"
+    vars(module).update(
+        KEY_FILE=directory / "demo-issuer-key.pem", TRUSTSTORE=directory / "truststore.json"
+    )
     module.init()
     return module
 

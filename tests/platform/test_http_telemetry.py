@@ -26,7 +26,7 @@ def otlp_env(receiver: OtlpReceiver) -> dict[str, str]:
 
 
 @pytest.fixture
-def api(otlp: OtlpReceiver):  # type: ignore[no-untyped-def]
+def api(otlp: OtlpReceiver):
     process = ServiceProcess("api", otlp_env(otlp)).start()
     yield process
     process.stop()

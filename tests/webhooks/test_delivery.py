@@ -25,26 +25,15 @@ def test_known_answer_vector() -> None:
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
-def test_events_are_delivered_signed_and_logged(stack: Stack, bank: Issuer) -> None:
-    worker = stack.workers[0]
-    subscription = stack.subscribe(
-        "/all", ["MandateCreated", "MandateVerificationFailed", "MandateRevoked"]
-    )
-    assert subscription["secret"].startswith("whsec_")
-    assert len(subscription["secret"]) >= len("whsec_") + 32
-    created = stack.create_mandate(bank.mandate())
-    stack.create_mandate(bank.mandate()[:-4] + "AAAA")
-    with stack.client as client:
-        client.post(f"/api/v1/mandates/{created['id']}/revoke")
-    stack.receiver.wait_for(lambda r: len(r.at("/all")) == 3)
-
+def check_delivered_bodies(stack: Stack, mandate_id: str) -> set[str]:
+    """The three events arrived signed, in the documented shape; returns their webhook-ids."""
     deliveries = stack.receiver.at("/all")
     assert not stack.receiver.invalid
     types = [json.loads(d.body)["type"] for d in deliveries]
     assert sorted(types) == ["MandateCreated", "MandateRevoked", "MandateVerificationFailed"]
     first = next(d for d in deliveries if json.loads(d.body)["type"] == "MandateCreated")
     body = json.loads(first.body)
-    assert body["data"]["id"] == created["id"]
+    assert body["data"]["id"] == mandate_id
     assert body["data"]["tenant_id"] == TENANT
     assert body["timestamp"].endswith("Z")
     # Receivers order one mandate's events themselves: sequence = the mandate's version.
@@ -57,17 +46,24 @@ def test_events_are_delivered_signed_and_logged(stack: Stack, bank: Issuer) -> N
     assert abs(int(first.headers["webhook-timestamp"]) - time.time()) < 60
     assert first.headers["content-type"] == "application/json"
     assert first.headers["traceparent"].startswith("00-")
+    return {d.webhook_id for d in deliveries}
 
+
+def check_delivery_log(stack: Stack, subscription_id: str, webhook_ids: set[str]) -> None:
+    """The subscription's delivery log lists each delivery; no listing shows a secret."""
     with stack.client as client:
-        log = client.get(f"/api/v1/webhooks/{subscription['id']}/deliveries").json()
+        log = client.get(f"/api/v1/webhooks/{subscription_id}/deliveries").json()
         listed = client.get("/api/v1/webhooks").json()
     assert len(log) == 3
     assert {entry["outcome"] for entry in log} == {"succeeded"}
     assert {entry["status_code"] for entry in log} == {204}
     assert all(entry["latency_ms"] >= 0 and entry["attempt"] == 1 for entry in log)
-    assert {entry["event_id"] for entry in log} == {d.webhook_id for d in deliveries}
+    assert {entry["event_id"] for entry in log} == webhook_ids
     assert all("secret" not in item for item in listed)
 
+
+def check_worker_telemetry(stack: Stack, worker: ServiceProcess) -> None:
+    """The worker's delivery metrics, consumer lag and one log event per delivery."""
     time.sleep(0.8)
     samples = scrape(worker.url)
     total = value(samples, "webhook_deliveries_total", status="success")
@@ -89,6 +85,24 @@ def test_events_are_delivered_signed_and_logged(stack: Stack, bank: Issuer) -> N
         <= set(r)
         for r in logged
     )
+
+
+def test_events_are_delivered_signed_and_logged(stack: Stack, bank: Issuer) -> None:
+    worker = stack.workers[0]
+    subscription = stack.subscribe(
+        "/all", ["MandateCreated", "MandateVerificationFailed", "MandateRevoked"]
+    )
+    assert subscription["secret"].startswith("whsec_")
+    assert len(subscription["secret"]) >= len("whsec_") + 32
+    created = stack.create_mandate(bank.mandate())
+    stack.create_mandate(bank.mandate()[:-4] + "AAAA")
+    with stack.client as client:
+        client.post(f"/api/v1/mandates/{created['id']}/revoke")
+    stack.receiver.wait_for(lambda r: len(r.at("/all")) == 3)
+
+    webhook_ids = check_delivered_bodies(stack, created["id"])
+    check_delivery_log(stack, subscription["id"], webhook_ids)
+    check_worker_telemetry(stack, worker)
 
 
 def test_only_subscribed_event_types_are_delivered(stack: Stack, bank: Issuer) -> None:
