@@ -65,14 +65,14 @@ typecheck: setup ## mypy: strict on shared, services, scripts and reliability; t
 	@$(UV) run --frozen mypy
 
 bench: setup ## Paired benchmarks on real parts; writes reports/bench-<date>.md and .json (BENCH_ONLY=<section>)
-	@$(UV) run --frozen python scripts/bench.py
+	@$(UV) run --frozen python -m bench.run
 
 LOAD_ARGS ?=
 load: setup ## Locust mix against a running stack (default make run); report in reports/
 	@$(UV) run --frozen python scripts/load.py $(LOAD_ARGS)
 
 soak: setup ## Memory after 100,000 requests and over a 10-minute soak; writes reports/soak-<date>.md
-	@$(UV) run --frozen python scripts/soak.py
+	@$(UV) run --frozen python -m bench.soak
 
 demo: setup-run ## Drive the running `make run` stack and summarize every monitoring-guide metric
 	@$(RUN) python demo_monitoring_system.py $(DEMO_ARGS)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.broker import Broker
-from tests.fixtures.otlp import OtlpReceiver, start_receiver
-from tests.fixtures.postgres import create_database, drop_database, ensure_server
-from tests.fixtures.redis import RedisServer
-from tests.fixtures.sentry import SentrySink, start_sink
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.otlp import OtlpReceiver, start_receiver
+from mandate_vault_harness.postgres import create_database, drop_database, ensure_server
+from mandate_vault_harness.redis import RedisServer
+from mandate_vault_harness.sentry import SentrySink, start_sink
 
 
 @pytest.fixture

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import time
 
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.system import (
+    System,
+    delivered_mandate_ids,
+    error_causes,
+    where_events_stopped,
+)
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.stack import System, delivered_mandate_ids, error_causes, where_events_stopped
 
 NAME = "broker killed and restarted"
 PATH = "/broker-outage"

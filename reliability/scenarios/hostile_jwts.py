@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.verifier.helpers import (
+
+from mandate_vault_harness.jose import (
     DidServer,
     SigningKey,
     b64,
@@ -41,9 +42,8 @@ from tests.verifier.helpers import (
     sign,
     static_issuer,
 )
-
+from mandate_vault_harness.system import System, server_errors
 from reliability.core import Findings, Row, Scale
-from reliability.stack import System, server_errors
 
 NAME = "hostile mandate JWTs"
 BANK = "did:web:bank.example.com"

@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.pgcluster import ThrowawayCluster
-from reliability.stack import (
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.pgcluster import ThrowawayCluster
+from mandate_vault_harness.system import (
     System,
     delivered_mandate_ids,
     error_causes,
     server_errors,
     where_events_stopped,
 )
+from reliability.core import Findings, Row, Scale, wait_until
 
 NAME = "PostgreSQL stopped and started"
 PATH = "/pg-outage"

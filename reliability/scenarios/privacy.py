@@ -29,12 +29,12 @@ import time
 from typing import Any
 
 import httpx
-from tests.fixtures.otlp import start_receiver as start_otlp
-from tests.fixtures.sentry import start_sink
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.otlp import start_receiver as start_otlp
+from mandate_vault_harness.sentry import start_sink
+from mandate_vault_harness.system import PASSWORD, System
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.stack import PASSWORD, System
 
 NAME = "privacy: canaries and log injection"
 

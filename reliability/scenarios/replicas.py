@@ -29,20 +29,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from tests.fixtures.redis import RedisServer
-from tests.fixtures.services import ServiceProcess
 
 from mandate_vault_api.roles import Role
-from reliability.core import Findings, Row, Scale, wait_until
-from reliability.kafka_audit import publish_figures, publishes_per_event
-from reliability.load import CreateLoad, summarize
-from reliability.stack import (
+from mandate_vault_harness.kafka import publish_figures, publishes_per_event
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.redis import RedisServer
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import (
     System,
     Tenant,
     delivered_mandate_ids,
     publishing_api,
     server_errors,
 )
+from reliability.core import Findings, Row, Scale, wait_until
 
 NAME = "replicas: 3 api, 2 verifiers, 2 workers"
 TENANT_RATE = 40.0  # requests/s per tenant, shared by the replicas through Redis

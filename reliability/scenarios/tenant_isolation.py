@@ -28,8 +28,8 @@ from fastapi.routing import APIRoute
 
 from mandate_vault_api.roles import Permission, Role, allows
 from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
+from mandate_vault_harness.system import ROLES, System, Tenant, server_errors
 from reliability.core import Findings, Row, Scale
-from reliability.stack import ROLES, System, Tenant, server_errors
 
 NAME = "tenant isolation, roles, mass assignment"
 METHODS = ("get", "post", "put", "patch", "delete")

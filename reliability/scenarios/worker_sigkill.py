@@ -15,9 +15,9 @@ import random
 import time
 from collections import Counter
 
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.system import System, server_errors
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.stack import System, server_errors
 
 NAME = "webhook-worker SIGKILLed during delivery"
 PATH = "/sigkill"

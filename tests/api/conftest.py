@@ -18,8 +18,8 @@ from mandate_vault_api import directory, migrate
 from mandate_vault_api.main import create_app
 from mandate_vault_api.roles import Role
 from mandate_vault_api.settings import ApiSettings
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.services import ServiceProcess
 
 PASSWORD = "correct-horse-battery"
 SIGNING_KEY = "test-signing-key-0123456789abcdef"

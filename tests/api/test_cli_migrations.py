@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mandate_vault_harness.net import free_port
 from tests.api.helpers import cli
-from tests.fixtures.net import free_port
 
 BOOTSTRAP = ["bootstrap", "--tenant-id", "t", "--tenant-name", "T", "--admin-email", "a@t.example"]
 MIGRATE_HINT = "run `mandate-vault migrate`"

@@ -6,11 +6,11 @@ import time
 
 import httpx
 
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.services import ServiceProcess
 from tests.api.helpers import cli
-from tests.api.issuer import Issuer, truststore_json
 from tests.api.test_api_process import EMAIL, PASSWORD, TENANT
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.services import ServiceProcess
 
 
 def wait_for_total(apis: list[ServiceProcess], expected: float, timeout: float = 20) -> list[float]:

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker
-from tests.fixtures.postgres import create_database, drop_database
-from tests.fixtures.receiver import start_receiver
-from tests.fixtures.services import REPO_ROOT, ServiceProcess
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.postgres import create_database, drop_database
+from mandate_vault_harness.receiver import start_receiver
+from mandate_vault_harness.services import REPO_ROOT, ServiceProcess
 from tests.webhooks.conftest import EMAIL, PASSWORD, Stack, bootstrap
 
 pytestmark = pytest.mark.timeout(180)

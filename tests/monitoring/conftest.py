@@ -29,11 +29,11 @@ import httpx
 import pytest
 import yaml
 
-from tests.fixtures.broker import Broker
-from tests.fixtures.net import free_port
-from tests.fixtures.postgres import create_database, drop_database
-from tests.fixtures.receiver import start_receiver
-from tests.fixtures.services import REPO_ROOT, ServiceProcess
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.postgres import create_database, drop_database
+from mandate_vault_harness.receiver import start_receiver
+from mandate_vault_harness.services import REPO_ROOT, ServiceProcess
 from tests.webhooks.conftest import PARTITIONS, Stack, bootstrap
 
 DEPLOY = REPO_ROOT / "deploy"

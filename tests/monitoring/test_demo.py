@@ -13,8 +13,8 @@ from types import ModuleType
 import demo_monitoring_system as demo
 import pytest
 
-from tests.fixtures.broker import Broker
-from tests.fixtures.services import REPO_ROOT
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.services import REPO_ROOT
 from tests.monitoring.conftest import running_stack
 from tests.webhooks.conftest import EMAIL, PASSWORD, TENANT
 

@@ -23,11 +23,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.net import free_port
-from tests.fixtures.receiver import always
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.promql import strip_thresholds
+from mandate_vault_harness.receiver import always
 from tests.monitoring.conftest import (
     ALERT_RULES,
     DEPLOY,
@@ -36,7 +37,6 @@ from tests.monitoring.conftest import (
     finite,
     running_stack,
 )
-from tests.monitoring.promql import strip_thresholds
 from tests.webhooks.conftest import EMAIL, PASSWORD, Stack
 
 pytestmark = pytest.mark.timeout(240)

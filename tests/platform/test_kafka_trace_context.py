@@ -11,11 +11,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.services import ServiceProcess
 from mandate_vault_shared.kafka import header, producer_span
 from mandate_vault_shared.messages import EventType, WebhookJob
-from tests.fixtures.broker import Broker
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.services import ServiceProcess
 
 CONSUMER_KIND = 5  # SPAN_KIND_CONSUMER
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.sentry import SentrySink
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.sentry import SentrySink
+from mandate_vault_harness.services import ServiceProcess
 
 CANARY_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJjYW5hcnkiOiJqd3QifQ.Y2FuYXJ5LXNpZ25hdHVyZQ"
 CANARY_API_KEY = "mvk_canaryApiKey1234567890"

@@ -12,11 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from opentelemetry.trace import NoOpTracer
 
-from mandate_vault_shared.ssrf import SsrfPolicy, guarded_session
-from mandate_vault_verifier.resolver import DidWebResolver
-from mandate_vault_verifier.truststore import parse_truststore
-from mandate_vault_verifier.verifier import Verifier
-from tests.verifier.helpers import (
+from mandate_vault_harness.jose import (
     DidServer,
     SigningKey,
     TlsFiles,
@@ -25,6 +21,10 @@ from tests.verifier.helpers import (
     make_tls,
     rsa_key,
 )
+from mandate_vault_shared.ssrf import SsrfPolicy, guarded_session
+from mandate_vault_verifier.resolver import DidWebResolver
+from mandate_vault_verifier.truststore import parse_truststore
+from mandate_vault_verifier.verifier import Verifier
 
 LOCAL = ("127.0.0.1", "localhost")
 

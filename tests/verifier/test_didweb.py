@@ -8,15 +8,7 @@ from typing import Any
 
 import pytest
 
-from mandate_vault_verifier.didweb import (
-    InvalidDid,
-    InvalidDidDocument,
-    did_web_url,
-    parse_did_document,
-)
-from mandate_vault_verifier.statuses import VerificationStatus as S
-from tests.verifier.conftest import Keys, VerifierFactory
-from tests.verifier.helpers import (
+from mandate_vault_harness.jose import (
     DidServer,
     Reply,
     did_document,
@@ -25,6 +17,14 @@ from tests.verifier.helpers import (
     mandate_claims,
     sign,
 )
+from mandate_vault_verifier.didweb import (
+    InvalidDid,
+    InvalidDidDocument,
+    did_web_url,
+    parse_did_document,
+)
+from mandate_vault_verifier.statuses import VerificationStatus as S
+from tests.verifier.conftest import Keys, VerifierFactory
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,7 @@ from typing import Any
 
 import pytest
 
-from mandate_vault_verifier.statuses import VerificationStatus as S
-from mandate_vault_verifier.verifier import Verifier
-from tests.verifier.conftest import Keys, VerifierFactory
-from tests.verifier.helpers import (
+from mandate_vault_harness.jose import (
     ALICE,
     b64,
     b64json,
@@ -24,6 +21,9 @@ from tests.verifier.helpers import (
     sign,
     static_issuer,
 )
+from mandate_vault_verifier.statuses import VerificationStatus as S
+from mandate_vault_verifier.verifier import Verifier
+from tests.verifier.conftest import Keys, VerifierFactory
 
 BANK = "did:web:bank.example.com"
 MAIN_ALGS = ["RS256", "ES256", "EdDSA"]

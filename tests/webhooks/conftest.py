@@ -15,14 +15,15 @@ import pytest
 
 from mandate_vault_api import directory, migrate
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.otlp import start_receiver as start_otlp
+from mandate_vault_harness.postgres import create_database, drop_database
+from mandate_vault_harness.receiver import Receiver, Script, start_receiver
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import QUICK_WORKER
 from mandate_vault_shared.db.engine import create_engine
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.otlp import start_receiver as start_otlp
-from tests.fixtures.postgres import create_database, drop_database
-from tests.fixtures.receiver import Receiver, Script, start_receiver
-from tests.fixtures.services import ServiceProcess, quick_worker_env
 
 TENANT = "acme-corp"
 EMAIL = "ops@acme.example"
@@ -68,7 +69,13 @@ class Stack:
 
     def worker_env(self, **overrides: str) -> dict[str, str]:
         return {
-            **quick_worker_env(self.database_url, self.broker.bootstrap, self.topic),
+            "WORKER_DATABASE_URL": self.database_url,
+            "WORKER_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "WORKER_JOBS_TOPIC": self.topic,
+            "WORKER_DEAD_LETTER_TOPIC": f"{self.topic}.dlq",
+            "WORKER_CONSUMER_GROUP": f"group-{self.topic}",
+            "WORKER_SSRF_ALLOWLIST": "127.0.0.1",
+            **QUICK_WORKER,
             **self.otel(),
             **self.worker_overrides,
             **overrides,

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker, MotoS3
-from tests.fixtures.receiver import start_receiver
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.broker import Broker, MotoS3
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.receiver import start_receiver
+from mandate_vault_harness.services import ServiceProcess
 from tests.webhooks.conftest import PARTITIONS, Stack, bootstrap
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from mandate_vault_harness.broker import Broker
 from mandate_vault_shared.messages import WebhookJob
 from mandate_vault_worker import consumer as consumer_module
 from mandate_vault_worker.consumer import JobConsumer
 from mandate_vault_worker.dispatch import Window
 from mandate_vault_worker.offsets import PartitionOffsets
 from mandate_vault_worker.settings import WorkerSettings
-from tests.fixtures.broker import Broker
 from tests.platform.test_kafka_trace_context import a_job, produce
 
 

@@ -8,10 +8,10 @@ import time
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.services import ServiceProcess
 from mandate_vault_shared.webhooks import sign
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.services import ServiceProcess
 from tests.webhooks.conftest import EMAIL, PASSWORD, TENANT, Stack
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker
-from tests.fixtures.receiver import start_receiver
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.receiver import start_receiver
+from mandate_vault_harness.services import ServiceProcess
 from tests.webhooks.conftest import Stack, bootstrap
 
 MANDATES = 60

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.issuer import Issuer
+from mandate_vault_harness.issuer import Issuer
 from tests.webhooks.conftest import Stack
 
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.metrics import scrape, value
 from tests.webhooks.conftest import Stack
 
 TOPIC_PARTITIONS = 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from tests.api.issuer import Issuer
+from mandate_vault_harness.issuer import Issuer
 from tests.webhooks.conftest import Stack
 
 WINDOW = 8

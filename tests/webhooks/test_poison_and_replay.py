@@ -8,8 +8,8 @@ import json
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from mandate_vault_harness.issuer import Issuer
 from mandate_vault_shared.kafka import header
-from tests.api.issuer import Issuer
 from tests.webhooks.conftest import PARTITIONS, Stack
 from tests.webhooks.dlq import dead_letters, headers_of
 

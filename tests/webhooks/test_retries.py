@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.receiver import Script, always
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.receiver import Script, always
 from tests.webhooks.conftest import Stack
 from tests.webhooks.dlq import dead_letters, headers_of
 

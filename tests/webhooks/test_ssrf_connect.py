@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tests.api.issuer import Issuer
+from mandate_vault_harness.issuer import Issuer
 from tests.webhooks.conftest import Stack
 
 WORKER_OVERRIDES = {"WORKER_SSRF_ALLOWLIST": "", "WORKER_RETRY_SCHEDULE_SECONDS": "0.2"}

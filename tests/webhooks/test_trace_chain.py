@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.issuer import Issuer
+from mandate_vault_harness.issuer import Issuer
 from tests.webhooks.conftest import Stack
 
 WITH_OTLP = True
