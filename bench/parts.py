@@ -47,7 +47,7 @@ class Bench:
         self.sink.start()
         self.system.__enter__()
         self.api_key = self.add_tenant(TENANT)
-        self.system.start_verifier(**self.otlp_env())
+        self.system.start_verifier(True, None, **self.otlp_env())
         return self
 
     def __exit__(
@@ -89,12 +89,12 @@ class Bench:
 
     @contextmanager
     def api(self, extra: dict[str, str]) -> Iterator[ServiceProcess]:
-        with self.system.serving(self.system.start_api(**extra)) as process:
+        with self.system.serving(self.system.start_api(True, **extra)) as process:
             yield process
 
     @contextmanager
     def worker(self, extra: dict[str, str]) -> Iterator[ServiceProcess]:
-        with self.system.serving(self.system.start_worker(**extra)) as process:
+        with self.system.serving(self.system.start_worker(True, **extra)) as process:
             yield process
 
     def token(self) -> str:

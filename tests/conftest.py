@@ -1,4 +1,5 @@
-"""Fixtures that start and stop real infrastructure on free ports (see tests/fixtures/)."""
+"""Fixtures that start and stop real infrastructure on free ports (the harness's launchers);
+tests/fixtures/ holds more, registered here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from mandate_vault_harness.otlp import OtlpReceiver, start_receiver
 from mandate_vault_harness.postgres import create_database, drop_database, ensure_server
 from mandate_vault_harness.redis import RedisServer
 from mandate_vault_harness.sentry import SentrySink, start_sink
+
+pytest_plugins = ["tests.fixtures.system"]
 
 
 @pytest.fixture

@@ -90,7 +90,6 @@ def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to botto
         worker = system.start_worker(wait=False)
         system.ready()
         assert system.verifier is not None
-        assert system.receiver is not None
         pids = {p.service: p._process.pid for p in (api, worker, system.verifier)}  # type: ignore[union-attr]
         tenant = system.add_tenant()
         system.subscribe(tenant, PATH, EVENTS)
@@ -121,7 +120,7 @@ def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to botto
         }
 
         def drained() -> bool:
-            return stored <= delivered_mandate_ids(system.receiver, PATH).keys()  # type: ignore[arg-type]
+            return stored <= delivered_mandate_ids(system.receiver, PATH).keys()
 
         wait_until(drained, timeout=scale.pick(60.0, 120.0), interval=0.5)
         delivered = delivered_mandate_ids(system.receiver, PATH)

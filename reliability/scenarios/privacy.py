@@ -170,7 +170,7 @@ def _is_json(line: str) -> bool:
         return False
 
 
-def _drive(  # noqa: PLR0915 - every channel, one after the other
+def _drive(
     system: System,
     client: httpx.Client,
     tenant: Any,
@@ -242,8 +242,7 @@ def _drive(  # noqa: PLR0915 - every channel, one after the other
     owned["webhook secret"] = hook["secret"]
     rotated = client.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", headers=key).json()
     owned["rotated webhook secret"] = rotated.get("secret", "")
-    if system.receiver is not None:
-        system.receiver.register("/privacy", rotated.get("secret", hook["secret"]))
+    system.receiver.register("/privacy", rotated.get("secret", hook["secret"]))
     # mandate claims: a valid one, one the verifier rejects with the value in its reason
     claims = {"note": canary["JWT claim"], "jti": canary["JWT jti"]}
     valid = issuer.mandate(**claims)
@@ -266,5 +265,4 @@ def _drive(  # noqa: PLR0915 - every channel, one after the other
         client.post("/api/v1/mandates", json={"vc_jwt": canary["bearer JWT"]}, headers=key)
     finally:
         os.kill(pid, signal.SIGCONT)
-    if system.receiver is not None:
-        wait_until(lambda: len(system.receiver.at("/privacy")) >= 2, timeout=15)  # type: ignore[union-attr]
+    wait_until(lambda: len(system.receiver.at("/privacy")) >= 2, timeout=15)

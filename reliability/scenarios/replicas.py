@@ -218,7 +218,6 @@ def _until_refused(url: str, headers: dict[str, str], patience: float = 10.0) ->
 
 
 def _delivery_phase(system: System, scale: Scale, findings: Findings) -> dict[str, object]:
-    assert system.receiver is not None
     count, rps = scale.pick(300, 1200), scale.pick(20.0, 25.0)
     tenant = system.add_tenant()
     system.subscribe(tenant, PATH)
@@ -287,7 +286,6 @@ def _delivery_figures(
     stored: set[str],
     findings: Findings,
 ) -> dict[str, object]:
-    assert system.receiver is not None
     assert system.broker is not None
     deliveries = system.receiver.at(PATH)
     by_mandate = delivered_mandate_ids(system.receiver, PATH)

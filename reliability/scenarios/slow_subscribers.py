@@ -77,7 +77,6 @@ def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to botto
         system.start_api(wait=False)
         system.start_worker(wait=False, **worker_env)
         system.ready()
-        assert system.receiver is not None
         receiver = system.receiver
         tenants: dict[str, Tenant] = {kind: system.add_tenant() for kind in KINDS}
         paths = {kind: f"/{kind}" for kind in KINDS}

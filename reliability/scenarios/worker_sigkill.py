@@ -34,7 +34,6 @@ def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to botto
         for _ in range(2):
             system.start_worker(wait=False)
         system.ready()
-        assert system.receiver is not None
         receiver = system.receiver
         tenant = system.add_tenant()
         system.subscribe(tenant, PATH)

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from mandate_vault_api.roles import Permission, Role, allows
+from mandate_vault_harness.inprocess import Api, unique_tenant
 from mandate_vault_harness.issuer import Issuer
-from tests.api.conftest import Api
-from tests.api.helpers import unique_tenant
 
 
 @dataclass

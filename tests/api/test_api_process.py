@@ -12,8 +12,7 @@ from prometheus_client.samples import Sample
 from mandate_vault_harness.issuer import Issuer, truststore_json
 from mandate_vault_harness.metrics import label_keys, scrape, value
 from mandate_vault_harness.otlp import OtlpReceiver
-from mandate_vault_harness.services import ServiceProcess
-from tests.api.helpers import cli
+from mandate_vault_harness.services import ServiceProcess, cli
 
 TENANT = "acme-corp"
 EMAIL = "ops@acme.example"

@@ -16,19 +16,16 @@ import struct
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
+from mandate_vault_api.roles import Role
 from mandate_vault_harness.broker import Broker
-from mandate_vault_harness.issuer import Issuer, truststore_json
-from mandate_vault_harness.postgres import create_database, drop_database
-from mandate_vault_harness.receiver import start_receiver
-from mandate_vault_harness.services import REPO_ROOT, ServiceProcess
-from tests.webhooks.conftest import EMAIL, PASSWORD, Stack, bootstrap
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.services import REPO_ROOT
+from mandate_vault_harness.system import PASSWORD, QUICK_API, System, Tenant
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -53,26 +50,13 @@ REQUESTS = [
 
 
 @pytest.fixture(scope="module")
-async def api_stack(postgres_server: None, broker: Broker) -> AsyncIterator[tuple[Stack, Issuer]]:
+def api_stack(postgres_server: None, broker: Broker) -> Iterator[tuple[System, Tenant, Issuer]]:
     """api + jwt-verifier on a fresh PostgreSQL database; a tenant admin trusting `issuer`."""
     issuer = Issuer(did="did:web:load-bank.example", kid="load-key-1")
-    database_url = await create_database()
-    await bootstrap(database_url, issuer.did)
-    topic = f"load-{uuid.uuid4().hex[:10]}"
-    broker.create_topic(topic, 1)
-    receiver, server = start_receiver()
-    verifier = ServiceProcess(
-        "jwt-verifier", {"VERIFIER_TRUSTSTORE_JSON": truststore_json(issuer)}
-    ).start()
-    stack = Stack(database_url, broker, topic, verifier, receiver, None)
-    try:
+    with System(issuers=[issuer], broker=broker, partitions=1, api_tuning=QUICK_API) as stack:
+        tenant = stack.add_tenant("acme-corp", users=True)
         stack.start_api()  # SSRF allow-list 127.0.0.1: the mix's webhook URLs pass
-        yield stack, issuer
-    finally:
-        stack.stop()
-        verifier.stop()
-        server.shutdown()
-        await drop_database(database_url)
+        yield stack, tenant, issuer
 
 
 def _png_size(path: Path) -> tuple[int, int, int]:
@@ -91,23 +75,18 @@ def _table_counts(report: str) -> dict[str, int]:
     return counts
 
 
-def test_load_run_writes_the_report(api_stack: tuple[Stack, Issuer], tmp_path: Path) -> None:
-    stack, issuer = api_stack
-    assert stack.api is not None
+def test_load_run_writes_the_report(
+    api_stack: tuple[System, Tenant, Issuer], tmp_path: Path
+) -> None:
+    stack, tenant, issuer = api_stack
     key = tmp_path / "issuer.pem"
-    key.write_bytes(
-        issuer.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key.write_bytes(issuer.pem())
     out_dir = tmp_path / "reports"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOAD_")}
     env["LOAD_PASSWORD"] = PASSWORD  # the password never goes on a command line
     command = [
         sys.executable, "scripts/load.py",
-        "--host", stack.api.url, "--email", EMAIL,
+        "--host", stack.api.url, "--email", tenant.emails[Role.TENANT_ADMIN],
         "--users", str(USERS), "--rps", str(RPS), "--seconds", str(SECONDS),
         "--issuer-key", str(key), "--issuer", issuer.did, "--kid", issuer.kid,
         "--out-dir", str(out_dir), "--progress-seconds", "2",

@@ -10,7 +10,9 @@ import pytest
 
 from mandate_vault_harness.jose import (
     DidServer,
+    Keys,
     Reply,
+    VerifierFactory,
     did_document,
     did_web_issuer,
     forge,
@@ -24,7 +26,6 @@ from mandate_vault_verifier.didweb import (
     parse_did_document,
 )
 from mandate_vault_verifier.statuses import VerificationStatus as S
-from tests.verifier.conftest import Keys, VerifierFactory
 
 
 @pytest.mark.parametrize(

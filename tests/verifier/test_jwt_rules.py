@@ -13,6 +13,8 @@ import pytest
 
 from mandate_vault_harness.jose import (
     ALICE,
+    Keys,
+    VerifierFactory,
     b64,
     b64json,
     forge,
@@ -23,7 +25,6 @@ from mandate_vault_harness.jose import (
 )
 from mandate_vault_verifier.statuses import VerificationStatus as S
 from mandate_vault_verifier.verifier import Verifier
-from tests.verifier.conftest import Keys, VerifierFactory
 
 BANK = "did:web:bank.example.com"
 MAIN_ALGS = ["RS256", "ES256", "EdDSA"]

@@ -13,6 +13,7 @@ import pytest
 from mandate_vault_harness.jose import (
     ALICE,
     DidServer,
+    Keys,
     TlsFiles,
     b64,
     did_web_issuer,
@@ -24,7 +25,6 @@ from mandate_vault_harness.jose import (
 from mandate_vault_harness.metrics import label_keys, scrape, value
 from mandate_vault_harness.otlp import OtlpReceiver
 from mandate_vault_harness.services import ServiceProcess
-from tests.verifier.conftest import Keys
 
 BANK = "did:web:bank.example.com"
 CLIENT_KIND = 3  # opentelemetry.proto SpanKind SPAN_KIND_CLIENT

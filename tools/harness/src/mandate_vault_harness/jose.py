@@ -13,16 +13,20 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from mandate_vault_verifier.verifier import Verifier
 
 ALICE = "did:example:alice"
 
@@ -47,6 +51,34 @@ class SigningKey:
 
     def with_kid(self, kid: str, alg: str | None = None) -> SigningKey:
         return SigningKey(kid=kid, alg=alg or self.alg, private=self.private)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The verifier suite's keys: one per algorithm, and strangers' keys under the same kids."""
+
+    rsa: SigningKey
+    ps: SigningKey  # the RSA key, signing PS256
+    ec: SigningKey
+    ec384: SigningKey
+    ed: SigningKey
+    stranger_rsa: SigningKey  # same kid as `rsa`, never trusted
+    stranger_ec: SigningKey
+    stranger_ed: SigningKey
+
+    def by_alg(self, alg: str) -> SigningKey:
+        return {"RS256": self.rsa, "PS256": self.ps, "ES256": self.ec, "ES384": self.ec384,
+                "EdDSA": self.ed}[alg]  # fmt: skip
+
+    def stranger(self, alg: str) -> SigningKey:
+        kid = self.by_alg(alg).kid
+        private = {"RS256": self.stranger_rsa, "PS256": self.stranger_rsa,
+                   "ES256": self.stranger_ec, "EdDSA": self.stranger_ed}[alg].private  # fmt: skip
+        return SigningKey(kid, alg, private)
+
+
+# Builds an in-process verifier (the verifier suite's `make_verifier` fixture).
+VerifierFactory = Callable[..., "Verifier"]
 
 
 def rsa_key(kid: str, alg: str = "RS256") -> SigningKey:

@@ -52,6 +52,11 @@ QUICK_WORKER = {
     "WORKER_DELIVERY_TIMEOUT_SECONDS": "2",
     "WORKER_LAG_INTERVAL_SECONDS": "0.5",
 }
+# Api settings that make gauges and the expiry sweep second-scale (limits stay the defaults).
+QUICK_API = {
+    "API_GAUGE_REFRESH_INTERVAL_SECONDS": "0.2",
+    "API_EXPIRY_SWEEP_INTERVAL_SECONDS": "0.2",
+}
 # The default tuning: several replicas share one PostgreSQL server, and one tenant is driven
 # far above the abuse limits unless a scenario tests them.
 SCENARIO_API = {
@@ -116,7 +121,7 @@ class System:
         self.topic = f"jobs-{uuid.uuid4().hex[:10]}"
         self.s3: MotoS3 | None = None
         self.broker: Broker | None = broker if isinstance(broker, Broker) else None
-        self.receiver: Receiver | None = None
+        self._receiver: Receiver | None = None
         self._receiver_server: ThreadingHTTPServer | None = None
         self.verifier: ServiceProcess | None = None
         self.apis: list[ServiceProcess] = []
@@ -153,7 +158,7 @@ class System:
             self.broker = self._start_broker()
         if self.broker is not None:
             self.broker.create_topic(self.topic, self.partitions)
-        self.receiver, self._receiver_server = start_receiver()
+        self._receiver, self._receiver_server = start_receiver()
 
     def _start_broker(self) -> Broker:
         if self.durable_broker:
@@ -181,6 +186,22 @@ class System:
         if not os.environ.get(KEEP_LOGS):
             for process in self.processes():
                 process.log_path.unlink(missing_ok=True)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker's address (a System started with one)."""
+        if self.broker is None:
+            msg = "this System runs without a broker"
+            raise RuntimeError(msg)
+        return self.broker.bootstrap
+
+    @property
+    def receiver(self) -> Receiver:
+        """The webhook receiver (a subscriber checking every signature) of a started System."""
+        if self._receiver is None:
+            msg = "the System is not started"
+            raise RuntimeError(msg)
+        return self._receiver
 
     def processes(self) -> list[ServiceProcess]:
         found = [*self.apis, *self.workers, *self.retired]
@@ -345,7 +366,6 @@ class System:
     ) -> dict[str, Any]:
         """A webhook subscription to the receiver (or to `url`), registered with its secret
         (and `script`, the receiver's answers to it)."""
-        assert self.receiver is not None
         target = url or self.receiver.url(path)
         with self.client(tenant, api=api) as client:
             response = client.post(
