@@ -53,9 +53,10 @@ test: setup ## Run every test (real Postgres, Kafka-protocol broker, Prometheus 
 	@$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS)
 	@$(UV) run --frozen pytest -m serial $(PYTEST_ARGS)
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check; import-linter contracts (pyproject.toml)
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen lint-imports --no-cache
 
 format: setup ## Apply ruff fixes and formatting
 	@$(UV) run --frozen ruff check --fix .

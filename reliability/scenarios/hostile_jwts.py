@@ -1,7 +1,7 @@
 """Hostile mandate JWTs through the PUBLIC api (POST /api/v1/mandates), not just the verifier.
 
 The tenant trusts two issuers: one with static keys (EC P-256 and RSA, ES256/RS256) and one
-resolved over did:web from a local HTTPS server (tests/verifier/helpers.DidServer, with its own
+resolved over did:web from a local HTTPS server (the harness's jose.DidServer, with its own
 CA and an allow-list for it). Every attack of the reference's list is sent, many against both
 issuers. A recording HTTP server stands behind every URL an attacker can name (`jku`, `x5u`,
 URL-shaped `kid`s); the only request the system may make is the did:web issuer's own document.

@@ -1,7 +1,7 @@
 """PostgreSQL stopped and started during load, on a throwaway cluster of our own.
 
 The api, the webhook-worker and the jwt-verifier run against a cluster this scenario created
-(reliability/pgcluster.py), so stopping it (`pg_ctl stop -m fast`) disturbs nobody else. While
+(the harness's pgcluster), so stopping it (`pg_ctl stop -m fast`) disturbs nobody else. While
 an open-loop load creates mandates for a tenant subscribed to every mandate event, and probes
 poll /healthz and /readyz, the database is stopped for a few seconds and started again. Expected:
 liveness 200 throughout, readiness 503 while it is down, every create answered 201 or a clear
