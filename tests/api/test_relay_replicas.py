@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import time
 
-from reliability.core import wait_until
-
 from mandate_vault_harness.kafka import publish_figures, publishes_per_event
 from mandate_vault_harness.load import CreateLoad
+from mandate_vault_harness.net import wait_until
 from mandate_vault_harness.system import System, publishing_api
 
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from reliability.core import wait_until
 
 from mandate_vault_api.roles import Role
 from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.net import wait_until
 from mandate_vault_harness.receiver import always
 from mandate_vault_harness.services import ServiceProcess
 from mandate_vault_harness.system import PASSWORD, System, Tenant

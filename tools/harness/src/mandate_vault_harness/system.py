@@ -113,7 +113,6 @@ class System:
         self.durable_broker = durable_broker
         self.partitions = partitions
         self._with_verifier = verifier
-        self._with_broker = broker is not False
         self._own_broker = broker is True
         self.service_env = service_env or {}
         self.api_tuning = SCENARIO_API if api_tuning is None else api_tuning
