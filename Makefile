@@ -62,7 +62,7 @@ format: setup ## Apply ruff fixes and formatting
 	@$(UV) run --frozen ruff check --fix .
 	@$(UV) run --frozen ruff format .
 
-typecheck: setup ## mypy: strict on shared, services, scripts and reliability; tests checked without annotation rules
+typecheck: setup ## mypy: strict on shared, services, the harness, scripts, bench and reliability; tests without annotation rules
 	@$(UV) run --frozen mypy
 
 bench: setup ## Paired benchmarks on real parts; writes reports/bench-<date>.md and .json (BENCH_ONLY=<section>)
