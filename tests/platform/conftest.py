@@ -13,7 +13,7 @@ CANARY_APP = ("tests.platform.canary_app", "CANARY")
 
 
 @pytest.fixture
-def canary() -> Callable[..., ServiceProcess]:
+def canary_service() -> Callable[..., ServiceProcess]:
     """Make (not start) a canary service process with the given environment."""
 
     def make(env: dict[str, str] | None = None) -> ServiceProcess:

@@ -114,8 +114,8 @@ def test_spans_metrics_and_logs_reach_the_collector(
     } <= names
 
 
-def test_text_format_is_one_line_per_event(canary: Callable[..., ServiceProcess]) -> None:
-    process = canary({"LOG_FORMAT": "text"}).start()
+def test_text_format_is_one_line_per_event(canary_service: Callable[..., ServiceProcess]) -> None:
+    process = canary_service({"LOG_FORMAT": "text"}).start()
     try:
         forged = 'hello\r\n{"event":"forged","level":"error"}\nsecond line'
         httpx.post(f"{process.url}/echo", json={"note": forged})
@@ -135,9 +135,9 @@ def test_text_format_is_one_line_per_event(canary: Callable[..., ServiceProcess]
 
 
 def test_json_format_cannot_be_forged_with_newlines(
-    canary: Callable[..., ServiceProcess],
+    canary_service: Callable[..., ServiceProcess],
 ) -> None:
-    process = canary().start()
+    process = canary_service().start()
     try:
         forged = 'x\r\n{"event":"forged","level":"error"}'
         httpx.post(f"{process.url}/echo", json={"note": forged})
@@ -148,8 +148,10 @@ def test_json_format_cannot_be_forged_with_newlines(
     assert not any(r["event"] == "forged" for r in records)
 
 
-def test_server_errors_are_counted_and_logged(canary: Callable[..., ServiceProcess]) -> None:
-    process = canary().start()
+def test_server_errors_are_counted_and_logged(
+    canary_service: Callable[..., ServiceProcess],
+) -> None:
+    process = canary_service().start()
     try:
         response = httpx.get(f"{process.url}/boom")
         samples = scrape(process.url)

@@ -10,9 +10,9 @@ from mandate_vault_harness.services import ServiceProcess
 
 
 def test_production_keeps_a_tenth_of_info_and_all_warnings(
-    canary: Callable[..., ServiceProcess],
+    canary_service: Callable[..., ServiceProcess],
 ) -> None:
-    process = canary({"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"}).start()
+    process = canary_service({"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"}).start()
     try:
         with httpx.Client(base_url=process.url) as client:
             for _ in range(400):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from mandate_vault_harness.issuer import Issuer
 from mandate_vault_harness.metrics import scrape, value
@@ -36,7 +37,10 @@ def test_breaker_opens_parks_half_opens_closes_and_parked_jobs_arrive(
     stack.receiver.wait_for(lambda r: "open" in _breaker_states(stack))
     with ThreadPoolExecutor(5) as pool:  # while the breaker is open (a probe at most)
         created += [
-            m["id"] for m in pool.map(stack.create_mandate, [bank.mandate() for _ in range(5)])
+            m["id"]
+            for m in pool.map(
+                partial(stack.create_mandate, tenant), [bank.mandate() for _ in range(5)]
+            )
         ]
     stack.receiver.wait_for(
         lambda r: (
