@@ -48,6 +48,7 @@ COPY shared/pyproject.toml shared/
 COPY services/api/pyproject.toml services/api/
 COPY services/jwt-verifier/pyproject.toml services/jwt-verifier/
 COPY services/webhook-worker/pyproject.toml services/webhook-worker/
+COPY tools/harness/pyproject.toml tools/harness/
 RUN --mount=type=cache,target=/cache/uv \
     uv sync --frozen --no-dev --package ${PACKAGE} --no-install-workspace
 

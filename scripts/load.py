@@ -42,10 +42,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from mandate_vault_harness.issuer import DEMO_ISSUER, DEMO_KID, demo_key_file
 
-from scripts.demo_issuer import ISSUER, KEY_FILE, KID  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
 CSV_PREFIX = "locust"
@@ -86,9 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("LOAD_PASSWORD", ""),
         help="the admin's password; prefer $LOAD_PASSWORD (a flag shows in `ps`)",
     )
-    option("--issuer-key", "LOAD_ISSUER_KEY", str(KEY_FILE), "PEM private key signing mandates")
-    option("--issuer", "LOAD_ISSUER", ISSUER, "the key's issuer DID, trusted by the tenant")
-    option("--kid", "LOAD_KID", KID, "key id in the mandates' JWT header")
+    option(
+        "--issuer-key", "LOAD_ISSUER_KEY", str(demo_key_file()), "PEM private key signing mandates"
+    )
+    option("--issuer", "LOAD_ISSUER", DEMO_ISSUER, "the key's issuer DID, trusted by the tenant")
+    option("--kid", "LOAD_KID", DEMO_KID, "key id in the mandates' JWT header")
     option("--tenant-id", "LOAD_TENANT_ID", "", "X-Tenant-ID to act on (platform admins)")
     option(
         "--webhook-url",

@@ -1,7 +1,7 @@
 """Hostile mandate JWTs through the PUBLIC api (POST /api/v1/mandates), not just the verifier.
 
 The tenant trusts two issuers: one with static keys (EC P-256 and RSA, ES256/RS256) and one
-resolved over did:web from a local HTTPS server (tests/verifier/helpers.DidServer, with its own
+resolved over did:web from a local HTTPS server (the harness's jose.DidServer, with its own
 CA and an allow-list for it). Every attack of the reference's list is sent, many against both
 issuers. A recording HTTP server stands behind every URL an attacker can name (`jku`, `x5u`,
 URL-shaped `kid`s); the only request the system may make is the did:web issuer's own document.
@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.verifier.helpers import (
+
+from mandate_vault_harness.jose import (
     DidServer,
     SigningKey,
     b64,
@@ -41,9 +42,8 @@ from tests.verifier.helpers import (
     sign,
     static_issuer,
 )
-
+from mandate_vault_harness.system import System, server_errors
 from reliability.core import Findings, Row, Scale
-from reliability.stack import System, server_errors
 
 NAME = "hostile mandate JWTs"
 BANK = "did:web:bank.example.com"

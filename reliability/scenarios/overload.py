@@ -2,8 +2,9 @@
 recovers.
 
 The api's closed-loop create capacity is measured first (wrk, 16 connections). Then an
-open-loop generator (scripts/openloop.py: each request sent at its scheduled time, latency from
-that time) offers 50 % of it, then 200 % (60 s; 5 s in the short version), then 50 % again.
+open-loop generator (the harness's `load.run_open_loop`: each request sent at its scheduled
+time, latency from that time) offers 50 % of it, then 200 % (60 s; 5 s in the short version),
+then 50 % again.
 Checked: every answer is a 201 or a 503/429 (no 500, no timeout, no dropped connection); the
 excess is refused with ``{"error": "overloaded"}``; exactly the answered-201 mandates were stored,
 each with its outbox event (a refused request stores nothing); latency is back to normal
@@ -21,11 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from scripts.bench_create import _wrk_script, recovery_seconds, wrk_with_cpu
-from scripts.openloop import Phase, Run, Target, percentile, run_open_loop
 
+from mandate_vault_harness.load import (
+    Phase,
+    Run,
+    Target,
+    percentile,
+    recovery_seconds,
+    run_open_loop,
+    wrk_script,
+    wrk_with_cpu,
+)
+from mandate_vault_harness.system import System, Tenant
 from reliability.core import Findings, Row, Scale
-from reliability.stack import System, Tenant
 
 NAME = "overload (2x capacity)"
 RECOVERY_GOAL_S = 2.0
@@ -55,7 +64,7 @@ def _settled(system: System, tenant: Tenant) -> tuple[int, int]:
 
 def _capacity(url: str, body: bytes, headers: dict[str, str], seconds: int) -> float:
     """Closed-loop create throughput (wrk, 16 connections)."""
-    script = _wrk_script(body, headers)
+    script = wrk_script(body, headers)
     try:
         wrk_with_cpu(url, 1, script)
         return wrk_with_cpu(url, seconds, script)[0].rps
@@ -120,7 +129,7 @@ def _check_recovery(
     findings: Findings, scale: Scale, load: Run, recovery: float, overload_end: float
 ) -> None:
     """Latency normal again soon (full scale), or every request admitted once settled."""
-    if scale is Scale.FULL:  # back to normal: see scripts/bench_create.recovery_seconds
+    if scale is Scale.FULL:  # back to normal: see mandate_vault_harness.load.recovery_seconds
         findings.check(
             recovery <= RECOVERY_GOAL_S, f"latency normal again after {recovery} s (goal 2 s)"
         )

@@ -1,7 +1,7 @@
 """PostgreSQL stopped and started during load, on a throwaway cluster of our own.
 
 The api, the webhook-worker and the jwt-verifier run against a cluster this scenario created
-(reliability/pgcluster.py), so stopping it (`pg_ctl stop -m fast`) disturbs nobody else. While
+(the harness's pgcluster), so stopping it (`pg_ctl stop -m fast`) disturbs nobody else. While
 an open-loop load creates mandates for a tenant subscribed to every mandate event, and probes
 poll /healthz and /readyz, the database is stopped for a few seconds and started again. Expected:
 liveness 200 throughout, readiness 503 while it is down, every create answered 201 or a clear
@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.pgcluster import ThrowawayCluster
-from reliability.stack import (
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.pgcluster import ThrowawayCluster
+from mandate_vault_harness.system import (
     System,
     delivered_mandate_ids,
     error_causes,
     server_errors,
     where_events_stopped,
 )
+from reliability.core import Findings, Row, Scale, wait_until
 
 NAME = "PostgreSQL stopped and started"
 PATH = "/pg-outage"
@@ -146,7 +146,6 @@ class _Observed:
         drain_timeout: float,
     ) -> None:
         assert system.verifier is not None
-        assert system.receiver is not None
         receiver = system.receiver
         self.answers = load.join(timeout=load.count / load.rps + 60)
         probe.stop()

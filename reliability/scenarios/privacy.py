@@ -29,12 +29,12 @@ import time
 from typing import Any
 
 import httpx
-from tests.fixtures.otlp import start_receiver as start_otlp
-from tests.fixtures.sentry import start_sink
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.otlp import start_receiver as start_otlp
+from mandate_vault_harness.sentry import start_sink
+from mandate_vault_harness.system import PASSWORD, System
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.stack import PASSWORD, System
 
 NAME = "privacy: canaries and log injection"
 
@@ -316,8 +316,7 @@ class _Channels:
         rotate = f"/api/v1/webhooks/{hook['id']}/rotate-secret"
         rotated = client.post(rotate, headers=self.key).json()
         owned["rotated webhook secret"] = rotated.get("secret", "")
-        if system.receiver is not None:
-            system.receiver.register("/privacy", rotated.get("secret", hook["secret"]))
+        system.receiver.register("/privacy", rotated.get("secret", hook["secret"]))
 
     def mandate_claims(self) -> str:
         """A valid mandate and one the verifier rejects with the value in its reason."""
@@ -363,5 +362,4 @@ def _drive(
     valid = channels.mandate_claims()
     channels.log_injection(marker)
     channels.failures(valid)
-    if system.receiver is not None:
-        wait_until(lambda: len(system.receiver.at("/privacy")) >= 2, timeout=15)  # type: ignore[union-attr]
+    wait_until(lambda: len(system.receiver.at("/privacy")) >= 2, timeout=15)

@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 import httpx
-from tests.fixtures.metrics import scrape, value
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.system import PASSWORD, System, Tenant
 from reliability.core import Findings, Row, Scale
-from reliability.stack import PASSWORD, System, Tenant
 
 NAME = "rate limits"
 LIMITS: dict[str, Any] = {

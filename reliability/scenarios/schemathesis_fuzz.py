@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.system import System, server_errors
 from reliability.core import Findings, Row, Scale
-from reliability.stack import System, server_errors
 
 NAME = "schemathesis on every service"
 CHECKS = "not_a_server_error,response_schema_conformance"

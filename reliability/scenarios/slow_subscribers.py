@@ -21,12 +21,11 @@ import threading
 import time
 from typing import Any
 
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.receiver import Receiver
-
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.receiver import Receiver
+from mandate_vault_harness.system import System, Tenant, server_errors
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.stack import System, Tenant, server_errors
 
 NAME = "slow and failing subscribers"
 KINDS = ("healthy-1", "healthy-2", "slow", "failing", "timeout")
@@ -83,7 +82,6 @@ class _Subscribers:
     """A tenant per kind of subscriber, each subscribed to its own endpoint of the receiver."""
 
     def __init__(self, system: System) -> None:
-        assert system.receiver is not None
         self.receiver = system.receiver
         self.tenants: dict[str, Tenant] = {kind: system.add_tenant() for kind in KINDS}
         self.paths = {kind: f"/{kind}" for kind in KINDS}

@@ -2,7 +2,7 @@
 
 Webhooks, at registration: an api with an empty SSRF allow-list is asked to register (POST) and
 to re-point (PATCH) subscriptions at every blocked address spelling of the shared guard's tests
-(tests/verifier/test_ssrf.BLOCKED_HOSTS: loopback, private, link-local/metadata, CGNAT,
+(mandate_vault_harness.net.BLOCKED_HOSTS: loopback, private, link-local/metadata, CGNAT,
 benchmark, multicast, reserved, documentation ranges; decimal, octal, hex and short IPv4 forms;
 IPv6, IPv4-mapped, NAT64 and 6to4 forms), at `localhost` (a name that resolves to loopback),
 and at URLs with other schemes or credentials. All must be refused with 422.
@@ -34,16 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.fixtures.net import free_port
-from tests.fixtures.services import REPO_ROOT
-from tests.verifier.helpers import DidServer, ec_key, make_tls, mandate_claims, sign
-from tests.verifier.test_ssrf import BLOCKED_HOSTS
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.jose import DidServer, ec_key, make_tls, mandate_claims, sign
+from mandate_vault_harness.net import BLOCKED_HOSTS, free_port
+from mandate_vault_harness.services import REPO_ROOT
+from mandate_vault_harness.system import System, server_errors
 from mandate_vault_shared.ssrf import SsrfBlocked, SsrfPolicy
 from mandate_vault_verifier.truststore import TruststoreError, parse_truststore
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.stack import System, server_errors
 
 NAME = "SSRF: webhook URLs and did:web issuers"
 OTHER_SHAPES = (
@@ -134,7 +133,6 @@ def _start(system: System, ca_file: Path) -> tuple[Any, Any]:
 
     Returns (strict api, loose api): the loose one admits loopback.
     """
-    assert system.receiver is not None
     assert system.verifier is not None
     system.retire(system.verifier)  # again, with the test CA and no allow-list
     system.start_verifier(
@@ -277,7 +275,6 @@ def _webhooks(
     findings: Findings,
     figures: dict[str, Any],
 ) -> None:
-    assert system.receiver is not None
     port = system.receiver.port
     with httpx.Client(timeout=10, headers=tenant.headers()) as client:
         existing = client.post(

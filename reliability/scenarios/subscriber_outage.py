@@ -24,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.receiver import Receiver
 
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.receiver import Receiver
+from mandate_vault_harness.system import System, Tenant, server_errors
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.stack import System, Tenant, server_errors
 
 NAME = "subscriber down 30 s, then recovered by the API"
 PATH = "/outage"
@@ -78,7 +78,6 @@ class _Outage:
     """Creates at a steady rate; the receiver down for the middle part of the load."""
 
     def __init__(self, system: System, tenant: Tenant, plan: _Plan) -> None:
-        assert system.receiver is not None
         receiver = system.receiver
         issuer = system.issuers[0]
         self.since = datetime.now(UTC) - timedelta(seconds=1)
@@ -117,7 +116,6 @@ class _Recovered:
     def __init__(
         self, system: System, tenant: Tenant, subscription: str, outage: _Outage, timeout: float
     ) -> None:
-        assert system.receiver is not None
         receiver = system.receiver
         with httpx.Client(base_url=system.api.url, headers=tenant.headers(), timeout=30) as api:
             self.answer = api.post(

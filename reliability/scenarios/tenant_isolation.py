@@ -37,8 +37,8 @@ from mandate_vault_api.routes import (
     users,
     webhooks,
 )
+from mandate_vault_harness.system import ROLES, System, Tenant, server_errors
 from reliability.core import Findings, Row, Scale
-from reliability.stack import ROLES, System, Tenant, server_errors
 
 NAME = "tenant isolation, roles, mass assignment"
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -17,9 +17,9 @@ import uuid
 
 import httpx
 
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.system import System, Tenant
 from reliability.core import Findings, Row, Scale
-from reliability.load import CreateLoad, summarize
-from reliability.stack import System, Tenant
 
 NAME = "jwt-verifier down"
 MARGIN_SECONDS = 0.75

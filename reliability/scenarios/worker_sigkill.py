@@ -15,9 +15,9 @@ import random
 import time
 from collections import Counter
 
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.system import System, server_errors
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.stack import System, server_errors
 
 NAME = "webhook-worker SIGKILLed during delivery"
 PATH = "/sigkill"
@@ -29,7 +29,6 @@ def _start(system: System, rps: float, count: int) -> CreateLoad:
     for _ in range(2):
         system.start_worker(wait=False)
     system.ready()
-    assert system.receiver is not None
     tenant = system.add_tenant()
     system.subscribe(tenant, PATH)
     system.receiver.delay_seconds = 0.005  # a subscriber that takes its time keeps work in flight
@@ -44,7 +43,6 @@ def _kill_workers(system: System, load: CreateLoad, kills: int, rng: random.Rand
 
     Returns the events created but not yet delivered at each kill (> 0: it landed mid-stream).
     """
-    assert system.receiver is not None
     duration = load.count / load.rps
     outstanding_at_kill = []
     for n in range(kills):
@@ -76,7 +74,6 @@ class _Delivered:
     """What the subscriber received: per mandate its webhook-ids, per webhook-id its bodies."""
 
     def __init__(self, system: System) -> None:
-        assert system.receiver is not None
         self.deliveries = system.receiver.at(PATH)
         self.invalid = len(system.receiver.invalid)
         self.by_mandate: dict[str, set[str]] = {}

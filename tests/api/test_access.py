@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 
 from mandate_vault_api.roles import Permission, Role, allows
+from mandate_vault_harness.inprocess import Api, unique_tenant
+from mandate_vault_harness.issuer import Issuer
 from mandate_vault_shared.db.schema import webhook_deliveries
 from mandate_vault_shared.webhooks import new_event_id
-from tests.api.conftest import Api
-from tests.api.helpers import unique_tenant
-from tests.api.issuer import Issuer
 
 
 @dataclass

@@ -9,11 +9,10 @@ import httpx
 import pytest
 from prometheus_client.samples import Sample
 
-from tests.api.helpers import cli
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.metrics import label_keys, scrape, value
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.metrics import label_keys, scrape, value
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.services import ServiceProcess, cli
 
 TENANT = "acme-corp"
 EMAIL = "ops@acme.example"

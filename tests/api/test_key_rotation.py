@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
-from reliability.stack import PASSWORD, System
 
 from mandate_vault_api.roles import Role
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import PASSWORD, System
 
 OLD_SIGNING = "k1:" + "old-signing-secret-".ljust(48, "1")
 NEW_SIGNING = "k2:" + "new-signing-secret-".ljust(48, "2")

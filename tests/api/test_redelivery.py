@@ -6,6 +6,7 @@ and the test reads what the api turned them into (the worker's side is tests/web
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,11 +14,11 @@ from typing import Any
 from sqlalchemy import select
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.inprocess import Api, running_api, tenant_with_writer
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.services import cli
 from mandate_vault_shared.db.schema import webhook_deliveries, webhook_delivery_attempts
 from mandate_vault_shared.webhooks import new_event_id
-from tests.api.conftest import Api, running_api
-from tests.api.helpers import tenant_with_writer
-from tests.fixtures.net import free_port
 
 
 async def subscribe(api: Api, headers: dict[str, str], path: str = "/hook") -> str:
@@ -251,3 +252,70 @@ async def test_redelivery_is_rate_limited_per_tenant(database_url: str) -> None:
         assert listing.status_code == 200  # reading is not a redelivery
         metrics = (await api.client.get("/api/v1/metrics")).text
         assert 'rate_limited_total{scope="redelivery"} 1.0' in metrics
+
+
+# --- the operator CLI on the same rows: `mandate-vault deliveries ...`, `dead-letters ...` ---
+
+
+async def test_operators_list_and_redeliver_across_tenants(api: Api, database_url: str) -> None:
+    tenant, headers = await tenant_with_writer(api)
+    subscription = await subscribe(api, headers)
+    start = api.clock() - timedelta(minutes=10)
+    dead = await add_delivery(api, tenant, subscription, "dead_lettered", start)
+    failed = await add_delivery(api, tenant, subscription, "failed", start + timedelta(minutes=1))
+    done = await add_delivery(api, tenant, subscription, "succeeded", start + timedelta(minutes=2))
+
+    listed = cli(database_url, "deliveries", "list", "--tenant", tenant, "--status", "failed")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [failed]
+    dead_letters = cli(database_url, "dead-letters", "list", "--subscription", subscription)
+    assert [line.split()[0] for line in dead_letters.stdout.splitlines()] == [dead]
+    attempts = cli(database_url, "deliveries", "attempts", dead)
+    lines = attempts.stdout.splitlines()
+    assert [line.split()[0] for line in lines if line.startswith("#")] == ["#1", "#2", "#3"]
+    assert lines[0].endswith("retrying       HTTP 500  12.5 ms  retry-after=2s")
+    assert 'body: "{\\"error\\": \\"token=[REDACTED]\\"}"' in attempts.stdout
+
+    retried = cli(database_url, "deliveries", "retry", done, "msg_unknown")
+    assert retried.stdout.splitlines() == [f"{done}: scheduled", "msg_unknown: not found"]
+    assert (await delivery(api, done)).redelivery == "cli:retry"
+    audit = json.loads(retried.stderr.splitlines()[-1])
+    assert (audit["event"], audit["source"], audit["kind"]) == (
+        "webhook_redelivery_requested",
+        "cli",
+        "retry",
+    )
+    assert audit["user_id"].startswith("operator:")
+    recovered = cli(
+        database_url,
+        "deliveries", "recover", "--subscription", subscription, "--since", start.isoformat(),
+    )  # fmt: skip
+    assert (
+        recovered.stdout.strip() == "2 failed or dead-lettered deliveries scheduled for redelivery"
+    )
+    again = cli(database_url, "dead-letters", "replay", "--all")
+    assert again.stdout.strip() == "0 dead letters scheduled for redelivery"  # already scheduled
+    assert (await delivery(api, dead)).redelivery == "cli:recover"
+
+
+async def test_operator_mistakes_are_one_line_and_change_nothing(
+    api: Api, database_url: str
+) -> None:
+    tenant, headers = await tenant_with_writer(api)
+    subscription = await subscribe(api, headers)
+    dead = await add_delivery(api, tenant, subscription, "dead_lettered", api.clock())
+    future = (api.clock() + timedelta(hours=1)).isoformat()
+    cases = [
+        (("dead-letters", "replay"), "pass --all"),
+        (("dead-letters", "replay", "--since", future), "in the future"),
+        (
+            ("deliveries", "recover", "--subscription", subscription, "--since", "2026-12-01"),
+            "offset",
+        ),
+        (("deliveries", "list", "--since", "yesterday"), "not an ISO 8601 time"),
+    ]
+    for args, message in cases:
+        result = cli(database_url, *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+    assert (await delivery(api, dead)).status == "dead_lettered"

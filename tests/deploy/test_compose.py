@@ -720,7 +720,11 @@ def test_dockerfile_two_phase_uv_sync(image: Image) -> None:
     assert sources_at, "sources are copied"
     assert first_at < min(sources_at) < second_at, "sources only after the dependency layer"
     copied = " ".join(value for i, value in copies if i < first_at)
-    members = [REPO / "shared", *sorted((REPO / "services").iterdir())]
+    members = [
+        REPO / "shared",
+        *sorted((REPO / "services").iterdir()),
+        *sorted((REPO / "tools").iterdir()),
+    ]
     for member in members:
         if (member / "pyproject.toml").is_file():
             relative = (member / "pyproject.toml").relative_to(REPO).as_posix()

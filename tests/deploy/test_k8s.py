@@ -16,9 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,18 +28,17 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from mandate_vault_api.settings import DEV_SIGNING_KEY, ApiSettings
+from mandate_vault_harness.k8s import K8S, KUBERNETES_VERSION, of_kind, one, tool
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
 from mandate_vault_verifier.settings import VerifierSettings
 from mandate_vault_worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
-K8S = REPO / "deploy" / "k8s"
 COLLECTOR_CONFIG = REPO / "deploy" / "otel-collector.yaml"
 COLLECTOR_COPY = K8S / "base" / "otel-collector" / "otel-collector.yaml"
 SECRETS_EXAMPLE = K8S / "secrets.example.yaml"
 COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.163.2"
 NAMESPACE = "mandate-vault"
-KUBERNETES_VERSION = "1.31.0"
 VARIANTS = ("base", "dev", "prod")
 
 # Deployment -> (settings class, env prefix, container port)
@@ -60,16 +57,6 @@ SHARED_VARIABLES = {
     "TELEMETRY_ENABLED",
 }
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
-
-
-def tool(name: str, hint: str) -> str:
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.is_file():
-        return str(beside_python)
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: {hint}")
-    return path
 
 
 def kubectl() -> str:
@@ -102,16 +89,6 @@ def prod(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def dev(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return rendered["dev"]
-
-
-def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    found = of_kind(docs, kind)
-    assert name in found, f"no {kind} {name}"
-    return found[name]
 
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:

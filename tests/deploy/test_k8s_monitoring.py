@@ -20,7 +20,8 @@ import pytest
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as operator
 
-from tests.deploy.test_k8s import K8S, KUBERNETES_VERSION, REPO, of_kind, one, tool
+from mandate_vault_harness.k8s import K8S, KUBERNETES_VERSION, of_kind, one, tool
+from mandate_vault_harness.services import REPO_ROOT as REPO
 
 OPERATOR_OVERLAY = K8S / "overlays" / "prod-operator"
 PLAIN = K8S / "monitoring"

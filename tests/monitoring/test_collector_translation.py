@@ -5,7 +5,7 @@ In compose and Kubernetes the services' metrics reach Prometheus only through th
 /api/v1/metrics instead. Alerts, SLO rules and the dashboard must read both the same way. No
 collector binary can run here (none is packaged for the reachable registries), so the
 collector's OTLP -> Prometheus translation is restated from its documentation in
-tests/fixtures/otlp_prometheus.py (checked first against the documented examples), and
+the harness's otlp_prometheus module (checked first against the documented examples), and
 applied, with the metrics pipeline's processors from deploy/otel-collector.yaml, to what the
 three real services export over OTLP to a stand-in receiver after real traffic.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +26,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker
-from tests.fixtures.otlp import OtlpReceiver, attributes, start_receiver
-from tests.fixtures.otlp_prometheus import (
+from mandate_vault_api.roles import Role
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.otlp import OtlpReceiver, attributes, start_receiver
+from mandate_vault_harness.otlp_prometheus import (
     COUNTER,
     GAUGE,
     HISTOGRAM,
@@ -40,8 +41,8 @@ from tests.fixtures.otlp_prometheus import (
     target_labels,
     translate,
 )
-from tests.monitoring.conftest import ALERT_RULES, DEPLOY, PROMETHEUS_CONFIG, running_stack
-from tests.webhooks.conftest import EMAIL
+from mandate_vault_harness.prometheus import ALERT_RULES, DEPLOY, PROMETHEUS_CONFIG
+from mandate_vault_harness.system import QUICK_API, QUICK_WORKER, System
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -291,19 +292,19 @@ def exported_by(requests: list[ExportMetricsServiceRequest]) -> set[str]:
     }
 
 
-def drive(urls: dict[str, str], bank: Issuer, headers: dict[str, str]) -> None:
+def drive(urls: dict[str, str], bank: Issuer, headers: dict[str, str], email: str) -> None:
     """A little of everything: creates (valid, rejected), reads, logins, unknown paths."""
     api = urls["mandate-vault-api"]
     with httpx.Client(base_url=api, headers=headers, timeout=10) as client:
         for token in (bank.mandate(), bank.mandate(), Issuer(did="did:web:x.example").mandate()):
             client.post("/api/v1/mandates", json={"vc_jwt": token})
         client.get("/api/v1/mandates")
-        client.post("/api/v1/auth/login", json={"email": EMAIL, "password": "wrong"})
+        client.post("/api/v1/auth/login", json={"email": email, "password": "wrong"})
         client.get("/no/such/path")
 
 
 @pytest.fixture(scope="module")
-async def run(broker: Broker) -> AsyncIterator[Run]:
+def run(broker: Broker, postgres_server: None) -> Iterator[Run]:
     otlp, server = start_receiver()
     bank = Issuer()
     env = {
@@ -312,18 +313,26 @@ async def run(broker: Broker) -> AsyncIterator[Run]:
         "OTEL_RESOURCE_ATTRIBUTES": RESOURCE_ATTRIBUTES,
     }
     try:
-        async with running_stack(
-            broker, truststore=truststore_json(bank), issuer=bank.did, service_env=env
+        with System(
+            issuers=[bank],
+            broker=broker,
+            service_env=env,
+            api_tuning=QUICK_API,
+            worker_tuning=QUICK_WORKER,
         ) as stack:
-            assert stack.api is not None
+            tenant = stack.add_tenant("acme-corp", users=True)
+            stack.start_api(wait=False)
+            stack.start_worker(wait=False)
+            stack.ready()
+            assert stack.verifier is not None
             urls = {
                 "mandate-vault-api": stack.api.url,
                 "mandate-vault-jwt-verifier": stack.verifier.url,
                 "mandate-vault-webhook-worker": stack.workers[0].url,
             }
             current = Run(urls, otlp)
-            stack.subscribe("/ok", ["MandateCreated"])
-            drive(urls, bank, stack.headers)
+            stack.subscribe(tenant, "/ok", ["MandateCreated"])
+            drive(urls, bank, tenant.headers(), tenant.emails[Role.TENANT_ADMIN])
             stack.receiver.wait_for(lambda r: len(r.at("/ok")) >= 2, timeout=30)
             yield observe(current)
     finally:

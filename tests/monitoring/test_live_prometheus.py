@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,21 +23,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.net import free_port
-from tests.fixtures.receiver import always
-from tests.monitoring.conftest import (
-    ALERT_RULES,
-    DEPLOY,
-    Monitoring,
-    PromQLError,
-    finite,
-    running_stack,
-)
-from tests.monitoring.promql import strip_thresholds
-from tests.webhooks.conftest import EMAIL, PASSWORD, Stack
+from mandate_vault_api.roles import Role
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.prometheus import ALERT_RULES, DEPLOY, Monitoring, PromQLError, finite
+from mandate_vault_harness.promql import strip_thresholds
+from mandate_vault_harness.receiver import always
+from mandate_vault_harness.system import PASSWORD, QUICK_API, QUICK_WORKER, System, Tenant
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -173,7 +167,7 @@ FIRST_ROUND_SERIES = [
 
 @dataclass
 class Live:
-    stack: Stack
+    stack: System
     monitoring: Monitoring
     traffic: dict[str, Any] = field(default_factory=dict)
 
@@ -204,11 +198,14 @@ def wait_until_scraped(monitoring: Monitoring, selectors: list[str], timeout: fl
         time.sleep(0.3)
 
 
-def verifier_outage(stack: Stack, bank: Issuer, monitoring: Monitoring) -> list[int]:
+def verifier_outage(
+    stack: System, tenant: Tenant, bank: Issuer, monitoring: Monitoring
+) -> list[int]:
     """Stop the verifier: creates answer 503 (errors_total), in two batches a scrape apart."""
     statuses = []
+    assert stack.verifier is not None
     stack.verifier.stop()
-    with stack.client as client:
+    with stack.client(tenant) as client:
         for batch in range(2):
             statuses += [
                 client.post("/api/v1/mandates", json={"vc_jwt": bank.mandate()}).status_code
@@ -222,10 +219,10 @@ def verifier_outage(stack: Stack, bank: Issuer, monitoring: Monitoring) -> list[
     return statuses
 
 
-def mandate_round(stack: Stack, bank: Issuer, traffic: dict[str, Any]) -> None:
+def mandate_round(stack: System, tenant: Tenant, bank: Issuer, traffic: dict[str, Any]) -> None:
     forger = Issuer(did=bank.did, kid=bank.kid)  # right issuer and kid, wrong key
     stranger = Issuer(did="did:web:unknown-bank.example")
-    with stack.client as client:
+    with stack.client(tenant) as client:
         _add(
             traffic,
             "valid mandates",
@@ -248,8 +245,7 @@ def mandate_round(stack: Stack, bank: Issuer, traffic: dict[str, Any]) -> None:
         _add(traffic, "mandate list reads", [client.get("/api/v1/mandates").status_code])
 
 
-def login_round(stack: Stack, traffic: dict[str, Any], round_no: int) -> None:
-    assert stack.api is not None
+def login_round(stack: System, tenant: Tenant, traffic: dict[str, Any], round_no: int) -> None:
     with httpx.Client(base_url=stack.api.url, timeout=10) as anonymous:
 
         def login(email: str, password: str) -> int:
@@ -268,26 +264,28 @@ def login_round(stack: Stack, traffic: dict[str, Any], round_no: int) -> None:
             f"bad passwords for {LOCKED_ADDRESS}",
             [login(LOCKED_ADDRESS, "guess") for _ in range(attempts)],
         )
-        _add(traffic, "successful logins", [login(EMAIL, PASSWORD)])
+        _add(traffic, "successful logins", [login(tenant.emails[Role.TENANT_ADMIN], PASSWORD)])
         _add(
             traffic, "unknown paths", [anonymous.get("/wp-login.php").status_code for _ in range(2)]
         )
 
 
-def drive_traffic(stack: Stack, bank: Issuer, monitoring: Monitoring) -> dict[str, Any]:
+def drive_traffic(
+    stack: System, tenant: Tenant, bank: Issuer, monitoring: Monitoring
+) -> dict[str, Any]:
     """Everything the guide's metrics describe, produced for real."""
     traffic: dict[str, Any] = {}
     wait_until_scraped(monitoring, ['count(up{job=~"mandate-vault-.*"} == 1) == 3'])
-    stack.subscribe(OK_PATH, ["MandateCreated", "MandateVerificationFailed"])
-    stack.subscribe(FAILING_PATH, ["MandateCreated"], script=always(500))
+    stack.subscribe(tenant, OK_PATH, ["MandateCreated", "MandateVerificationFailed"])
+    stack.subscribe(tenant, FAILING_PATH, ["MandateCreated"], script=always(500))
 
     # A verifier that is down: 503s (errors_total), then it comes back.
     traffic["creates while the verifier is down"] = _status_counts(
-        verifier_outage(stack, bank, monitoring)
+        verifier_outage(stack, tenant, bank, monitoring)
     )
     for round_no in range(2):
-        mandate_round(stack, bank, traffic)
-        login_round(stack, traffic, round_no)
+        mandate_round(stack, tenant, bank, traffic)
+        login_round(stack, tenant, traffic, round_no)
         if round_no == 0:
             wait_until_scraped(monitoring, FIRST_ROUND_SERIES)
 
@@ -319,7 +317,7 @@ def drive_traffic(stack: Stack, bank: Issuer, monitoring: Monitoring) -> dict[st
 
 
 @pytest.fixture(scope="module")
-async def live(monitoring: Monitoring, broker: Broker) -> AsyncIterator[Live]:
+def live(monitoring: Monitoring, broker: Broker) -> Iterator[Live]:
     bank = Issuer()
     collector_down = {
         # Nothing listens here: every export fails and is counted in telemetry_dropped_total.
@@ -328,24 +326,30 @@ async def live(monitoring: Monitoring, broker: Broker) -> AsyncIterator[Live]:
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_BLRP_SCHEDULE_DELAY": "200",
     }
-    async with running_stack(
-        broker,
-        truststore=truststore_json(bank),
-        issuer=bank.did,
+    worker = {
+        **QUICK_WORKER,
+        "WORKER_RETRY_SCHEDULE_SECONDS": "0.2",
+        "WORKER_LAG_INTERVAL_SECONDS": "0.5",
+        "WORKER_BREAKER_FAILURE_THRESHOLD": str(BREAKER_THRESHOLD),
+        "WORKER_BREAKER_COOLDOWN_SECONDS": "300",  # open for the rest of the test
+    }
+    with System(
+        issuers=[bank],
+        broker=broker,
         service_env=collector_down,
-        worker_env={
-            "WORKER_RETRY_SCHEDULE_SECONDS": "0.2",
-            "WORKER_LAG_INTERVAL_SECONDS": "0.5",
-            "WORKER_BREAKER_FAILURE_THRESHOLD": str(BREAKER_THRESHOLD),
-            "WORKER_BREAKER_COOLDOWN_SECONDS": "300",  # open for the rest of the test
-        },
+        api_tuning=QUICK_API,
+        worker_tuning=worker,
     ) as stack:
-        assert stack.api is not None
+        tenant = stack.add_tenant("acme-corp", users=True)
+        stack.start_api(wait=False)
+        stack.start_worker(wait=False)
+        stack.ready()
+        assert stack.verifier is not None
         monitoring.set_target("api", stack.api.url)
         monitoring.set_target("jwt-verifier", stack.verifier.url)
         monitoring.set_target("webhook-worker", stack.workers[0].url)
         started = time.monotonic()
-        traffic = drive_traffic(stack, bank, monitoring)
+        traffic = drive_traffic(stack, tenant, bank, monitoring)
         traffic["traffic took"] = f"{time.monotonic() - started:.1f} s"
         yield Live(stack, monitoring, traffic)
 
@@ -561,7 +565,7 @@ def test_every_alert_rule_loads_evaluates_and_has_data(live: Live) -> None:
     problems = without_traffic(with_data, results)
     assert not problems, (
         f"alert rules whose metrics returned no data: {problems}; "
-        f"targets: {monitoring.target_health()}; api running: {live.stack.api and live.stack.api.running}"
+        f"targets: {monitoring.target_health()}; api running: {live.stack.api.running}"
     )
     # The list of rules without live data must stay honest.
     assert all(not results[n] for n in without_data)

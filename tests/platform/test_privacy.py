@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.sentry import SentrySink
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.sentry import SentrySink
+from mandate_vault_harness.services import ServiceProcess
 
 CANARY_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJjYW5hcnkiOiJqd3QifQ.Y2FuYXJ5LXNpZ25hdHVyZQ"
 CANARY_API_KEY = "mvk_canaryApiKey1234567890"
@@ -16,9 +18,10 @@ CANARY_PASSWORD = "hunter2-canary-password"
 CANARIES = (CANARY_JWT, CANARY_API_KEY, CANARY_WEBHOOK_SECRET, CANARY_REFRESH, CANARY_PASSWORD)
 
 
-def test_canaries_never_leave_the_process(otlp: OtlpReceiver, sentry_sink: SentrySink) -> None:
-    process = ServiceProcess(
-        "canary",
+def test_canaries_never_leave_the_process(
+    otlp: OtlpReceiver, sentry_sink: SentrySink, canary_service: Callable[..., ServiceProcess]
+) -> None:
+    process = canary_service(
         {
             "SENTRY_DSN": sentry_sink.dsn,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,

@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
 from mandate_vault_api.settings import ApiSettings
+from mandate_vault_harness.jose import TlsFiles, make_tls
 from mandate_vault_shared.kafka import KafkaSettings, connection_options, producer_options
 from mandate_vault_worker.consumer import JobConsumer
 from mandate_vault_worker.settings import WorkerSettings
-from tests.verifier.helpers import TlsFiles, make_tls
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from mandate_vault_harness.otlp import attributes as decoded_attributes
 from mandate_vault_shared.telemetry.export import sender_of
 from mandate_vault_shared.telemetry.otlp_wire import WireLog, encode_logs, encode_spans
-from tests.fixtures.otlp import attributes as decoded_attributes
 
 
 def finished_spans() -> list[ReadableSpan]:

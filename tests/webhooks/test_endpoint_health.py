@@ -10,16 +10,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.receiver import Script
-from tests.webhooks.conftest import Stack
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.receiver import Script
+from mandate_vault_harness.system import System, Tenant
 
 API_OVERRIDES = {"API_WEBHOOK_DISABLE_AFTER_SECONDS": "2"}
 
 
-def subscription(stack: Stack, subscription_id: str) -> dict[str, Any]:
-    with stack.client as client:
+def subscription(stack: System, tenant: Tenant, subscription_id: str) -> dict[str, Any]:
+    with stack.client(tenant) as client:
         return dict(client.get(f"/api/v1/webhooks/{subscription_id}").json())
 
 
@@ -33,35 +33,39 @@ def wait_until(check: Any, timeout: float = 30) -> Any:
     raise AssertionError("condition not met")
 
 
-def bodies(stack: Stack, path: str) -> list[dict[str, Any]]:
+def bodies(stack: System, tenant: Tenant, path: str) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in stack.receiver.at(path)]
 
 
 def test_a_failing_endpoint_is_disabled_then_enabled_and_recovered(
-    stack: Stack, bank: Issuer
+    stack: System, tenant: Tenant, bank: Issuer
 ) -> None:
     started = datetime.now(UTC) - timedelta(seconds=1)
     state = {"up": False}
     script: Script = lambda _: (204, {}) if state["up"] else (503, {})  # noqa: E731
-    down = stack.subscribe("/down", ["MandateCreated", "endpoint.disabled"], script)["id"]
-    stack.subscribe("/ops", ["endpoint.disabled"])
-    first = stack.create_mandate(bank.mandate())["id"]
+    down = stack.subscribe(tenant, "/down", ["MandateCreated", "endpoint.disabled"], script=script)[
+        "id"
+    ]
+    stack.subscribe(tenant, "/ops", ["endpoint.disabled"])
+    first = stack.create_mandate(tenant, bank.mandate())["id"]
 
-    disabled = wait_until(lambda: (s := subscription(stack, down)) and not s["enabled"] and s)
+    disabled = wait_until(
+        lambda: (s := subscription(stack, tenant, down)) and not s["enabled"] and s
+    )
     assert disabled["disabled_reason"].startswith("endpoint failing")
     assert disabled["failing_since"] is not None
     stack.receiver.wait_for(lambda r: len(r.at("/ops")) == 1)
-    (notice,) = bodies(stack, "/ops")
+    (notice,) = bodies(stack, tenant, "/ops")
     assert notice["type"] == "endpoint.disabled"
     assert notice["data"]["subscription_id"] == down
     assert notice["data"]["reason"] == disabled["disabled_reason"]
     assert isinstance(notice["sequence"], int)
-    samples = scrape(stack.api.url if stack.api else "")
+    samples = scrape(stack.api.url)
     assert value(samples, "webhook_endpoints_disabled_total", service="mandate-vault-api") == 1
 
     # While disabled: nothing is sent, but the missed event is recorded (failed, not attempted).
-    second = stack.create_mandate(bank.mandate())["id"]
-    with stack.client as client:
+    second = stack.create_mandate(tenant, bank.mandate())["id"]
+    with stack.client(tenant) as client:
 
         def missed() -> list[dict[str, Any]]:
             found = client.get(f"/api/v1/webhooks/{down}/events", params={"status": "failed"})
@@ -87,13 +91,15 @@ def test_a_failing_endpoint_is_disabled_then_enabled_and_recovered(
     assert recovered.json()["scheduled"] == 2
 
     def both_delivered() -> bool:
-        with stack.client as client:
+        with stack.client(tenant) as client:
             found = client.get(f"/api/v1/webhooks/{down}/events").json()
         return len(found) == 2 and {e["status"] for e in found} == {"succeeded"}
 
     wait_until(both_delivered)
     after = [json.loads(r.body)["data"]["id"] for r in stack.receiver.at("/down")[-2:]]
     assert sorted(after) == sorted([first, second])
-    assert all(b["type"] == "MandateCreated" for b in bodies(stack, "/down"))  # never the notice
-    assert len(bodies(stack, "/ops")) == 1
-    assert wait_until(lambda: subscription(stack, down)["failing_since"] is None)
+    assert all(
+        b["type"] == "MandateCreated" for b in bodies(stack, tenant, "/down")
+    )  # never the notice
+    assert len(bodies(stack, tenant, "/ops")) == 1
+    assert wait_until(lambda: subscription(stack, tenant, down)["failing_since"] is None)

@@ -11,40 +11,48 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.kafka import dead_letters
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.receiver import Script
+from mandate_vault_harness.services import cli
+from mandate_vault_harness.system import System, Tenant
 from mandate_vault_worker.delivery import BODY_LIMIT, readable_body
-from tests.api.helpers import cli
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.receiver import Script
-from tests.webhooks.conftest import Stack
-from tests.webhooks.dlq import dead_letters
 
 
-def events_of(stack: Stack, subscription_id: str, **params: str) -> list[dict[str, Any]]:
-    with stack.client as client:
+def events_of(
+    stack: System, tenant: Tenant, subscription_id: str, **params: str
+) -> list[dict[str, Any]]:
+    with stack.client(tenant) as client:
         answer = client.get(f"/api/v1/webhooks/{subscription_id}/events", params=params)
     assert answer.status_code == 200, answer.text
     return list(answer.json())
 
 
-def attempts_of(stack: Stack, subscription_id: str, event_id: str) -> list[dict[str, Any]]:
-    with stack.client as client:
+def attempts_of(
+    stack: System, tenant: Tenant, subscription_id: str, event_id: str
+) -> list[dict[str, Any]]:
+    with stack.client(tenant) as client:
         answer = client.get(f"/api/v1/webhooks/{subscription_id}/events/{event_id}/attempts")
     assert answer.status_code == 200, answer.text
     return list(answer.json())
 
 
-def wait_for_status(stack: Stack, subscription_id: str, status: str) -> dict[str, Any]:
+def wait_for_status(
+    stack: System, tenant: Tenant, subscription_id: str, status: str
+) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        found = events_of(stack, subscription_id)
+        found = events_of(stack, tenant, subscription_id)
         if found and found[0]["status"] == status:
             return found[0]
         time.sleep(0.1)
-    raise AssertionError(f"no event reached {status}: {events_of(stack, subscription_id)}")
+    raise AssertionError(f"no event reached {status}: {events_of(stack, tenant, subscription_id)}")
 
 
-def test_the_delivery_log_keeps_what_the_endpoint_answered(stack: Stack, bank: Issuer) -> None:
+def test_the_delivery_log_keeps_what_the_endpoint_answered(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
     secret = "whsec_" + "A" * 40
     body = (
         b'{"error": "busy", "api_key": "mvk_live_0123456789", "hint": "' + secret.encode() + b'"}'
@@ -52,10 +60,10 @@ def test_the_delivery_log_keeps_what_the_endpoint_answered(stack: Stack, bank: I
     )
     stack.receiver.bodies["/answers"] = body
     busy: Script = lambda attempt: (503, {"Retry-After": "1"}) if attempt == 1 else (200, {})  # noqa: E731
-    subscription = stack.subscribe("/answers", script=busy)["id"]
-    stack.create_mandate(bank.mandate())
-    event = wait_for_status(stack, subscription, "succeeded")
-    first, second = attempts_of(stack, subscription, event["event_id"])
+    subscription = stack.subscribe(tenant, "/answers", script=busy)["id"]
+    stack.create_mandate(tenant, bank.mandate())
+    event = wait_for_status(stack, tenant, subscription, "succeeded")
+    first, second = attempts_of(stack, tenant, subscription, event["event_id"])
 
     assert (first["status_code"], first["outcome"]) == (503, "retrying")
     assert first["retry_after_seconds"] == 1
@@ -74,12 +82,14 @@ def test_the_delivery_log_keeps_what_the_endpoint_answered(stack: Stack, bank: I
     assert second["response_body"] == stored  # the same answer body, the same treatment
 
 
-async def test_a_replayed_dead_letter_is_delivered_once(stack: Stack, bank: Issuer) -> None:
+async def test_a_replayed_dead_letter_is_delivered_once(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
     healthy = {"up": False}
     script: Script = lambda _: (204, {}) if healthy["up"] else (500, {})  # noqa: E731
-    subscription = stack.subscribe("/dead", script=script)["id"]
-    stack.create_mandate(bank.mandate())
-    event = wait_for_status(stack, subscription, "dead_lettered")
+    subscription = stack.subscribe(tenant, "/dead", script=script)["id"]
+    stack.create_mandate(tenant, bank.mandate())
+    event = wait_for_status(stack, tenant, subscription, "dead_lettered")
     webhook_id = event["event_id"]
     assert len(stack.receiver.at("/dead")) == 3  # the whole schedule: 1 + 2 retries
 
@@ -87,10 +97,10 @@ async def test_a_replayed_dead_letter_is_delivered_once(stack: Stack, bank: Issu
     # say) is recognised and dropped: only a recorded request redelivers.
     (record,) = [
         r
-        for r in await dead_letters(stack.broker.bootstrap, f"{stack.topic}.dlq", 10, 5)
+        for r in await dead_letters(stack.bootstrap_servers, f"{stack.topic}.dlq", 10, 5)
         if json.loads(r.value)["event_id"] == webhook_id
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
     await producer.start()
     try:
         await producer.send_and_wait(stack.topic, record.value, key=record.key)
@@ -118,7 +128,7 @@ async def test_a_replayed_dead_letter_is_delivered_once(stack: Stack, bank: Issu
         ("webhook_redelivery_requested", "cli", "replay", 1)
     ]
     stack.receiver.wait_for(lambda r: len(r.at("/dead")) == 4)
-    assert wait_for_status(stack, subscription, "succeeded")["attempts"] == 4
+    assert wait_for_status(stack, tenant, subscription, "succeeded")["attempts"] == 4
     again = cli(stack.database_url, "dead-letters", "replay", webhook_id)
     assert "not scheduled (status succeeded" in again.stdout
     await asyncio.sleep(1.5)  # several retry polls: nothing more may arrive
@@ -129,12 +139,14 @@ async def test_a_replayed_dead_letter_is_delivered_once(stack: Stack, bank: Issu
     assert value(samples, "webhook_redeliveries_total", source="cli", kind="replay") == 1
 
 
-def test_a_retry_through_the_api_resends_the_same_webhook_id(stack: Stack, bank: Issuer) -> None:
-    subscription = stack.subscribe("/again")["id"]
-    stack.create_mandate(bank.mandate())
-    event = wait_for_status(stack, subscription, "succeeded")
+def test_a_retry_through_the_api_resends_the_same_webhook_id(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
+    subscription = stack.subscribe(tenant, "/again")["id"]
+    stack.create_mandate(tenant, bank.mandate())
+    event = wait_for_status(stack, tenant, subscription, "succeeded")
     path = f"/api/v1/webhooks/{subscription}/events/{event['event_id']}/retry"
-    with stack.client as client:
+    with stack.client(tenant) as client:
         answer = client.post(path)
     assert answer.status_code == 202, answer.text
     assert answer.json()["scheduled"] is True
@@ -142,8 +154,8 @@ def test_a_retry_through_the_api_resends_the_same_webhook_id(stack: Stack, bank:
     first, second = stack.receiver.at("/again")
     assert first.webhook_id == second.webhook_id == event["event_id"]
     assert first.body == second.body
-    assert wait_for_status(stack, subscription, "succeeded")["redelivery"] is None
-    attempts = attempts_of(stack, subscription, event["event_id"])
+    assert wait_for_status(stack, tenant, subscription, "succeeded")["redelivery"] is None
+    attempts = attempts_of(stack, tenant, subscription, event["event_id"])
     assert [a["attempt"] for a in attempts] == [1, 2]
     samples = scrape(stack.workers[0].url)
     assert value(samples, "webhook_redeliveries_total", source="api", kind="retry") >= 1

@@ -1,9 +1,9 @@
 """Create-mandate figures for `make bench`: throughput and CPU per create, and overload.
 
-    BENCH_ONLY=create make bench          # this section alone (also: python scripts/bench.py)
-    python scripts/bench_create.py measure [--config production|full] [--rounds N]
-    python scripts/bench_create.py ab --base DIR     # A/B CPU per create against another tree
-    python scripts/bench_create.py profile --format flamegraph --out docs/perf/after
+    BENCH_ONLY=create make bench          # this section alone (also: python -m bench.run)
+    python -m bench.create measure [--config production|full] [--rounds N]
+    python -m bench.create ab --base DIR     # A/B CPU per create against another tree
+    python -m bench.create profile --format flamegraph --out docs/perf/after
 
 The section (`section`) measures, in one run on real parts (PostgreSQL, the broker, one
 uvicorn process per service, wrk and the load generator on the same cores):
@@ -13,9 +13,9 @@ uvicorn process per service, wrk and the load generator on the same cores):
    (``ENVIRONMENT=production``: 10 % traces, WARNING logs) with every signal exported over
    OTLP; CPU per create of each process from /proc (api, jwt-verifier, the PostgreSQL backends
    serving the database); and the same create with everything at 100 % (traces, INFO logs);
-2. overload: an open-loop sweep (`scripts/openloop.py`) from 25 % to 200 % of the measured
-   closed-loop capacity, then back to 50 %: goodput, admitted p50/p99, refusals and their p99
-   per step, and how long latency takes to be normal again; plotted to
+2. overload: an open-loop sweep (the harness's `load.run_open_loop`) from 25 % to 200 % of the
+   measured closed-loop capacity, then back to 50 %: goodput, admitted p50/p99, refusals and
+   their p99 per step, and how long latency takes to be normal again; plotted to
    ``reports/bench-<date>-overload.png``.
 
 It returns markdown lines and the ``create.*`` / ``overload.*`` keys of
@@ -28,11 +28,8 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,20 +37,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import httpx
+
+from bench.parts import Bench
+from mandate_vault_harness.cpu import CpuMeter
+from mandate_vault_harness.load import (
+    Phase,
+    Run,
+    Target,
+    Throughput,
+    percentile,
+    recovery_seconds,
+    run_open_loop,
+    wrk_script,
+    wrk_with_cpu,
+)
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.postgres import admin_dsn
+from mandate_vault_harness.services import ServiceProcess
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-from tests.api.issuer import truststore_json  # noqa: E402
-from tests.fixtures.metrics import scrape, value  # noqa: E402
-from tests.fixtures.postgres import admin_dsn  # noqa: E402
-from tests.fixtures.services import ServiceProcess  # noqa: E402
-
-from scripts.bench_stack import BenchStack  # noqa: E402
-from scripts.cpu import CpuMeter  # noqa: E402
-from scripts.loadgen import Throughput, parse_wrk  # noqa: E402
-from scripts.openloop import Phase, Run, Target, percentile, run_open_loop  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
@@ -64,8 +68,6 @@ RECOVERY_SECONDS = float(os.environ.get("BENCH_RECOVERY_SECONDS", "2" if QUICK e
 STEPS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 WARM_UP_SECONDS = 1.0 if QUICK else 3.0
 RECOVERY_RATE = 0.5  # of capacity, after the 200 % step
-WINDOW_S = 0.1  # recovery is judged on windows of requests this long (by scheduled time)
-STEADY_WINDOWS = 10  # ... and counts once this many windows in a row are normal
 
 # Production defaults: 10 % traces, WARNING logs (INFO sampled at 10 %), real secrets.
 PRODUCTION = {
@@ -111,30 +113,6 @@ class Step:
 # --- processes and measurements -------------------------------------------------------------
 
 
-def _wrk_script(body: bytes, headers: dict[str, str]) -> str:
-    lua = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}"]
-    lua += [f'wrk.headers["{k}"] = {json.dumps(v)}' for k, v in headers.items()]
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)  # noqa: SIM115
-    script.write("\n".join(lua) + "\n")
-    script.close()
-    return script.name
-
-
-def wrk_with_cpu(
-    url: str, seconds: int, script: str | None = None
-) -> tuple[Throughput, float, int]:
-    """wrk -t1 closed loop; its figures, its own CPU seconds and the number of requests."""
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
-    if script is not None:
-        command += ["-s", script]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    count = next((int(line.split()[0]) for line in out.splitlines() if "requests in" in line), 0)
-    return parse_wrk(out), cpu, count
-
-
 def database_backends(database: str) -> list[int]:
     """The PostgreSQL backend processes serving `database` (not the server's other work)."""
 
@@ -151,7 +129,7 @@ def database_backends(database: str) -> list[int]:
 
 @contextmanager
 def services(
-    stack: BenchStack, env: dict[str, str], code: str | None = None
+    stack: Bench, env: dict[str, str], code: str | None = None
 ) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     """A jwt-verifier and an api configured with `env`, exporting over OTLP to the discarding
     sink; `code`: run another tree's sources instead (A/B)."""
@@ -160,7 +138,7 @@ def services(
         parts = ("shared/src", "services/api/src", "services/jwt-verifier/src")
         common["PYTHONPATH"] = ":".join(f"{code}/{part}" for part in parts)
     verifier = ServiceProcess(
-        "jwt-verifier", {"VERIFIER_TRUSTSTORE_JSON": truststore_json(stack.issuer), **common}
+        "jwt-verifier", {"VERIFIER_TRUSTSTORE_JSON": stack.system.truststore, **common}
     ).start()
     try:
         with stack.api({**common, "API_VERIFIER_URL": verifier.url}) as api:
@@ -170,20 +148,20 @@ def services(
         verifier.log_path.unlink(missing_ok=True)
 
 
-def _create_request(stack: BenchStack) -> tuple[bytes, dict[str, str]]:
+def _create_request(stack: Bench) -> tuple[bytes, dict[str, str]]:
     body = json.dumps({"vc_jwt": stack.token()}).encode()
     return body, {"Content-Type": "application/json", "X-API-Key": stack.api_key}
 
 
 def closed_loop(
-    stack: BenchStack, api: ServiceProcess, verifier: ServiceProcess, seconds: int
+    stack: Bench, api: ServiceProcess, verifier: ServiceProcess, seconds: int
 ) -> CreateRun:
     """wrk on create; CPU per create of the api, the verifier and the database's backends."""
-    script = _wrk_script(*_create_request(stack))
+    script = wrk_script(*_create_request(stack))
     url = f"{api.url}/api/v1/mandates"
     database = stack.database_url.rsplit("/", 1)[1]
     try:
-        wrk_with_cpu(url, 1, script)  # warm up: connections, caches
+        wrk_with_cpu(url, 1, script, connections=CONNECTIONS)  # warm up: connections, caches
         meter = CpuMeter(
             {
                 "api": lambda: [api.pid or 0],
@@ -191,7 +169,7 @@ def closed_loop(
                 "postgres": lambda: database_backends(database),
             }
         ).start()
-        result, wrk_cpu, count = wrk_with_cpu(url, seconds, script)
+        result, wrk_cpu, count = wrk_with_cpu(url, seconds, script, connections=CONNECTIONS)
         used = meter.stop()
     finally:
         Path(script).unlink()
@@ -202,7 +180,7 @@ def closed_loop(
 
 
 def trivial(api: ServiceProcess, seconds: int) -> Throughput:
-    return wrk_with_cpu(f"{api.url}/api/v1/info", seconds)[0]
+    return wrk_with_cpu(f"{api.url}/api/v1/info", seconds, connections=CONNECTIONS)[0]
 
 
 # --- overload --------------------------------------------------------------------------------
@@ -238,34 +216,6 @@ def summarize_step(run: Run, index: int, share: float) -> Step:
     )
 
 
-def recovery_seconds(run: Run, normal_p99_ms: float) -> float:
-    """From the end of the overload until latency is normal and stays so for a second: every
-    request of ten consecutive 100 ms windows (by scheduled time) answered 201, none refused,
-    each window's p99 within twice the p99 at 50 % load (at least + 10 ms). A spike later on, on
-    a shared machine, does not count against it."""
-    index = len(run.phases) - 1
-    outcomes = run.of(index)
-    if not outcomes:
-        return float("nan")
-    begin = min(o.scheduled for o in outcomes)
-    windows: dict[int, list[float]] = {}
-    bad: set[int] = set()
-    for o in outcomes:
-        window = int((o.scheduled - begin) / WINDOW_S)
-        windows.setdefault(window, []).append(o.latency * 1000)
-        if o.status != 201:
-            bad.add(window)
-    limit = max(2 * normal_p99_ms, normal_p99_ms + 10)
-    normal = [
-        w not in bad and percentile(windows.get(w, []), 0.99) <= limit
-        for w in range(max(windows) + 1)
-    ]
-    for start in range(len(normal)):
-        if all(normal[start : start + STEADY_WINDOWS]):
-            return round(start * WINDOW_S, 2)
-    return float(len(normal)) * WINDOW_S
-
-
 def _refusals_by_reason(api: ServiceProcess) -> dict[str, float]:
     """The api's own count of refusals by reason (empty if it cannot be read)."""
     for _ in range(3):
@@ -281,9 +231,7 @@ def _refusals_by_reason(api: ServiceProcess) -> dict[str, float]:
     return {}
 
 
-def overload_sweep(
-    stack: BenchStack, api: ServiceProcess, capacity: float
-) -> tuple[Run, list[Step]]:
+def overload_sweep(stack: Bench, api: ServiceProcess, capacity: float) -> tuple[Run, list[Step]]:
     body, headers = _create_request(stack)
     target = Target(api.url, "/api/v1/mandates", body, headers)
     run = run_open_loop(target, sweep_phases(capacity))
@@ -328,7 +276,7 @@ def _median(runs: Sequence[CreateRun], attribute: str) -> float:
     return float(statistics.median(getattr(r.throughput, attribute) for r in runs))
 
 
-def closed_loop_rounds(stack: BenchStack) -> tuple[list[float], list[CreateRun], list[CreateRun]]:
+def closed_loop_rounds(stack: Bench) -> tuple[list[float], list[CreateRun], list[CreateRun]]:
     off_env = {**PRODUCTION, "TELEMETRY_ENABLED": "false"}
     trivial_off: list[float] = []
     production: list[CreateRun] = []
@@ -350,7 +298,7 @@ def closed_loop_rounds(stack: BenchStack) -> tuple[list[float], list[CreateRun],
     return trivial_off, production, full
 
 
-def section(stack: BenchStack, reports: Path, stem: str) -> tuple[list[str], dict[str, Any]]:
+def section(stack: Bench, reports: Path, stem: str) -> tuple[list[str], dict[str, Any]]:
     """The section's markdown and figures; the plot goes to ``reports/<stem>-overload.png``."""
     trivial_off, production, full = closed_loop_rounds(stack)
     capacity = _median(production, "rps")
@@ -474,7 +422,7 @@ def _markdown_steps(steps: Sequence[Step]) -> list[str]:
 
 
 def profile(
-    stack: BenchStack,
+    stack: Bench,
     api: ServiceProcess,
     verifier: ServiceProcess,
     seconds: int,
@@ -482,11 +430,11 @@ def profile(
     fmt: str,
 ) -> None:
     """py-spy flame graphs of the api and the verifier while wrk drives creates."""
-    script = _wrk_script(*_create_request(stack))
+    script = wrk_script(*_create_request(stack))
     url = f"{api.url}/api/v1/mandates"
     suffix = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}[fmt]
     try:
-        wrk_with_cpu(url, 2, script)
+        wrk_with_cpu(url, 2, script, connections=CONNECTIONS)
         spies = [
             subprocess.Popen(
                 [*SPY, "record", "--pid", str(process.pid), "--duration", str(seconds),
@@ -495,7 +443,7 @@ def profile(
             )
             for name, process in (("api", api), ("jwt-verifier", verifier))
         ]  # fmt: skip
-        print(wrk_with_cpu(url, seconds, script)[0])
+        print(wrk_with_cpu(url, seconds, script, connections=CONNECTIONS)[0])
         for spy in spies:
             spy.wait()
     finally:
@@ -520,7 +468,7 @@ def main() -> None:
     parser.add_argument("--format", default="flamegraph", choices=["flamegraph", "raw"])
     args = parser.parse_args()
     env = CONFIGS[args.config]
-    with BenchStack() as stack:
+    with Bench() as stack:
         if args.command == "ab":
             with services(stack, env, args.base) as a, services(stack, env) as b:
                 for _ in range(args.rounds):

@@ -1,7 +1,7 @@
 """Telemetry endpoints for paired runs, in their own process so that they cost the load
 generator nothing: `DiscardServer` accepts OTLP and Sentry envelopes and throws them away.
 
-Run as ``python -m reliability.sinks PORT``.
+Run as ``python -m mandate_vault_harness.sinks PORT``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.fixtures.net import free_port, wait_for_port
-from tests.fixtures.services import REPO_ROOT
+from mandate_vault_harness.net import free_port, wait_for_port
+from mandate_vault_harness.services import REPO_ROOT
 
 
 class _Discard(BaseHTTPRequestHandler):
@@ -42,8 +42,8 @@ class DiscardServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> DiscardServer:
-        self._process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
-            [sys.executable, "-m", "reliability.sinks", str(self.port)],
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "mandate_vault_harness.sinks", str(self.port)],
             cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -11,7 +11,7 @@
    not what is measured here) at rising rates for BENCH_STEP_SECONDS (10) each until p99 > 1 s,
    with 1 and with 2 worker replicas; the highest rate sustained with p99 <= 1 s and none lost.
 
-The receiver runs in a process of its own (tests/fixtures/receiver.py), answering at once or
+The receiver runs in a process of its own (the harness's `ReceiverProcess`), answering at once or
 after the tenant's delay. Every run uses a fresh topic (4 partitions) and consumer group.
 Figures go to the report's markdown and to `figures` (reports/bench-<date>.json).
 """
@@ -31,12 +31,12 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
-from tests.fixtures.receiver import ReceiverProcess
-from tests.fixtures.services import ServiceProcess
 
+from bench.parts import Bench
+from mandate_vault_harness.load import run_constant_rate
+from mandate_vault_harness.receiver import ReceiverProcess
+from mandate_vault_harness.services import ServiceProcess
 from mandate_vault_shared.messages import EventType, WebhookJob
-from scripts.bench_stack import BenchStack
-from scripts.loadgen import run_constant_rate
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 RPS = float(os.environ.get("BENCH_WEBHOOK_RPS", "20" if QUICK else "100"))
@@ -81,7 +81,7 @@ class Tenant:
 class Run:
     """A fresh topic, an api publishing to it and `workers` consuming it, one receiver."""
 
-    def __init__(self, stack: BenchStack, receiver: ReceiverProcess) -> None:
+    def __init__(self, stack: Bench, receiver: ReceiverProcess) -> None:
         self.stack = stack
         self.receiver = receiver
         self.topic = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
@@ -170,7 +170,7 @@ def _wait(
 
 
 def one_subscription(
-    stack: BenchStack, receiver: ReceiverProcess, figures: MutableMapping[str, float]
+    stack: Bench, receiver: ReceiverProcess, figures: MutableMapping[str, float]
 ) -> list[str]:
     run = Run(stack, receiver)
     with run.services() as (api, (worker,)):
@@ -203,7 +203,7 @@ def one_subscription(
 
 
 def noisy_neighbour(
-    stack: BenchStack, receiver: ReceiverProcess, figures: MutableMapping[str, float]
+    stack: Bench, receiver: ReceiverProcess, figures: MutableMapping[str, float]
 ) -> list[str]:
     run = Run(stack, receiver)
     with run.services() as (api, started):
@@ -298,7 +298,7 @@ class Step:
         return self.delivered == self.sent and self.p99_ms <= STEP_LIMIT_MS
 
 
-def step_up(stack: BenchStack, receiver: ReceiverProcess, workers: int) -> list[Step]:
+def step_up(stack: Bench, receiver: ReceiverProcess, workers: int) -> list[Step]:
     run = Run(stack, receiver)
     steps: list[Step] = []
     with run.services(workers) as (api, started):
@@ -343,7 +343,7 @@ def _step(
 
 
 def capacity(
-    stack: BenchStack, receiver: ReceiverProcess, figures: MutableMapping[str, float]
+    stack: Bench, receiver: ReceiverProcess, figures: MutableMapping[str, float]
 ) -> list[str]:
     lines = [
         f"### Webhooks, capacity of ONE subscription (jobs produced to the topic at rising rates, "
@@ -367,7 +367,7 @@ def capacity(
     return lines
 
 
-def run(stack: BenchStack, figures: MutableMapping[str, float]) -> list[str]:
+def run(stack: Bench, figures: MutableMapping[str, float]) -> list[str]:
     receiver = ReceiverProcess().start()
     try:
         lines = one_subscription(stack, receiver, figures)

@@ -6,9 +6,9 @@ sides; each pair reports its rounds, the medians and the ratio taken pair by pai
 1. Telemetry cost on a trivial endpoint (`GET /api/v1/info`, one api process per run, wrk):
    off vs on at 100 % and 10 % trace sampling; the contrib FastAPI instrumentation (the usual
    stack) for comparison; and the collector reachable vs black-holed.
-2. Create-mandate (scripts/bench_create.py): closed-loop throughput against the telemetry-off
+2. Create-mandate (bench/create.py): closed-loop throughput against the telemetry-off
    trivial endpoint, CPU per create per process, and an open-loop overload sweep.
-3. Webhooks (scripts/bench_webhooks.py): end to end latency of one subscription, a noisy
+3. Webhooks (bench/webhooks.py): end to end latency of one subscription, a noisy
    neighbour, and one subscription's capacity with 1 and 2 workers.
 
 Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (16), BENCH_STEP_SECONDS (15),
@@ -33,12 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import create as bench_create
+from bench import webhooks as bench_webhooks
+from bench.parts import Bench
+from mandate_vault_harness.load import Throughput, wrk
 
-from scripts import bench_create, bench_webhooks  # noqa: E402
-from scripts.bench_stack import BenchStack  # noqa: E402
-from scripts.loadgen import Throughput, wrk  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
@@ -81,7 +81,7 @@ def _table(title: str, baseline: Series, others: list[Series]) -> list[str]:
     ]
 
 
-def telemetry_pairs(stack: BenchStack) -> list[str]:
+def telemetry_pairs(stack: Bench) -> list[str]:
     configs: list[tuple[Series, dict[str, str]]] = [
         (Series("telemetry off"), {"TELEMETRY_ENABLED": "false"}),
         (Series("on, 100 % traces"), stack.otlp_env()),
@@ -149,10 +149,10 @@ def main() -> None:
     REPORTS.mkdir(exist_ok=True)
     figures: dict[str, Any] = {}
     lines: list[str] = []
-    with BenchStack() as stack:
+    with Bench() as stack:
         if _wanted("telemetry"):
             lines += telemetry_pairs(stack)
-        if _wanted("create"):  # create.* and overload.* keys (scripts/bench_create.py)
+        if _wanted("create"):  # create.* and overload.* keys (bench/create.py)
             create_lines, create_figures = bench_create.section(stack, REPORTS, _stem(started))
             lines += create_lines
             figures |= create_figures
@@ -163,7 +163,7 @@ def main() -> None:
         "",
         f"Machine: {_machine()}. Load generators on the same cores as the services. wrk -t1 "
         f"-c{CONNECTIONS} -d{SECONDS}s per throughput run, {ROUNDS} alternating rounds; "
-        "latency from a constant-rate open-model generator (scripts/loadgen.py). All telemetry "
+        "latency from the harness's constant-rate open-loop generator. All telemetry "
         "on means 100 % traces with batched OTLP export, the guide's metrics and a JSON "
         "access-log line (also shipped over OTLP) per request.",
         "",

@@ -1,4 +1,7 @@
-"""Real keys, real tokens, a real HTTPS server for DID documents: the verifier's test kit."""
+"""Real keys, real tokens, a real HTTPS server for DID documents: the kit of the verifier's
+tests and the hostile-JWT scenarios. `mandate_payload` and `sign` are the one way the harness
+builds and signs a mandate (`issuer.Issuer` uses them too); `forge` builds what no honest
+library would."""
 
 from __future__ import annotations
 
@@ -9,16 +12,21 @@ import json
 import ssl
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from mandate_vault_verifier.verifier import Verifier
 
 ALICE = "did:example:alice"
 
@@ -45,6 +53,34 @@ class SigningKey:
         return SigningKey(kid=kid, alg=alg or self.alg, private=self.private)
 
 
+@dataclass(frozen=True)
+class Keys:
+    """The verifier suite's keys: one per algorithm, and strangers' keys under the same kids."""
+
+    rsa: SigningKey
+    ps: SigningKey  # the RSA key, signing PS256
+    ec: SigningKey
+    ec384: SigningKey
+    ed: SigningKey
+    stranger_rsa: SigningKey  # same kid as `rsa`, never trusted
+    stranger_ec: SigningKey
+    stranger_ed: SigningKey
+
+    def by_alg(self, alg: str) -> SigningKey:
+        return {"RS256": self.rsa, "PS256": self.ps, "ES256": self.ec, "ES384": self.ec384,
+                "EdDSA": self.ed}[alg]  # fmt: skip
+
+    def stranger(self, alg: str) -> SigningKey:
+        kid = self.by_alg(alg).kid
+        private = {"RS256": self.stranger_rsa, "PS256": self.stranger_rsa,
+                   "ES256": self.stranger_ec, "EdDSA": self.stranger_ed}[alg].private  # fmt: skip
+        return SigningKey(kid, alg, private)
+
+
+# Builds an in-process verifier (the verifier suite's `make_verifier` fixture).
+VerifierFactory = Callable[..., "Verifier"]
+
+
 def rsa_key(kid: str, alg: str = "RS256") -> SigningKey:
     return SigningKey(kid, alg, rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
@@ -65,25 +101,48 @@ def b64json(value: Any) -> str:
     return b64(json.dumps(value, separators=(",", ":")).encode())
 
 
-def mandate_claims(iss: str, *, sub: str = ALICE, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
+def mandate_payload(
+    iss: str,
+    *,
+    subject: str,
+    scope: str,
+    amount: str,
+    currency: str,
+    issued_at: float,
+    expires_in: int,
+    jti: str | None = None,
+    not_before: bool = True,
+) -> dict[str, Any]:
+    """The claims of a PaymentMandate credential as issuers sign them."""
+    now = int(issued_at)
     claims: dict[str, Any] = {
         "iss": iss,
-        "sub": sub,
-        "iat": now - 10,
-        "exp": now + 3600,
-        "jti": "mandate-1",
+        "sub": subject,
+        "iat": now,
+        "exp": now + expires_in,
+        "jti": jti or f"urn:uuid:{uuid.uuid4()}",
         "vc": {
             "@context": ["https://www.w3.org/2018/credentials/v1"],
             "type": ["VerifiableCredential", "PaymentMandate"],
             "credentialSubject": {
-                "id": sub,
-                "scope": "payments:recurring",
-                "amountLimit": "100.00",
-                "currency": "EUR",
+                "id": subject,
+                "scope": scope,
+                "amountLimit": amount,
+                "currency": currency,
             },
         },
     }
+    if not_before:
+        claims["nbf"] = now
+    return claims
+
+
+def mandate_claims(iss: str, *, sub: str = ALICE, **overrides: Any) -> dict[str, Any]:
+    """The verifier suite's mandate: issued 10 s ago, valid for an hour, jti "mandate-1"."""
+    claims = mandate_payload(
+        iss, subject=sub, scope="payments:recurring", amount="100.00", currency="EUR",
+        issued_at=time.time() - 10, expires_in=3610, jti="mandate-1", not_before=False,
+    )  # fmt: skip
     claims.update(overrides)
     return claims
 

@@ -14,41 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+
+from bench.parts import Bench
+from mandate_vault_harness.load import wrk
+from mandate_vault_harness.services import ServiceProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.fixtures.services import ServiceProcess  # noqa: E402
-
-from scripts.bench_stack import BenchStack  # noqa: E402
-from scripts.loadgen import wrk  # noqa: E402
 
 REQUESTS = int(os.environ.get("SOAK_REQUESTS", "100000"))
 MINUTES = float(os.environ.get("SOAK_MINUTES", "10"))
 SAMPLE_SECONDS = float(os.environ.get("SOAK_SAMPLE_SECONDS", "30"))
 CONNECTIONS = 8
 REPORTS = Path(os.environ.get("SOAK_REPORTS_DIR", ROOT / "reports"))
-
-
-class _Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
 
 
 @dataclass
@@ -71,7 +52,7 @@ def _drive(url: str, requests: int, body: bytes | None, headers: dict[str, str] 
     return rate
 
 
-def _volume(stack: BenchStack, api: ServiceProcess) -> None:
+def _volume(stack: Bench, api: ServiceProcess) -> None:
     create = json.dumps({"vc_jwt": stack.token()}).encode()
     headers = {"Content-Type": "application/json", "X-API-Key": stack.api_key}
     verify = json.dumps({"jwt": stack.token(), "allowed_issuers": [stack.issuer.did]}).encode()
@@ -90,7 +71,7 @@ def _volume(stack: BenchStack, api: ServiceProcess) -> None:
         _drive(url, count, body, extra)
 
 
-def _soak(stack: BenchStack, api: ServiceProcess, processes: dict[str, ServiceProcess]) -> Memory:
+def _soak(stack: Bench, api: ServiceProcess, processes: dict[str, ServiceProcess]) -> Memory:
     memory = Memory()
     create = json.dumps({"vc_jwt": stack.token()}).encode()
     headers = {"Content-Type": "application/json", "X-API-Key": stack.api_key}
@@ -113,19 +94,16 @@ def _soak(stack: BenchStack, api: ServiceProcess, processes: dict[str, ServicePr
 
 def main() -> None:
     started = datetime.now(UTC)
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
     with (
-        BenchStack() as stack,
+        Bench() as stack,
         stack.api(stack.otlp_env()) as api,
         stack.worker(stack.otlp_env()) as worker,
     ):
-        stack.subscribe(api.url, f"http://127.0.0.1:{sink.server_address[1]}/hook")
+        stack.subscribe(api.url, f"{stack.sink.endpoint}/hook")  # answers 200, keeps nothing
         processes = {"api": api, "jwt-verifier": stack.verifier, "webhook-worker": worker}
         _volume(stack, api)
         after_volume = {name: process.rss_mb() for name, process in processes.items()}
         memory = _soak(stack, api, processes)
-    sink.shutdown()
     rows = [
         "| service | RSS after the volume | soak start | soak end | growth over the soak | peak |",
         "|---|---|---|---|---|---|",

@@ -1,12 +1,11 @@
-"""An open-loop HTTP load generator cheap enough to offer thousands of requests a second from
-the same two cores as the services it loads.
+"""The lean shape of the load generator: one fixed POST, cheap enough to offer thousands of
+requests a second from the same two cores as the services it loads.
 
-Open loop: request *i* of a phase is sent at its scheduled time whatever the answers to earlier
-ones do, and its latency counts from that scheduled time (no coordinated omission). Requests go
-over `mandate_vault_shared.keepalive` connections (~10 us of CPU a request where aiohttp took
+Requests follow the open-loop schedule (`schedule.paced`) over
+`mandate_vault_shared.keepalive` connections (~10 us of CPU a request where aiohttp took
 ~100 us), as many as are needed for the requests in flight. The generator measures its own CPU
-(`cpu_seconds`, the thread's) and how late it sent (`send_lag_p99_ms`): if it cannot keep up,
-the figures say so rather than quietly offering less.
+(`cpu_seconds`, the thread's) and how late it sent (`lag`): if it cannot keep up, the figures
+say so rather than quietly offering less.
 """
 
 from __future__ import annotations
@@ -20,17 +19,12 @@ from typing import Final
 
 import uvloop
 
+from mandate_vault_harness.load.schedule import Phase, paced
 from mandate_vault_shared.keepalive import KeepAliveClient
 
 REFUSAL_MARK: Final = b'"overloaded"'  # the error code of an admission-control refusal
-_BATCH_S: Final = 0.0005  # requests due within this are sent together
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    rate: float  # requests per second
-    seconds: float
+WINDOW_S: Final = 0.1  # recovery is judged on windows of requests this long (by scheduled time)
+STEADY_WINDOWS: Final = 10  # ... and counts once this many windows in a row are normal
 
 
 @dataclass(slots=True)
@@ -67,11 +61,10 @@ async def _drive(target: Target, phases: Sequence[Phase]) -> Run:
     run = Run(phases)
     client = KeepAliveClient(target.base_url, limit=20_000)
     loop = asyncio.get_running_loop()
-    pending: set[asyncio.Task[None]] = set()
+    warming: set[asyncio.Task[None]] = set()
 
-    async def one(phase: int, offset: float, at: float) -> None:
+    async def one(phase: int, _: int, offset: float, at: float) -> None:
         sent = loop.time()
-        lag = sent - at  # < 0 when sent up to _BATCH_S early
         status, refused = 0, False
         try:
             async with asyncio.timeout(target.timeout):
@@ -81,29 +74,20 @@ async def _drive(target: Target, phases: Sequence[Phase]) -> Run:
         except (OSError, TimeoutError):
             pass
         latency = loop.time() - max(at, sent)  # from the scheduled time, or the send if earlier
-        run.outcomes.append(Outcome(phase, offset, latency, status, refused, max(lag, 0.0)))
+        run.outcomes.append(Outcome(phase, offset, latency, status, refused, max(sent - at, 0.0)))
+
+    def connect_ahead(index: int, starts_at: float) -> None:
+        """Connect for the next phase while this one runs."""
+        if index + 1 < len(phases):
+            ends_in = starts_at + phases[index].seconds - loop.time()
+            task = loop.create_task(_warm_later(client, phases[index + 1], ends_in))
+            warming.add(task)
+            task.add_done_callback(warming.discard)
 
     cpu = time.thread_time()
     await client.warm(_connections_for(phases[0]))
-    start = loop.time() + 0.05
-    offset = 0.0
-    for index, phase in enumerate(phases):
-        interval, end = 1.0 / phase.rate, offset + phase.seconds
-        if index + 1 < len(phases):  # connect for the next phase while this one runs
-            upcoming = phases[index + 1]
-            warming = loop.create_task(_warm_later(client, upcoming, start + end - loop.time()))
-            pending.add(warming)
-            warming.add_done_callback(pending.discard)
-        while offset < end - 1e-9:
-            delay = start + offset - loop.time()
-            if delay > _BATCH_S:
-                await asyncio.sleep(delay)
-            task = loop.create_task(one(index, offset, start + offset))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            offset += interval
-    await asyncio.gather(*pending)
-    run.elapsed = loop.time() - start
+    run.elapsed = await paced(phases, one, on_phase=connect_ahead)
+    await asyncio.gather(*warming)
     run.cpu_seconds = time.thread_time() - cpu
     await client.close()
     return run
@@ -132,3 +116,30 @@ def percentile(values: Sequence[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+def recovery_seconds(run: Run, normal_p99_ms: float) -> float:
+    """From the start of the last phase until latency is normal and stays so for a second:
+    every request of ten consecutive 100 ms windows (by scheduled time) answered 201, none
+    refused, each window's p99 within twice `normal_p99_ms` (at least + 10 ms). A spike later
+    on, on a shared machine, does not count against it."""
+    outcomes = run.of(len(run.phases) - 1)
+    if not outcomes:
+        return float("nan")
+    begin = min(o.scheduled for o in outcomes)
+    windows: dict[int, list[float]] = {}
+    bad: set[int] = set()
+    for o in outcomes:
+        window = int((o.scheduled - begin) / WINDOW_S)
+        windows.setdefault(window, []).append(o.latency * 1000)
+        if o.status != 201:
+            bad.add(window)
+    limit = max(2 * normal_p99_ms, normal_p99_ms + 10)
+    normal = [
+        w not in bad and percentile(windows.get(w, []), 0.99) <= limit
+        for w in range(max(windows) + 1)
+    ]
+    for start in range(len(normal)):
+        if all(normal[start : start + STEADY_WINDOWS]):
+            return round(start * WINDOW_S, 2)
+    return float(len(normal)) * WINDOW_S

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from tests.fixtures.net import free_port
+from mandate_vault_harness.net import free_port
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 
@@ -50,7 +50,7 @@ class ThrowawayCluster:
         argv = [str(self.bin / command[0]), *command[1:]]
         if self._as_postgres:
             argv = ["runuser", "-u", "postgres", "--", *argv]
-        subprocess.run(argv, check=True, capture_output=True, cwd=self.directory)  # noqa: S603
+        subprocess.run(argv, check=True, capture_output=True, cwd=self.directory)
 
     def create(self) -> ThrowawayCluster:
         if self._as_postgres:

@@ -1,9 +1,15 @@
-"""The system under test, on real parts: PostgreSQL, the Kafka-protocol broker, and the three
-services as separate processes, started the way tests/fixtures starts them.
+"""The whole system on real parts, the one launcher tests, scenarios and benchmarks share:
+PostgreSQL, the Kafka-protocol broker, a webhook receiver, and the three services as separate
+processes (`ServiceProcess`, one uvicorn each, as in production).
 
-A scenario opens a `System`, adds tenants (in-process, straight into the database: fast),
-starts the services it needs with the settings it wants, and closes it, which stops every
-process it started and drops its database.
+A caller opens a `System` (a context manager), adds tenants (in-process, straight into the
+database: fast), starts the services it needs with the settings it wants, and closes it, which
+stops every process it started and drops the database it created. A database URL (PostgreSQL
+or SQLite) or a running `Broker` may be handed in instead: the System then uses them and leaves
+them as they were. Settings come in three layers: the wiring (where the database, the broker,
+the topic and the verifier are), the tuning (`api_tuning`, `worker_tuning`: by default quick,
+test-friendly values; a benchmark passes `{}` to measure the services' own defaults) and each
+start's overrides.
 """
 
 from __future__ import annotations
@@ -22,19 +28,51 @@ from typing import Any
 
 import asyncpg
 import httpx
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker, MotoS3
-from tests.fixtures.postgres import create_database, drop_database, ensure_server
-from tests.fixtures.receiver import Receiver, start_receiver
-from tests.fixtures.services import ServiceProcess, quick_worker_env
 
 from mandate_vault_api import directory, migrate
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.broker import Broker, MotoS3
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.postgres import create_database, drop_database, ensure_server
+from mandate_vault_harness.receiver import Receiver, Script, start_receiver
+from mandate_vault_harness.services import ServiceProcess
 from mandate_vault_shared.db.engine import create_engine
 
-PASSWORD = "reliability-passphrase-0123"  # noqa: S105 - the throwaway users' password
+PASSWORD = "harness-passphrase-0123"  # noqa: S105 - every throwaway user's password
 ROLES = (Role.READONLY, Role.MEMBER, Role.TENANT_ADMIN, Role.ADMIN)
 KEEP_LOGS = "RELIABILITY_KEEP_LOGS"  # set to keep the services' log files for a post-mortem
+
+# Worker settings that make retries, group changes and lag samples second-scale.
+QUICK_WORKER = {
+    "WORKER_SESSION_TIMEOUT_MS": "2000",
+    "WORKER_HEARTBEAT_INTERVAL_MS": "300",
+    "WORKER_RETRY_SCHEDULE_SECONDS": "0.5,1",
+    "WORKER_RETRY_JITTER": "0",
+    "WORKER_RETRY_POLL_INTERVAL_SECONDS": "0.1",
+    "WORKER_DELIVERY_TIMEOUT_SECONDS": "2",
+    "WORKER_LAG_INTERVAL_SECONDS": "0.5",
+}
+# Api settings that make gauges and the expiry sweep second-scale (limits stay the defaults).
+QUICK_API = {
+    "API_GAUGE_REFRESH_INTERVAL_SECONDS": "0.2",
+    "API_EXPIRY_SWEEP_INTERVAL_SECONDS": "0.2",
+}
+# The default tuning: several replicas share one PostgreSQL server, and one tenant is driven
+# far above the abuse limits unless a scenario tests them.
+SCENARIO_API = {
+    "API_DB_POOL_SIZE": "10",
+    "API_AUTH_CACHE_SECONDS": "5",
+    "API_RATE_LIMIT_TENANT_PER_SECOND": "1000000",
+    "API_RATE_LIMIT_API_KEY_PER_SECOND": "1000000",
+    "API_RATE_LIMIT_LOGIN_ACCOUNT_PER_MINUTE": "1000000",
+    "API_RATE_LIMIT_LOGIN_CLIENT_PER_MINUTE": "1000000",
+    "API_RATE_LIMIT_REDELIVERY_PER_MINUTE": "1000000",
+}
+SCENARIO_WORKER = {
+    **QUICK_WORKER,
+    "WORKER_DB_POOL_SIZE": "5",
+    "WORKER_RETRY_SCHEDULE_SECONDS": "0.5,1,2",
+}
 
 
 @dataclass
@@ -62,8 +100,13 @@ class System:
         durable_broker: bool = False,
         partitions: int = 4,
         verifier: bool = True,
-        broker: bool = True,
+        broker: Broker | bool = True,
+        service_env: dict[str, str] | None = None,
+        api_tuning: dict[str, str] | None = None,
+        worker_tuning: dict[str, str] | None = None,
     ) -> None:
+        """`broker`: True starts one (on moto S3 when `durable_broker`), False none, a `Broker`
+        is used as it is; `service_env` goes to every service (e.g. where telemetry goes)."""
         self.issuers = issuers if issuers is not None else [Issuer()]
         self.truststore = truststore or truststore_json(*self.issuers)
         self.database_url = database_url or ""
@@ -71,11 +114,14 @@ class System:
         self.durable_broker = durable_broker
         self.partitions = partitions
         self._with_verifier = verifier
-        self._with_broker = broker
-        self.topic = f"rel-jobs-{uuid.uuid4().hex[:8]}"
+        self._own_broker = broker is True
+        self.service_env = service_env or {}
+        self.api_tuning = SCENARIO_API if api_tuning is None else api_tuning
+        self.worker_tuning = SCENARIO_WORKER if worker_tuning is None else worker_tuning
+        self.topic = f"jobs-{uuid.uuid4().hex[:10]}"
         self.s3: MotoS3 | None = None
-        self.broker: Broker | None = None
-        self.receiver: Receiver | None = None
+        self.broker: Broker | None = broker if isinstance(broker, Broker) else None
+        self._receiver: Receiver | None = None
         self._receiver_server: ThreadingHTTPServer | None = None
         self.verifier: ServiceProcess | None = None
         self.apis: list[ServiceProcess] = []
@@ -87,7 +133,7 @@ class System:
 
     def __enter__(self) -> System:
         try:
-            self.start(verifier=self._with_verifier, broker=self._with_broker)
+            self.start()
         except BaseException:
             self.close()
             raise
@@ -101,23 +147,28 @@ class System:
     ) -> None:
         self.close()
 
-    def start(self, *, verifier: bool = True, broker: bool = True) -> None:
-        if verifier:
+    def start(self) -> None:
+        if self._with_verifier:
             self.start_verifier(wait=False)  # its start overlaps the database's; see ready()
         if self._own_database:
             ensure_server()
             self.database_url = asyncio.run(create_database())
         migrate.upgrade(self.database_url)
-        if broker:
-            if self.durable_broker:
-                self.s3 = MotoS3()
-                self.s3.start()
-                self.broker = Broker(storage="s3://tansu/", extra_env=self.s3.env)
-            else:
-                self.broker = Broker()
-            self.broker.start()
+        if self._own_broker:
+            self.broker = self._start_broker()
+        if self.broker is not None:
             self.broker.create_topic(self.topic, self.partitions)
-        self.receiver, self._receiver_server = start_receiver()
+        self._receiver, self._receiver_server = start_receiver()
+
+    def _start_broker(self) -> Broker:
+        if self.durable_broker:
+            self.s3 = MotoS3()
+            self.s3.start()
+            broker = Broker(storage="s3://tansu/", extra_env=self.s3.env)
+        else:
+            broker = Broker()
+        broker.start()
+        return broker
 
     def close(self) -> None:
         for process in [*self.workers, *self.apis]:
@@ -126,7 +177,7 @@ class System:
             self.verifier.stop()
         if self._receiver_server is not None:
             self._receiver_server.shutdown()
-        if self.broker is not None:
+        if self.broker is not None and self._own_broker:
             self.broker.stop()
         if self.s3 is not None:
             self.s3.stop()
@@ -135,6 +186,22 @@ class System:
         if not os.environ.get(KEEP_LOGS):
             for process in self.processes():
                 process.log_path.unlink(missing_ok=True)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker's address (a System started with one)."""
+        if self.broker is None:
+            msg = "this System runs without a broker"
+            raise RuntimeError(msg)
+        return self.broker.bootstrap
+
+    @property
+    def receiver(self) -> Receiver:
+        """The webhook receiver (a subscriber checking every signature) of a started System."""
+        if self._receiver is None:
+            msg = "the System is not started"
+            raise RuntimeError(msg)
+        return self._receiver
 
     def processes(self) -> list[ServiceProcess]:
         found = [*self.apis, *self.workers, *self.retired]
@@ -155,7 +222,8 @@ class System:
     ) -> ServiceProcess:
         """The jwt-verifier; `port` restarts it where the api already looks for it."""
         self.verifier = ServiceProcess(
-            "jwt-verifier", {"VERIFIER_TRUSTSTORE_JSON": self.truststore, **env}
+            "jwt-verifier",
+            {"VERIFIER_TRUSTSTORE_JSON": self.truststore, **self.service_env, **env},
         )
         if port is not None:
             self.verifier.port = port
@@ -168,19 +236,11 @@ class System:
             "API_DATABASE_URL": self.database_url,
             "API_VERIFIER_URL": self.verifier.url if self.verifier else "",
             "API_SSRF_ALLOWLIST": "127.0.0.1",
-            "API_DB_POOL_SIZE": "10",
-            "API_AUTH_CACHE_SECONDS": "5",
-            # Scenarios drive one tenant far above the abuse limits unless they test them.
-            "API_RATE_LIMIT_TENANT_PER_SECOND": "1000000",
-            "API_RATE_LIMIT_API_KEY_PER_SECOND": "1000000",
-            "API_RATE_LIMIT_LOGIN_ACCOUNT_PER_MINUTE": "1000000",
-            "API_RATE_LIMIT_LOGIN_CLIENT_PER_MINUTE": "1000000",
-            "API_RATE_LIMIT_REDELIVERY_PER_MINUTE": "1000000",
         }
         if self.broker is not None:
             env["API_KAFKA__BOOTSTRAP_SERVERS"] = self.broker.bootstrap
             env["API_JOBS_TOPIC"] = self.topic
-        return {**env, **overrides}
+        return {**env, **self.api_tuning, **self.service_env, **overrides}
 
     def start_api(self, wait: bool = True, **overrides: str) -> ServiceProcess:
         process = ServiceProcess("api", self.api_env(**overrides))
@@ -193,12 +253,15 @@ class System:
 
     def worker_env(self, **overrides: str) -> dict[str, str]:
         assert self.broker is not None
-        return {
-            **quick_worker_env(self.database_url, self.broker.bootstrap, self.topic),
-            "WORKER_DB_POOL_SIZE": "5",
-            "WORKER_RETRY_SCHEDULE_SECONDS": "0.5,1,2",
-            **overrides,
+        wiring = {
+            "WORKER_DATABASE_URL": self.database_url,
+            "WORKER_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "WORKER_JOBS_TOPIC": self.topic,
+            "WORKER_DEAD_LETTER_TOPIC": f"{self.topic}.dlq",
+            "WORKER_CONSUMER_GROUP": f"group-{self.topic}",
+            "WORKER_SSRF_ALLOWLIST": "127.0.0.1",
         }
+        return {**wiring, **self.worker_tuning, **self.service_env, **overrides}
 
     def start_worker(self, wait: bool = True, **overrides: str) -> ServiceProcess:
         process = ServiceProcess("webhook-worker", self.worker_env(**overrides))
@@ -215,6 +278,14 @@ class System:
         process.kill()
         self.apis.remove(process)
         self.retired.append(process)
+
+    @contextmanager
+    def serving(self, process: ServiceProcess) -> Iterator[ServiceProcess]:
+        """`process` (one this System started) for the block, retired after it."""
+        try:
+            yield process
+        finally:
+            self.retire(process)
 
     def retire(self, process: ServiceProcess) -> None:
         """Stop a process for good (SIGTERM); its log still counts."""
@@ -291,22 +362,55 @@ class System:
         *,
         api: ServiceProcess | None = None,
         url: str | None = None,
+        script: Script | None = None,
     ) -> dict[str, Any]:
-        """A webhook subscription to the receiver (or to `url`), registered with its secret."""
-        assert self.receiver is not None
+        """A webhook subscription to the receiver (or to `url`), registered with its secret
+        (and `script`, the receiver's answers to it)."""
         target = url or self.receiver.url(path)
-        response = httpx.post(
-            f"{(api or self.api).url}/api/v1/webhooks",
-            json={"url": target, "event_types": events or ["MandateCreated"]},
-            headers=tenant.headers(),
-            timeout=10,
-        )
+        with self.client(tenant, api=api) as client:
+            response = client.post(
+                "/api/v1/webhooks",
+                json={"url": target, "event_types": events or ["MandateCreated"]},
+            )
         if response.status_code != 201:
             msg = f"subscribe {target}: {response.status_code} {response.text}"
             raise RuntimeError(msg)
         body: dict[str, Any] = response.json()
-        self.receiver.register(path, body["secret"])
+        self.receiver.register(path, body["secret"], script)
         return body
+
+    def create_mandate(
+        self, tenant: Tenant, token: str, *, api: ServiceProcess | None = None
+    ) -> dict[str, Any]:
+        """POST a mandate JWT; the stored mandate (anything but a 201 raises)."""
+        with self.client(tenant, api=api) as client:
+            response = client.post("/api/v1/mandates", json={"vc_jwt": token})
+        if response.status_code != 201:
+            msg = f"create mandate: {response.status_code} {response.text}"
+            raise RuntimeError(msg)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def client(
+        self, tenant: Tenant, *, role: Role = Role.TENANT_ADMIN, api: ServiceProcess | None = None
+    ) -> httpx.Client:
+        """An HTTP client of the api acting as `tenant`'s API key of `role`."""
+        base = (api or self.api).url
+        return httpx.Client(base_url=base, headers=tenant.headers(role), timeout=10)
+
+    def login(
+        self, email: str, password: str = PASSWORD, *, api: ServiceProcess | None = None
+    ) -> dict[str, str]:
+        """Bearer headers of a user (one of a tenant's `emails`)."""
+        response = httpx.post(
+            f"{(api or self.api).url}/api/v1/auth/login",
+            json={"email": email, "password": password},
+            timeout=10,
+        )
+        if response.status_code != 200:
+            msg = f"login {email}: {response.status_code} {response.text}"
+            raise RuntimeError(msg)
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async def run() -> list[asyncpg.Record]:
