@@ -13,8 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from mandate_vault_api import redelivery
-from mandate_vault_api.deps import ContextDep, TenantDep, require
-from mandate_vault_api.principal import Principal
+from mandate_vault_api.deps import TenantCall, tenant_call
 from mandate_vault_api.redelivery import Kind, Selection, Source
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import (
@@ -30,8 +29,8 @@ from mandate_vault_api.settings import REDELIVERY_SCOPE
 from mandate_vault_api.webhooks import get_subscription
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
-Writer = Annotated[Principal, Depends(require(Permission.WEBHOOKS_WRITE))]
-Reader = Annotated[Principal, Depends(require(Permission.WEBHOOKS_READ))]
+Writer = Annotated[TenantCall, Depends(tenant_call(Permission.WEBHOOKS_WRITE))]
+Reader = Annotated[TenantCall, Depends(tenant_call(Permission.WEBHOOKS_READ))]
 # Ids are printable ASCII (`msg_...`, UUIDs): anything else cannot name a stored row.
 _ID_PATTERN = r"^[!-~]{1,64}$"
 SubscriptionId = Annotated[str, Path(pattern=_ID_PATTERN)]
@@ -51,19 +50,20 @@ StatusFilter = Annotated[
 )
 async def list_events(
     subscription_id: SubscriptionId,
-    _: Reader,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: Reader,
     status_filter: StatusFilter = None,
     since: Annotated[IsoTime | None, Query(description="Created at or after (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryOut]:
     """The subscription's events, newest first, and where each delivery stands."""
     selection = Selection(
-        tenant_id, subscription_id, since=since, statuses=(status_filter,) if status_filter else ()
+        call.tenant_id,
+        subscription_id,
+        since=since,
+        statuses=(status_filter,) if status_filter else (),
     )
-    async with ctx.db.read() as conn:
-        await get_subscription(conn, tenant_id, subscription_id)
+    async with call.ctx.db.read() as conn:
+        await get_subscription(conn, call.tenant_id, subscription_id)
         found = await redelivery.list_deliveries(conn, selection, limit)
     return rows(DeliveryOut, found)
 
@@ -76,14 +76,12 @@ async def list_events(
 async def list_event_attempts(
     subscription_id: SubscriptionId,
     event_id: EventId,
-    _: Reader,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: Reader,
 ) -> list[DeliveryAttemptOut]:
     """Every attempt of one event, oldest first: status, what the endpoint answered (the
     first 1 KiB of its body, redacted), its `Retry-After`, the duration and the error."""
-    async with ctx.db.read() as conn:
-        await redelivery.get_delivery(conn, tenant_id, subscription_id, event_id)
+    async with call.ctx.db.read() as conn:
+        await redelivery.get_delivery(conn, call.tenant_id, subscription_id, event_id)
         return rows(DeliveryAttemptOut, await redelivery.list_attempts(conn, event_id))
 
 
@@ -96,21 +94,19 @@ async def list_event_attempts(
 async def retry_event(
     subscription_id: SubscriptionId,
     event_id: EventId,
-    principal: Writer,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: Writer,
 ) -> RedeliveryOut:
     """Deliver one finished event again (failed, dead-lettered, or even succeeded), with the
     same `webhook-id` and body. Asking again while it is scheduled or in flight does nothing
     more (`scheduled: false`)."""
-    await ctx.limiter.check((REDELIVERY_SCOPE, tenant_id))
-    async with ctx.db.transaction() as conn:
+    await call.ctx.limiter.check((REDELIVERY_SCOPE, call.tenant_id))
+    async with call.ctx.db.transaction() as conn:
         done = await redelivery.retry(
-            conn, tenant_id, subscription_id, event_id, ctx.clock(), Source.API
+            conn, call.tenant_id, subscription_id, event_id, call.ctx.clock(), Source.API
         )
-    selection = Selection(tenant_id, subscription_id, (event_id,))
+    selection = Selection(call.tenant_id, subscription_id, (event_id,))
     scheduled = [event_id] if done.scheduled else []
-    redelivery.audit(Source.API, Kind.RETRY, principal.id, selection, scheduled)
+    redelivery.audit(Source.API, Kind.RETRY, call.principal.id, selection, scheduled)
     return RedeliveryOut(event_id=done.event_id, status=done.status, scheduled=done.scheduled)
 
 
@@ -128,18 +124,16 @@ async def retry_event(
 async def recover_events(
     subscription_id: SubscriptionId,
     body: RecoverRequest,
-    principal: Writer,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: Writer,
 ) -> RecoverOut:
     """Deliver again every failed or dead-lettered event of the subscription created since
     `since` (e.g. after an outage of the endpoint, or after re-enabling it). Repeating the
     request schedules only what is not already scheduled."""
-    await ctx.limiter.check((REDELIVERY_SCOPE, tenant_id))
-    async with ctx.db.transaction() as conn:
+    await call.ctx.limiter.check((REDELIVERY_SCOPE, call.tenant_id))
+    async with call.ctx.db.transaction() as conn:
         scheduled = await redelivery.recover(
-            conn, tenant_id, subscription_id, body.since, ctx.clock(), Source.API
+            conn, call.tenant_id, subscription_id, body.since, call.ctx.clock(), Source.API
         )
-    selection = Selection(tenant_id, subscription_id, since=body.since)
-    redelivery.audit(Source.API, Kind.RECOVER, principal.id, selection, scheduled)
+    selection = Selection(call.tenant_id, subscription_id, since=body.since)
+    redelivery.audit(Source.API, Kind.RECOVER, call.principal.id, selection, scheduled)
     return RecoverOut(since=body.since, scheduled=len(scheduled))
