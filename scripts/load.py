@@ -56,8 +56,8 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    """Every option, each defaulting to its LOAD_* variable."""
 
     def option(flag: str, variable: str, default: str, text: str, **kwargs: Any) -> None:
         shown = f"default {default}" if default else "no default"
@@ -110,6 +110,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--report-only", type=Path, metavar="RUN_DIR", help="rebuild the report of a run dir"
     )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    _add_options(parser)
     args = parser.parse_args(argv)
     if args.users < 1 or args.seconds < 1 or args.rps < 0:
         parser.error("--users and --seconds must be positive, --rps not negative")

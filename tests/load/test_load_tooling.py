@@ -75,13 +75,12 @@ def _table_counts(report: str) -> dict[str, int]:
     return counts
 
 
-def test_load_run_writes_the_report(
-    api_stack: tuple[System, Tenant, Issuer], tmp_path: Path
-) -> None:
-    stack, tenant, issuer = api_stack
+def run_load_script(
+    stack: System, tenant: Tenant, issuer: Issuer, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """scripts/load.py against the stack's api, as `make load` runs it, writing under tmp_path."""
     key = tmp_path / "issuer.pem"
     key.write_bytes(issuer.pem())
-    out_dir = tmp_path / "reports"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOAD_")}
     env["LOAD_PASSWORD"] = PASSWORD  # the password never goes on a command line
     command = [
@@ -89,24 +88,18 @@ def test_load_run_writes_the_report(
         "--host", stack.api.url, "--email", tenant.emails[Role.TENANT_ADMIN],
         "--users", str(USERS), "--rps", str(RPS), "--seconds", str(SECONDS),
         "--issuer-key", str(key), "--issuer", issuer.did, "--kid", issuer.kid,
-        "--out-dir", str(out_dir), "--progress-seconds", "2",
+        "--out-dir", str(tmp_path / "reports"), "--progress-seconds", "2",
     ]  # fmt: skip
     started = time.monotonic()
     run = subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=150, check=False
     )
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output
+    assert run.returncode == 0, run.stdout + run.stderr
     print(f"scripts/load.py took {time.monotonic() - started:.1f} s\n{run.stdout}")
+    return run
 
-    # Progress while it ran, and the summary with achieved vs target at the end.
-    assert re.search(
-        rf"\[\s*\d+s/{SECONDS}s\] users\s+\d+\s+req/s\s+[\d.]+ \(target {RPS}\)", output
-    )
-    assert f"target {RPS} req/s" in run.stdout
-    assert PASSWORD not in output
 
-    (run_dir,) = out_dir.glob("load-*")
+def check_plots(run_dir: Path) -> None:
     assert sorted(p.name for p in run_dir.glob("*.png")) == ["latency.png", "throughput.png"]
     for name in ("throughput.png", "latency.png"):
         width, height, size = _png_size(run_dir / name)
@@ -114,6 +107,8 @@ def test_load_run_writes_the_report(
         assert height >= 300
         assert size > 15_000, f"{name} is only {size} bytes: an empty plot?"
 
+
+def check_report(run_dir: Path) -> None:
     report = (run_dir / "report.md").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     counts = _table_counts(report)
@@ -135,4 +130,23 @@ def test_load_run_writes_the_report(
     assert "No request failed." in report, report
     assert summary["errors_by_cause"] == {}
     assert total["failures"] == 0
+
+
+def test_load_run_writes_the_report(
+    api_stack: tuple[System, Tenant, Issuer], tmp_path: Path
+) -> None:
+    stack, tenant, issuer = api_stack
+    run = run_load_script(stack, tenant, issuer, tmp_path)
+    output = run.stdout + run.stderr
+
+    # Progress while it ran, and the summary with achieved vs target at the end.
+    assert re.search(
+        rf"\[\s*\d+s/{SECONDS}s\] users\s+\d+\s+req/s\s+[\d.]+ \(target {RPS}\)", output
+    )
+    assert f"target {RPS} req/s" in run.stdout
+    assert PASSWORD not in output
+
+    (run_dir,) = (tmp_path / "reports").glob("load-*")
+    check_plots(run_dir)
+    check_report(run_dir)
     assert not (REPO_ROOT / "reports" / run_dir.name).exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -25,29 +26,14 @@ def test_known_answer_vector() -> None:
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
-def test_events_are_delivered_signed_and_logged(
-    stack: System, tenant: Tenant, bank: Issuer
-) -> None:
-    worker = stack.workers[0]
-    subscription = stack.subscribe(
-        tenant, "/all", ["MandateCreated", "MandateVerificationFailed", "MandateRevoked"]
-    )
-    assert subscription["secret"].startswith("whsec_")
-    assert len(subscription["secret"]) >= len("whsec_") + 32
-    created = stack.create_mandate(tenant, bank.mandate())
-    stack.create_mandate(tenant, bank.mandate()[:-4] + "AAAA")
-    with stack.client(tenant) as client:
-        client.post(f"/api/v1/mandates/{created['id']}/revoke")
-    stack.receiver.wait_for(lambda r: len(r.at("/all")) == 3)
-
-    deliveries = stack.receiver.at("/all")
-    assert not stack.receiver.invalid
+def check_delivered_bodies(deliveries: list[Any], mandate_id: str, tenant_id: str) -> None:
+    """The three events arrived signed, in the documented shape."""
     types = [json.loads(d.body)["type"] for d in deliveries]
     assert sorted(types) == ["MandateCreated", "MandateRevoked", "MandateVerificationFailed"]
     first = next(d for d in deliveries if json.loads(d.body)["type"] == "MandateCreated")
     body = json.loads(first.body)
-    assert body["data"]["id"] == created["id"]
-    assert body["data"]["tenant_id"] == tenant.id
+    assert body["data"]["id"] == mandate_id
+    assert body["data"]["tenant_id"] == tenant_id
     assert body["timestamp"].endswith("Z")
     # Receivers order one mandate's events themselves: sequence = the mandate's version.
     assert (body["sequence"], body["data"]["version"]) == (1, 1)
@@ -60,20 +46,27 @@ def test_events_are_delivered_signed_and_logged(
     assert first.headers["content-type"] == "application/json"
     assert first.headers["traceparent"].startswith("00-")
 
+
+def check_delivery_log(
+    stack: System, tenant: Tenant, subscription_id: str, webhook_ids: set[str]
+) -> None:
+    """The subscription's delivery log lists each delivery; no listing shows a secret."""
     with stack.client(tenant) as client:
-        log = client.get(f"/api/v1/webhooks/{subscription['id']}/deliveries").json()
+        log = client.get(f"/api/v1/webhooks/{subscription_id}/deliveries").json()
         listed = client.get("/api/v1/webhooks").json()
     assert len(log) == 3
     assert {entry["outcome"] for entry in log} == {"succeeded"}
     assert {entry["status_code"] for entry in log} == {204}
     assert all(entry["latency_ms"] >= 0 and entry["attempt"] == 1 for entry in log)
-    assert {entry["event_id"] for entry in log} == {d.webhook_id for d in deliveries}
+    assert {entry["event_id"] for entry in log} == webhook_ids
     assert all("secret" not in item for item in listed)
 
+
+def check_worker_telemetry(stack: System, worker: ServiceProcess) -> None:
+    """The worker counted, timed and logged each delivery, and reports its consumer lag."""
     time.sleep(0.8)
     samples = scrape(worker.url)
-    total = value(samples, "webhook_deliveries_total", status="success")
-    assert total == 3
+    assert value(samples, "webhook_deliveries_total", status="success") == 3
     assert (
         value(samples, "webhook_deliveries_total", event_type="MandateCreated", status="success")
         == 1
@@ -91,6 +84,27 @@ def test_events_are_delivered_signed_and_logged(
         <= set(r)
         for r in logged
     )
+
+
+def test_events_are_delivered_signed_and_logged(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
+    subscription = stack.subscribe(
+        tenant, "/all", ["MandateCreated", "MandateVerificationFailed", "MandateRevoked"]
+    )
+    assert subscription["secret"].startswith("whsec_")
+    assert len(subscription["secret"]) >= len("whsec_") + 32
+    created = stack.create_mandate(tenant, bank.mandate())
+    stack.create_mandate(tenant, bank.mandate()[:-4] + "AAAA")
+    with stack.client(tenant) as client:
+        client.post(f"/api/v1/mandates/{created['id']}/revoke")
+    stack.receiver.wait_for(lambda r: len(r.at("/all")) == 3)
+
+    deliveries = stack.receiver.at("/all")
+    assert not stack.receiver.invalid
+    check_delivered_bodies(deliveries, created["id"], tenant.id)
+    check_delivery_log(stack, tenant, subscription["id"], {d.webhook_id for d in deliveries})
+    check_worker_telemetry(stack, stack.workers[0])
 
 
 def test_only_subscribed_event_types_are_delivered(

@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from mandate_vault_harness.issuer import Issuer
 from mandate_vault_harness.metrics import scrape, value
 from mandate_vault_harness.receiver import Script
@@ -33,8 +35,47 @@ def wait_until(check: Any, timeout: float = 30) -> Any:
     raise AssertionError("condition not met")
 
 
-def bodies(stack: System, tenant: Tenant, path: str) -> list[dict[str, Any]]:
+def bodies(stack: System, path: str) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in stack.receiver.at(path)]
+
+
+def check_disabled_and_announced(stack: System, tenant: Tenant, down: str) -> None:
+    """Disabled with a reason; the notice reaches the other subscription; counted."""
+    disabled = wait_until(
+        lambda: (s := subscription(stack, tenant, down)) and not s["enabled"] and s
+    )
+    assert disabled["disabled_reason"].startswith("endpoint failing")
+    assert disabled["failing_since"] is not None
+    stack.receiver.wait_for(lambda r: len(r.at("/ops")) == 1)
+    (notice,) = bodies(stack, "/ops")
+    assert notice["type"] == "endpoint.disabled"
+    assert notice["data"]["subscription_id"] == down
+    assert notice["data"]["reason"] == disabled["disabled_reason"]
+    assert isinstance(notice["sequence"], int)
+    samples = scrape(stack.api.url)
+    assert value(samples, "webhook_endpoints_disabled_total", service="mandate-vault-api") == 1
+
+
+def check_missed_while_disabled(client: httpx.Client, down: str) -> None:
+    """Nothing is sent while disabled, but the missed event is recorded (failed, unattempted)."""
+
+    def missed() -> list[dict[str, Any]]:
+        found = client.get(f"/api/v1/webhooks/{down}/events", params={"status": "failed"})
+        return [e for e in found.json() if e["attempts"] == 0]
+
+    (skipped,) = wait_until(missed)
+    assert "disabled" in skipped["last_error"]
+
+
+def enable_and_recover(client: httpx.Client, down: str, since: datetime) -> httpx.Response:
+    """Re-enabled: resumes, health judged anew; recover schedules what was missed."""
+    enabled = client.patch(f"/api/v1/webhooks/{down}", json={"enabled": True}).json()
+    assert (enabled["enabled"], enabled["disabled_reason"], enabled["failing_since"]) == (
+        True,
+        None,
+        None,
+    )
+    return client.post(f"/api/v1/webhooks/{down}/recover", json={"since": since.isoformat()})
 
 
 def test_a_failing_endpoint_is_disabled_then_enabled_and_recovered(
@@ -43,50 +84,19 @@ def test_a_failing_endpoint_is_disabled_then_enabled_and_recovered(
     started = datetime.now(UTC) - timedelta(seconds=1)
     state = {"up": False}
     script: Script = lambda _: (204, {}) if state["up"] else (503, {})  # noqa: E731
-    down = stack.subscribe(tenant, "/down", ["MandateCreated", "endpoint.disabled"], script=script)[
-        "id"
-    ]
+    events = ["MandateCreated", "endpoint.disabled"]
+    down = stack.subscribe(tenant, "/down", events, script=script)["id"]
     stack.subscribe(tenant, "/ops", ["endpoint.disabled"])
     first = stack.create_mandate(tenant, bank.mandate())["id"]
+    check_disabled_and_announced(stack, tenant, down)
 
-    disabled = wait_until(
-        lambda: (s := subscription(stack, tenant, down)) and not s["enabled"] and s
-    )
-    assert disabled["disabled_reason"].startswith("endpoint failing")
-    assert disabled["failing_since"] is not None
-    stack.receiver.wait_for(lambda r: len(r.at("/ops")) == 1)
-    (notice,) = bodies(stack, tenant, "/ops")
-    assert notice["type"] == "endpoint.disabled"
-    assert notice["data"]["subscription_id"] == down
-    assert notice["data"]["reason"] == disabled["disabled_reason"]
-    assert isinstance(notice["sequence"], int)
-    samples = scrape(stack.api.url)
-    assert value(samples, "webhook_endpoints_disabled_total", service="mandate-vault-api") == 1
-
-    # While disabled: nothing is sent, but the missed event is recorded (failed, not attempted).
     second = stack.create_mandate(tenant, bank.mandate())["id"]
     with stack.client(tenant) as client:
-
-        def missed() -> list[dict[str, Any]]:
-            found = client.get(f"/api/v1/webhooks/{down}/events", params={"status": "failed"})
-            return [e for e in found.json() if e["attempts"] == 0]
-
-        (skipped,) = wait_until(missed)
-        assert "disabled" in skipped["last_error"]
+        check_missed_while_disabled(client, down)
         attempted = {json.loads(r.body)["data"].get("id") for r in stack.receiver.at("/down")}
         assert attempted == {first}
-
-        # Re-enabled: resumes, health judged anew; recover sends what was missed.
-        enabled = client.patch(f"/api/v1/webhooks/{down}", json={"enabled": True}).json()
-        assert (enabled["enabled"], enabled["disabled_reason"], enabled["failing_since"]) == (
-            True,
-            None,
-            None,
-        )
         state["up"] = True
-        recovered = client.post(
-            f"/api/v1/webhooks/{down}/recover", json={"since": started.isoformat()}
-        )
+        recovered = enable_and_recover(client, down, started)
     assert recovered.status_code == 202, recovered.text
     assert recovered.json()["scheduled"] == 2
 
@@ -98,8 +108,6 @@ def test_a_failing_endpoint_is_disabled_then_enabled_and_recovered(
     wait_until(both_delivered)
     after = [json.loads(r.body)["data"]["id"] for r in stack.receiver.at("/down")[-2:]]
     assert sorted(after) == sorted([first, second])
-    assert all(
-        b["type"] == "MandateCreated" for b in bodies(stack, tenant, "/down")
-    )  # never the notice
-    assert len(bodies(stack, tenant, "/ops")) == 1
+    assert all(b["type"] == "MandateCreated" for b in bodies(stack, "/down"))  # never the notice
+    assert len(bodies(stack, "/ops")) == 1
     assert wait_until(lambda: subscription(stack, tenant, down)["failing_since"] is None)
