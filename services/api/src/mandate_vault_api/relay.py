@@ -6,7 +6,8 @@ replicas instead of queueing on one partition (the worker delivers concurrently 
 partition never promised order; payloads carry `timestamp` and `sequence` for receivers). Rows
 are marked after the broker acknowledged them: a crash in between re-publishes (consumers are
 idempotent by ``webhook-id``, and the same key lands on the same partition), and a marked row is
-never published again. While Kafka is down rows simply wait; nothing is lost.
+never published again (unless reconciliation finds that the broker lost it: `reconcile`).
+While Kafka is down rows simply wait; nothing is lost.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
+        self._starting = asyncio.Lock()  # the relay and reconciliation share one producer
         self.last_progress = time.monotonic()
         self.connected = False
 
@@ -110,6 +112,16 @@ class OutboxRelay:
         self.last_progress = time.monotonic()
         return len(rows)
 
+    async def republish(self, rows: Sequence[Row[Any]]) -> None:
+        """Publish outbox `rows` again, exactly as the first time (same key and webhook-id);
+        raises when the broker did not acknowledge every one."""
+        try:
+            await self._publish(await self._ensure_producer(), rows)
+        except (KafkaError, OSError):
+            self.connected = False
+            await self._drop_producer()
+            raise
+
     async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Row[Any]]) -> None:
         pending: list[Awaitable[Any]] = []
         for row in rows:
@@ -142,16 +154,17 @@ class OutboxRelay:
         await asyncio.gather(*pending)
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = self._factory()
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
-            self.connected = True
-        return self._producer
+        async with self._starting:
+            if self._producer is None:
+                producer = self._factory()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+                self.connected = True
+            return self._producer
 
     async def _drop_producer(self) -> None:
         if self._producer is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from mandate_vault_api.credentials import SigningKeys
@@ -74,6 +74,18 @@ class ApiSettings(ServiceSettings):
     outbox_batch_size: int = Field(200, ge=1, le=5000)
     outbox_stall_seconds: float = Field(60.0, gt=0)
     outbox_retention_days: int = Field(7, ge=1)
+    # Reconciliation (reconcile.py): published events the worker never recorded are republished.
+    outbox_reconcile_grace_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long a published event may lack a delivery-log row before it is taken "
+        "for lost by the broker and published again (far above the worker's delivery timeout)",
+    )
+    outbox_reconcile_interval_seconds: float = Field(30.0, gt=0)
+    outbox_reconcile_batch_size: int = Field(500, ge=1, le=5000)
+    outbox_reconcile_lookback_seconds: float = Field(
+        3600.0, gt=0, description="How far back a newly elected replica starts reconciling"
+    )
 
     # Admission control (shared/web/admission.py): every route but login, and login (Argon2),
     # whose small budget keeps a login storm from taking the CPU that creates need.
@@ -81,6 +93,16 @@ class ApiSettings(ServiceSettings):
     login_admission: BudgetSettings = BudgetSettings(
         max_concurrency=2, min_concurrency=1, queue_size=16, queue_timeout_ms=1000, adaptive=False
     )
+
+    @model_validator(mode="after")
+    def _reconcile_window(self) -> ApiSettings:
+        if self.outbox_reconcile_lookback_seconds < self.outbox_reconcile_grace_seconds:
+            msg = "outbox_reconcile_lookback_seconds must be >= outbox_reconcile_grace_seconds"
+            raise ValueError(msg)
+        if self.outbox_reconcile_grace_seconds >= self.outbox_retention_days * 86_400:
+            msg = "outbox_reconcile_grace_seconds must be shorter than outbox_retention_days"
+            raise ValueError(msg)
+        return self
 
     @field_validator("token_signing_key")
     @classmethod

@@ -27,6 +27,10 @@ WEBHOOK_SCHEDULED: Final = "webhook_deliveries_scheduled"
 WEBHOOK_JOBS_PARKED_TOTAL: Final = "webhook_jobs_parked_total"
 WEBHOOK_BREAKERS_OPEN: Final = "webhook_circuit_breakers_open"
 WEBHOOK_BREAKER_TRANSITIONS_TOTAL: Final = "webhook_circuit_breaker_transitions_total"
+# end-to-end reconciliation: events the broker acknowledged and lost, published again (api)
+WEBHOOK_EVENTS_RECONCILED_TOTAL: Final = "webhook_events_reconciled_total"
+# the worker's consumer rebuilt after its consumer-group state broke (webhook-worker)
+KAFKA_CONSUMER_REBUILDS_TOTAL: Final = "kafka_consumer_rebuilds_total"
 OUTBOX_BACKLOG: Final = "outbox_backlog"
 OUTBOX_OLDEST_AGE: Final = "outbox_oldest_unpublished_age_seconds"
 AUTH_ATTEMPTS_TOTAL: Final = "auth_attempts_total"
@@ -78,6 +82,8 @@ EVENT_WEBHOOK_DELIVERY: Final = "webhook_delivery"
 EVENT_OPERATION_FAILED: Final = "operation_failed"
 EVENT_WEBHOOK_BREAKER: Final = "webhook_circuit_breaker"
 EVENT_WEBHOOK_PARKED: Final = "webhook_job_parked"
+EVENT_WEBHOOK_RECONCILED: Final = "webhook_event_reconciled"
+EVENT_KAFKA_CONSUMER_REBUILT: Final = "kafka_consumer_rebuilt"
 
 # --- span names and attributes of our own ---
 SPAN_KAFKA_PROCESS: Final = "process"
