@@ -16,8 +16,11 @@ PARK_REASONS = ("window_full", "breaker_open")
 BREAKER_STATES = ("open", "half_open", "closed")
 
 
+REBUILD_REASONS = ("no_fetch_progress", "offsets_past_log_end", "unexpected_error")
+
+
 class WorkerMetrics:
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, service: str = "mandate-vault-webhook-worker") -> None:
         self._deliveries = meter.create_counter(
             names.WEBHOOK_DELIVERIES_TOTAL,
             description="Webhook delivery attempts by event type and status (success|failed)",
@@ -38,6 +41,12 @@ class WorkerMetrics:
             names.WEBHOOK_BREAKER_TRANSITIONS_TOTAL,
             description="Circuit breaker state changes of subscriptions, by the state entered",
         )
+        self._rebuilds = meter.create_counter(
+            names.KAFKA_CONSUMER_REBUILDS_TOTAL,
+            description="Kafka consumers rebuilt because the consumer-group state was broken, "
+            "by reason (no_fetch_progress|offsets_past_log_end|unexpected_error)",
+        )
+        self._service = service
         meter.create_observable_gauge(
             names.WEBHOOK_CONSUMER_LAG,
             callbacks=[self._observe_lag],
@@ -72,6 +81,8 @@ class WorkerMetrics:
             self._parked.add(0, {names.LABEL_REASON: reason})
         for state in BREAKER_STATES:
             self._breaker_moves.add(0, {"state": state})
+        for reason in REBUILD_REASONS:
+            self._rebuilds.add(0, self._rebuild_labels(reason))
 
     def attempt(self, event_type: str, status: str, seconds: float) -> None:
         self._deliveries.add(1, {"event_type": event_type, "status": status})
@@ -85,6 +96,12 @@ class WorkerMetrics:
 
     def breaker_moved(self, state: str) -> None:
         self._breaker_moves.add(1, {"state": state})
+
+    def consumer_rebuilt(self, reason: str) -> None:
+        self._rebuilds.add(1, self._rebuild_labels(reason))
+
+    def _rebuild_labels(self, reason: str) -> dict[str, str]:
+        return {names.LABEL_SERVICE: self._service, names.LABEL_REASON: reason}
 
     def observe_in_flight(self, count: Callable[[], int]) -> None:
         self._in_flight = count
