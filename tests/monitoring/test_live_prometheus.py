@@ -121,6 +121,7 @@ MAY_BE_ZERO = {
     "OutboxBacklogGrowing",
     "OutboxStalled",
     "WebhookConsumerLagHigh",
+    "WebhookEventsReconciled",  # 0 unless the broker lost acknowledged events
     "RateLimitStoreUnavailable",  # 0 unless Redis is configured and unreachable
     # Admission control refuses nothing and queues nothing unless the service is overloaded.
     "LoadShedding",
