@@ -1,7 +1,7 @@
 """The collector, Loki and Sentry black-holed during load: users notice nothing.
 
 The machine's capacity for the mix is measured first: closed-loop goodput of 4 reads to 1
-create (wrk, 16 connections) against an api and a jwt-verifier with healthy telemetry. The
+create (wrk, 16 connections) against the first healthy run's api and jwt-verifier. The
 paired runs then drive `LOAD_SHARE` of it (at most half, so the healthy baseline is never past
 capacity), on the same database and broker: the api and the verifier are started with telemetry
 going to healthy endpoints (a process that accepts and discards), or with every endpoint
@@ -20,6 +20,8 @@ import asyncio
 import json
 import statistics
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -119,24 +121,28 @@ end
     return script.name
 
 
-def _capacity(
-    system: System, tenant: Tenant, token: str, telemetry: dict[str, str], seconds: int
-) -> dict[str, float]:
-    """Closed-loop goodput of the mix (wrk -t1, 16 connections) with healthy telemetry."""
-    system.start_verifier(wait=False, **telemetry)
+@contextmanager
+def _started(system: System, telemetry: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A jwt-verifier and an api exporting telemetry as `telemetry` says: (api, verifier) URLs."""
+    verifier = system.start_verifier(wait=False, **telemetry)
     api = system.start_api(wait=False, **telemetry)
-    system.ready()
-    assert system.verifier is not None
-    verifier = system.verifier
-    read_path = f"/api/v1/mandates/{_first_mandate(api.url, tenant, token)}"
-    script = _mix_script(read_path, token, tenant.headers())
     try:
-        wrk_with_cpu(api.url, 1, script)  # warm-up
-        measured, _, count = wrk_with_cpu(api.url, seconds, script)
+        system.ready()
+        yield api.url, verifier.url
     finally:
-        Path(script).unlink()
         system.retire(api)
         system.retire(verifier)
+
+
+def _capacity(api: str, tenant: Tenant, token: str, seconds: int) -> dict[str, float]:
+    """Closed-loop goodput of the mix (wrk -t1, 16 connections)."""
+    read_path = f"/api/v1/mandates/{_first_mandate(api, tenant, token)}"
+    script = _mix_script(read_path, token, tenant.headers())
+    try:
+        wrk_with_cpu(api, 1, script)  # warm-up
+        measured, _, count = wrk_with_cpu(api, seconds, script)
+    finally:
+        Path(script).unlink()
     goodput = measured.rps * (1 - measured.errors / count) if count else 0.0
     return {
         "rps": round(measured.rps, 1),
@@ -147,36 +153,28 @@ def _capacity(
 
 
 def _one_run(
-    system: System,
+    urls: tuple[str, str],
     tenant: Tenant,
-    telemetry: dict[str, str],
     rates: tuple[float, float],
     seconds: float,
     tokens: list[str],
     *,
     blackholed: bool,
 ) -> dict[str, Any]:
-    verifier = system.start_verifier(wait=False, **telemetry)
-    api = system.start_api(wait=False, **telemetry)
-    system.ready()
-    try:
-        target = _first_mandate(api.url, tenant, tokens[0])
-        asyncio.run(_load(api.url, tenant, target, tokens, rates, 1.0))  # warm-up, not measured
-        reads, creates = asyncio.run(_load(api.url, tenant, target, tokens, rates, seconds))
+    api, verifier = urls
+    target = _first_mandate(api, tenant, tokens[0])
+    asyncio.run(_load(api, tenant, target, tokens, rates, 1.0))  # warm-up, not measured
+    reads, creates = asyncio.run(_load(api, tenant, target, tokens, rates, seconds))
 
-        def dropped_now() -> float:
-            return value(scrape(api.url), "telemetry_dropped_total") + value(
-                scrape(verifier.url), "telemetry_dropped_total"
-            )
+    def dropped_now() -> float:
+        return value(scrape(api), "telemetry_dropped_total") + value(
+            scrape(verifier), "telemetry_dropped_total"
+        )
 
-        if blackholed:
-            # a failed export is counted once its timeout has passed
-            wait_until(lambda: dropped_now() > 0, timeout=EXPORT_TIMEOUT_SECONDS * 3)
-        dropped = dropped_now()
-    finally:
-        system.retire(api)
-        system.retire(verifier)
-    return {"reads": reads, "creates": creates, "dropped": dropped}
+    if blackholed:
+        # a failed export is counted once its timeout has passed
+        wait_until(lambda: dropped_now() > 0, timeout=EXPORT_TIMEOUT_SECONDS * 3)
+    return {"reads": reads, "creates": creates, "dropped": dropped_now()}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -204,20 +202,26 @@ def _errors(runs: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def _measure(scale: Scale, sink: DiscardServer, holes: tuple[BlackHole, ...]) -> dict[str, Any]:
+    """Capacity (on the first healthy run's processes, before its load), then the pairs."""
     pairs = scale.pick(1, MIN_PAIRS)
     seconds = scale.pick(4.0, 20.0)
+    capacity: dict[str, float] = {}
+    rates = (0.0, 0.0)
+    runs = []
     with System(verifier=False) as system:  # each run starts its own verifier and api
         tenant = system.add_tenant()
         issuer = system.issuers[0]
         tokens = [issuer.mandate(expires_in=86_400) for _ in range(scale.pick(60, 400))]
-        capacity = _capacity(system, tenant, tokens[0], _healthy_env(sink), scale.pick(3, 10))
-        rate = LOAD_SHARE * capacity["goodput_rps"]
-        rates = (rate * READS_PER_CREATE / (READS_PER_CREATE + 1), rate / (READS_PER_CREATE + 1))
-        runs = []
         for _ in range(pairs):  # healthy, black-holed, healthy, black-holed, ...
             for holed in (False, True):
                 env = _blackholed_env(*holes) if holed else _healthy_env(sink)
-                runs.append(_one_run(system, tenant, env, rates, seconds, tokens, blackholed=holed))
+                with _started(system, env) as urls:
+                    if not capacity:
+                        capacity = _capacity(urls[0], tenant, tokens[0], scale.pick(3, 10))
+                        rate = LOAD_SHARE * capacity["goodput_rps"]
+                        share = READS_PER_CREATE / (READS_PER_CREATE + 1)
+                        rates = (rate * share, rate * (1 - share))
+                    runs.append(_one_run(urls, tenant, rates, seconds, tokens, blackholed=holed))
     return {"capacity": capacity, "rates": rates, "seconds": seconds, "runs": runs}
 
 
