@@ -22,14 +22,17 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
+from pydantic import ValidationError
 from reliability.kafka_audit import publishes_per_event
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
+from mandate_vault_api import directory
 from mandate_vault_api.clock import utc_now
 from mandate_vault_api.database import Database
 from mandate_vault_api.reconcile import Reconciler
 from mandate_vault_api.relay import OutboxRelay
+from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.webhooks import create_subscription, enqueue_event
 from mandate_vault_shared.db.engine import create_engine
 from mandate_vault_shared.db.schema import outbox, webhook_deliveries
@@ -294,3 +297,31 @@ async def record_delivery(db: Database, event_id: str) -> None:
                 created_at=utc_now(), updated_at=utc_now(),
             )
         )  # fmt: skip
+
+
+async def test_reconciliation_runs_on_sqlite(
+    sqlite_url: str, broker: Broker, topic: str, receiver: Receiver, bank: Issuer
+) -> None:
+    """`make run`'s database: the same queries (no row locks there: one process)."""
+    broker.create_topic(topic, 1)
+    api = replica(sqlite_url, broker, topic, drop=1)
+    try:
+        async with api.db.transaction() as conn:
+            await directory.create_tenant(conn, TENANT, "Acme", utc_now())
+        await subscribe(api.db, receiver, "/sqlite")
+        lost, kept = await emit(api.db), await emit(api.db)
+        for _ in range(2):
+            assert await api.relay.publish_batch() == 1
+        await record_delivery(api.db, kept)
+        await asyncio.sleep(GRACE)
+        assert await api.reconciler.run_pass() == 1
+        assert await api.reconciler.run_pass() == 0
+    finally:
+        await api.close()
+    counts = await asyncio.to_thread(publishes_per_event, broker.bootstrap, topic, [lost], 10.0)
+    assert counts[lost] == 1
+
+
+def test_a_lookback_shorter_than_the_grace_is_refused() -> None:
+    with pytest.raises(ValidationError, match="API_OUTBOX_RECONCILE_LOOKBACK_SECONDS: must be"):
+        ApiSettings(outbox_reconcile_grace_seconds=600, outbox_reconcile_lookback_seconds=60)

@@ -96,11 +96,15 @@ class ApiSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _reconcile_window(self) -> ApiSettings:
-        if self.outbox_reconcile_lookback_seconds < self.outbox_reconcile_grace_seconds:
-            msg = "outbox_reconcile_lookback_seconds must be >= outbox_reconcile_grace_seconds"
+        grace = self.outbox_reconcile_grace_seconds
+        grace_name = self.variable_name(("outbox_reconcile_grace_seconds",))
+        if self.outbox_reconcile_lookback_seconds < grace:
+            lookback = self.variable_name(("outbox_reconcile_lookback_seconds",))
+            msg = f"{lookback}: must be at least {grace_name} ({grace:g})"
             raise ValueError(msg)
-        if self.outbox_reconcile_grace_seconds >= self.outbox_retention_days * 86_400:
-            msg = "outbox_reconcile_grace_seconds must be shorter than outbox_retention_days"
+        if grace >= self.outbox_retention_days * 86_400:
+            retention = self.variable_name(("outbox_retention_days",))
+            msg = f"{grace_name}: must be shorter than {retention} ({self.outbox_retention_days} d)"
             raise ValueError(msg)
         return self
 
