@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from mandate_vault_worker.consumer import JobConsumer
+from mandate_vault_worker.dispatch import Window
 from mandate_vault_worker.settings import WorkerSettings
 from tests.fixtures.broker import Broker, MotoS3
 from tests.platform.test_kafka_trace_context import a_job
@@ -155,3 +156,42 @@ async def drain(recorder: _Recorder) -> set[str]:
     while not recorder.handled.empty():
         found.add(recorder.handled.get_nowait())
     return found
+
+
+class _Stuck(_Recorder):
+    """A dispatcher whose jobs never finish: its one-job window stays full."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window = Window(1)
+
+    def accept(self, records: list[Any], offsets: list[Any]) -> None:
+        self.window.take(len(records))
+        for record in records:
+            self.handled.put_nowait(record.offset)
+
+
+async def test_an_idle_or_paused_consumer_is_not_rebuilt(broker: Broker, topic: str) -> None:
+    """Quiet partitions are fetched (empty answers) and a full window pauses fetching on
+    purpose: neither is a broken group."""
+    broker.create_topic(topic, 2)
+    settings = WorkerSettings(
+        kafka={"bootstrap_servers": broker.bootstrap},
+        jobs_topic=topic,
+        consumer_group=f"group-{topic}",
+        consumer_stall_seconds=STALL_SECONDS,
+    )
+    stuck, rebuilds = _Stuck(), []
+    consumer = JobConsumer(settings, stuck, rebuilds.append)  # type: ignore[arg-type]
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.sleep(4 * STALL_SECONDS)  # idle
+        await produce(broker, topic, [0, 1])
+        await asyncio.wait_for(stuck.handled.get(), 30)
+        await asyncio.sleep(4 * STALL_SECONDS)  # paused: the window is full
+    finally:
+        consumer.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert rebuilds == []

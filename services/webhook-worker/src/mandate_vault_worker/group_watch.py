@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 _POSITION_WAIT_SECONDS = 0.01
 
@@ -72,12 +73,17 @@ class GroupWatch:
             if partition in paused:  # the worker's window is full: no fetch is expected
                 self._fetching_since[partition] = now
                 continue
-            position = await _position(consumer, partition)
+            try:
+                position = await _position(consumer, partition)
+                no_fetch = self._no_fetch(consumer, partition, now)
+                past_end = self._past_log_end(consumer, partition, position, now)
+            except (IllegalStateError, AssertionError):  # unassigned meanwhile (a rebalance)
+                continue
             if position is None:
                 unknown.add(partition)
-            if self._no_fetch(consumer, partition, now):
+            if no_fetch:
                 stalled.add(partition)
-            if self._past_log_end(consumer, partition, position, now):
+            if past_end:
                 ahead.add(partition)
         if ahead:
             raise BrokenGroupState(Broken.OFFSETS_PAST_LOG_END, ahead)
