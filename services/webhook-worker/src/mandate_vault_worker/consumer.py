@@ -31,6 +31,7 @@ _RECONNECT_DELAY_SECONDS: Final = 1.0
 _POLL_TIMEOUT_MS: Final = 500
 _PAUSED_WAIT_SECONDS: Final = 0.5
 _REVOKE_GRACE_SECONDS: Final = 2.0
+_LAG_FETCH_SECONDS: Final = 5.0
 _CLOSE_TIMEOUT_SECONDS: Final = 10.0  # leaving a group whose coordinator is broken may hang
 
 log = get_logger(__name__)
@@ -226,7 +227,12 @@ class JobConsumer:
         current: dict[tuple[str, int], int] = {}
         for partition in consumer.assignment():
             highwater = consumer.highwater(partition)
-            committed = await consumer.committed(partition)
+            try:  # aiokafka retries an offset fetch forever: a broken group must not hang this
+                committed = await asyncio.wait_for(
+                    consumer.committed(partition), _LAG_FETCH_SECONDS
+                )
+            except TimeoutError:
+                continue
             if highwater is not None:
                 current[(partition.topic, partition.partition)] = max(
                     highwater - (committed or 0), 0
