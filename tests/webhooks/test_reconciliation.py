@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry import trace
 from pydantic import ValidationError
 from reliability.kafka_audit import publishes_per_event
@@ -36,7 +36,7 @@ from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.webhooks import create_subscription, enqueue_event
 from mandate_vault_shared.db.engine import create_engine
 from mandate_vault_shared.db.schema import outbox, webhook_deliveries
-from mandate_vault_shared.messages import EventType
+from mandate_vault_shared.messages import EventType, WebhookJob
 from mandate_vault_shared.telemetry import names
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY, SecretBox
 from tests.api.issuer import Issuer
@@ -226,7 +226,8 @@ async def test_a_backlog_the_worker_has_not_reached_is_not_republished(
     prepared: str, broker: Broker, topic: str, receiver: Receiver
 ) -> None:
     """No worker runs: nothing shows that the broker lost anything, so only the newest event
-    goes out again (once per grace period, in case it was lost last before traffic stopped)."""
+    goes out again (once per grace period, in case it was lost last before traffic stopped),
+    on another partition than the first time."""
     api = replica(prepared, broker, topic)
     try:
         await subscribe(api.db, receiver, "/idle")
@@ -238,8 +239,9 @@ async def test_a_backlog_the_worker_has_not_reached_is_not_republished(
         assert await api.reconciler.run_pass() == 0
     finally:
         await api.close()
-    counts = await asyncio.to_thread(publishes_per_event, broker.bootstrap, topic, events, 10.0)
-    assert [counts[e] for e in events] == [1, 1, 2]
+    copies = await partitions_of(broker, topic, events)
+    assert [len(copies[e]) for e in events] == [1, 1, 2]
+    assert len(set(copies[events[2]])) == 2, "the copy went to the partition that lost it"
 
 
 async def test_two_replicas_reconciling_at_once_republish_each_lost_event_once(
@@ -265,6 +267,25 @@ async def test_two_replicas_reconciling_at_once_republish_each_lost_event_once(
     assert sum(first.reconciled) + sum(second.reconciled) == 9
     assert first.reconciled, "one replica did all the work: there was no race"
     assert second.reconciled, "one replica did all the work: there was no race"
+
+
+async def partitions_of(broker: Broker, topic: str, events: list[str]) -> dict[str, list[int]]:
+    """event id -> the partition of each of its messages on `topic`."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker.bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: dict[str, list[int]] = {event: [] for event in events}
+    try:
+        for _ in range(20):
+            batches = await consumer.getmany(timeout_ms=250)
+            for partition, records in batches.items():
+                for record in records:
+                    job = WebhookJob.decode(record.value)
+                    found.setdefault(job.event_id, []).append(partition.partition)
+    finally:
+        await consumer.stop()
+    return found
 
 
 async def delivery_states(db: Database, events: list[str]) -> dict[str, tuple[str, str | None]]:

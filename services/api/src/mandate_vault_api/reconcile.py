@@ -7,7 +7,10 @@ away). An event published long ago that still has no row was acknowledged by the
 then lost: a broker that crashed before its log reached disk, a partition that lost its tail
 while the consumer group's offsets still point past it. The reconciler publishes such an event
 again exactly as the relay did (same key, same webhook-id: receivers deduplicate, and the worker
-drops the message if the event is known by then), and counts, logs and alerts on it.
+drops the message if the event is known by then), and counts, logs and alerts on it. Each copy
+goes to the partition after the one the previous copy went to: the embedded broker, killed at
+the wrong moment, has left partitions that acknowledge writes but can no longer be read past
+some offset, and a copy sent there again would be lost again.
 
 An event without a row is taken for lost only when
 - it was published more than ``API_OUTBOX_RECONCILE_GRACE_SECONDS`` ago (default 300 s, far
@@ -50,6 +53,7 @@ from mandate_vault_shared.telemetry import get_logger, names
 _MAX_ROWS_PER_PASS: Final = 50_000
 # How many of the newest rows are searched for the worker's progress.
 _PROGRESS_PROBE_ROWS: Final = 10_000
+_MAX_REMEMBERED: Final = 100_000  # republish counts kept (they pick the next partition)
 
 log = get_logger(__name__)
 _o = outbox
@@ -84,6 +88,7 @@ class Reconciler:
         self._lookback = lookback
         self._batch_size = batch_size
         self._watermark: int | None = None
+        self._moves: dict[str, int] = {}  # event id -> times republished (by this replica)
 
     async def run_pass(self) -> int:
         """Republish the lost events found now (at most a batch); returns how many."""
@@ -105,10 +110,14 @@ class Reconciler:
             rows = (await conn.execute(_candidates(window, cutoff, self._batch_size))).all()
             if not rows:
                 return 0
-            await self._relay.republish(rows)
+            moves = {row.event_id: self._moves.get(row.event_id, 0) + 1 for row in rows}
+            await self._relay.republish(rows, moves)
             ids = [row.id for row in rows]
             marked = update(_o).where(_o.c.id.in_(ids)).values(published_at=self._clock())
             await conn.execute(marked)
+        if len(self._moves) > _MAX_REMEMBERED:
+            self._moves.clear()
+        self._moves.update(moves)
         self._report(rows)
         return len(rows)
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import Tracer
@@ -34,6 +35,7 @@ from mandate_vault_shared.messages import EventType, WebhookJob
 from mandate_vault_shared.telemetry import get_logger
 
 _RETRY_DELAY_SECONDS: Final = 1.0
+_PARTITIONER: Final = DefaultPartitioner()  # the producer's choice for a key (murmur2)
 
 log = get_logger(__name__)
 
@@ -112,17 +114,31 @@ class OutboxRelay:
         self.last_progress = time.monotonic()
         return len(rows)
 
-    async def republish(self, rows: Sequence[Row[Any]]) -> None:
-        """Publish outbox `rows` again, exactly as the first time (same key and webhook-id);
-        raises when the broker did not acknowledge every one."""
+    async def republish(self, rows: Sequence[Row[Any]], moves: Mapping[str, int]) -> None:
+        """Publish outbox `rows` again (same job, same key, same webhook-id), each on the
+        partition `moves[event_id]` places after the one its key chooses: a partition that lost
+        a record, or that no consumer can read any more, is not the only chance of the next
+        copy. Raises when the broker did not acknowledge every one."""
         try:
-            await self._publish(await self._ensure_producer(), rows)
+            producer = await self._ensure_producer()
+            partitions = sorted(await producer.partitions_for(self._topic))
+
+            def partition_of(row: Row[Any]) -> int:
+                home = partitions.index(_PARTITIONER(row.event_id.encode(), partitions, partitions))
+                return int(partitions[(home + moves.get(row.event_id, 0)) % len(partitions)])
+
+            await self._publish(producer, rows, partition_of)
         except (KafkaError, OSError):
             self.connected = False
             await self._drop_producer()
             raise
 
-    async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Row[Any]]) -> None:
+    async def _publish(
+        self,
+        producer: AIOKafkaProducer,
+        rows: Sequence[Row[Any]],
+        partition_of: Callable[[Row[Any]], int | None] = lambda _: None,
+    ) -> None:
         pending: list[Awaitable[Any]] = []
         for row in rows:
             job = WebhookJob(
@@ -145,6 +161,7 @@ class OutboxRelay:
                             self._topic,
                             job.encode(),
                             key=row.event_id.encode(),
+                            partition=partition_of(row),
                             headers=headers,
                         )
                     )
