@@ -6,7 +6,8 @@ replicas instead of queueing on one partition (the worker delivers concurrently 
 partition never promised order; payloads carry `timestamp` and `sequence` for receivers). Rows
 are marked after the broker acknowledged them: a crash in between re-publishes (consumers are
 idempotent by ``webhook-id``, and the same key lands on the same partition), and a marked row is
-never published again (unless reconciliation finds that the broker lost it: `reconcile`).
+never published again (unless reconciliation finds that the broker lost it: `reconcile`, which
+sends the copy to another partition).
 While Kafka is down rows simply wait; nothing is lost.
 """
 
