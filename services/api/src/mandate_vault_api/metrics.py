@@ -65,6 +65,13 @@ class ApiMetrics:
             callbacks=[self._observe_oldest],
             description="Age of the oldest unpublished outbox event",
         )
+        self._reconciled = meter.create_counter(
+            names.WEBHOOK_EVENTS_RECONCILED_TOTAL,
+            description="Events published but never recorded by the worker (the broker lost "
+            "them), published again with the same webhook-id",
+        )
+        self._service = {names.LABEL_SERVICE: service}
+        self._reconciled.add(0, self._service)
         self._auth_attrs = {r: {"result": r} for r in ("success", "failed", "locked_out")}
         # Every series exists from the start at 0: the first increment is then visible to
         # rate()/increase() (a series born at 1 hides it).
@@ -76,6 +83,9 @@ class ApiMetrics:
 
     def auth_attempt(self, result: str) -> None:
         self._auth.add(1, self._auth_attrs[result])
+
+    def events_reconciled(self, count: int) -> None:
+        self._reconciled.add(count, self._service)
 
     def mandate_created(self, tenant_id: str, verification_status: str) -> None:
         self._created.add((tenant_id, verification_status))

@@ -20,6 +20,9 @@ REDELIVERY_KINDS = ("retry", "recover", "replay")
 OTHER = "other"
 
 
+REBUILD_REASONS = ("no_fetch_progress", "offsets_past_log_end", "unexpected_error")
+
+
 class WorkerMetrics:
     def __init__(self, meter: Meter, service: str = "mandate-vault-webhook-worker") -> None:
         self._service = service
@@ -47,6 +50,11 @@ class WorkerMetrics:
             names.WEBHOOK_REDELIVERIES_TOTAL,
             description="Redeliveries asked for by a tenant (api) or an operator (cli) and taken "
             "up by this worker, by kind (retry|recover|replay)",
+        )
+        self._rebuilds = meter.create_counter(
+            names.KAFKA_CONSUMER_REBUILDS_TOTAL,
+            description="Kafka consumers rebuilt because the consumer-group state was broken, "
+            "by reason (no_fetch_progress|offsets_past_log_end|unexpected_error)",
         )
         meter.create_observable_gauge(
             names.WEBHOOK_CONSUMER_LAG,
@@ -85,6 +93,8 @@ class WorkerMetrics:
         for source in REDELIVERY_SOURCES:
             for kind in REDELIVERY_KINDS:
                 self._redeliveries.add(0, self._redelivery_labels(source, kind))
+        for reason in REBUILD_REASONS:
+            self._rebuilds.add(0, self._rebuild_labels(reason))
 
     def _redelivery_labels(self, source: str, kind: str) -> dict[str, str]:
         return {
@@ -116,6 +126,12 @@ class WorkerMetrics:
 
     def breaker_moved(self, state: str) -> None:
         self._breaker_moves.add(1, {"state": state})
+
+    def consumer_rebuilt(self, reason: str) -> None:
+        self._rebuilds.add(1, self._rebuild_labels(reason))
+
+    def _rebuild_labels(self, reason: str) -> dict[str, str]:
+        return {names.LABEL_SERVICE: self._service, names.LABEL_REASON: reason}
 
     def observe_in_flight(self, count: Callable[[], int]) -> None:
         self._in_flight = count
