@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
-from mandate_vault_api import directory
+from mandate_vault_api import directory, migrate
 from mandate_vault_api.clock import utc_now
 from mandate_vault_api.database import Database
 from mandate_vault_api.reconcile import Reconciler
@@ -97,6 +97,7 @@ def replica(database_url: str, broker: Broker, topic: str, drop: int = 0) -> Rep
 
 @pytest.fixture
 async def prepared(database_url: str, broker: Broker, topic: str, bank: Issuer) -> str:
+    await asyncio.to_thread(migrate.upgrade, database_url)
     engine = create_engine(database_url)
     try:
         async with engine.begin() as conn:  # the tenant the subscriptions belong to
