@@ -4,46 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
-
 from mandate_vault_shared.messages import EventType
 from mandate_vault_shared.telemetry import names
-from mandate_vault_shared.telemetry.metrics import seconds_histogram
+from mandate_vault_shared.telemetry.instruments import Labels, Metrics
 
 SUCCESS = "success"
 FAILED = "failed"
 PARK_REASONS = ("window_full", "breaker_open")
 BREAKER_STATES = ("open", "half_open", "closed")
+Readings = Iterable[tuple[Labels, float]]
 
 
 class WorkerMetrics:
-    def __init__(self, meter: Meter) -> None:
-        self._deliveries = meter.create_counter(
+    def __init__(self, metrics: Metrics) -> None:
+        self._deliveries = metrics.counter(
             names.WEBHOOK_DELIVERIES_TOTAL,
-            description="Webhook delivery attempts by event type and status (success|failed)",
+            "Webhook delivery attempts by event type and status (success|failed)",
+            ("event_type", "status"),
         )
-        self._duration = seconds_histogram(
-            meter, names.WEBHOOK_DELIVERY_DURATION, "Webhook delivery attempt latency"
+        self._duration = metrics.histogram(
+            names.WEBHOOK_DELIVERY_DURATION, "Webhook delivery attempt latency", ("event_type",)
         )
-        self._dead_letters = meter.create_counter(
+        self._dead_letters = metrics.counter(
             names.WEBHOOK_DEAD_LETTERS_TOTAL,
-            description="Webhook events sent to the dead-letter topic",
+            "Webhook events sent to the dead-letter topic",
+            ("event_type",),
         )
-        self._parked = meter.create_counter(
+        self._parked = metrics.counter(
             names.WEBHOOK_JOBS_PARKED_TOTAL,
-            description="Jobs parked in the delivery table instead of being sent now, by reason "
+            "Jobs parked in the delivery table instead of being sent now, by reason "
             "(window_full|breaker_open)",
+            (names.LABEL_REASON,),
         )
-        self._breaker_moves = meter.create_counter(
+        self._breaker_moves = metrics.counter(
             names.WEBHOOK_BREAKER_TRANSITIONS_TOTAL,
-            description="Circuit breaker state changes of subscriptions, by the state entered",
+            "Circuit breaker state changes of subscriptions, by the state entered",
+            ("state",),
         )
-        meter.create_observable_gauge(
+        metrics.observe(
             names.WEBHOOK_CONSUMER_LAG,
-            callbacks=[self._observe_lag],
-            description="Messages not yet consumed: highwater minus committed offset",
+            "Messages not yet consumed: highwater minus committed offset",
+            ("topic", "partition"),
+            self._observe_lag,
         )
-        for name, callback, description in (
+        for name, read, description in (
             (names.WEBHOOK_IN_FLIGHT, self._observe_in_flight, "Jobs in flight in this worker"),
             (
                 names.WEBHOOK_BREAKERS_OPEN,
@@ -57,7 +61,7 @@ class WorkerMetrics:
                 "parked jobs)",
             ),
         ):
-            meter.create_observable_gauge(name, callbacks=[callback], description=description)
+            metrics.observe(name, description, (), read)
         self.lag: dict[tuple[str, int], int] = {}
         self.scheduled: int | None = None  # from the database, refreshed periodically
         self._in_flight: Callable[[], int] = lambda: 0
@@ -66,25 +70,25 @@ class WorkerMetrics:
         # restart shows in rate()/increase() (and fires its alert).
         for event_type in EventType:
             for status in (SUCCESS, FAILED):
-                self._deliveries.add(0, {"event_type": event_type.value, "status": status})
-            self._dead_letters.add(0, {"event_type": event_type.value})
+                self._deliveries.add((event_type.value, status), 0)
+            self._dead_letters.add((event_type.value,), 0)
         for reason in PARK_REASONS:
-            self._parked.add(0, {names.LABEL_REASON: reason})
+            self._parked.add((reason,), 0)
         for state in BREAKER_STATES:
-            self._breaker_moves.add(0, {"state": state})
+            self._breaker_moves.add((state,), 0)
 
     def attempt(self, event_type: str, status: str, seconds: float) -> None:
-        self._deliveries.add(1, {"event_type": event_type, "status": status})
-        self._duration.record(seconds, {"event_type": event_type})
+        self._deliveries.add((event_type, status))
+        self._duration.record((event_type,), seconds)
 
     def dead_lettered(self, event_type: str) -> None:
-        self._dead_letters.add(1, {"event_type": event_type})
+        self._dead_letters.add((event_type,))
 
     def parked(self, reason: str) -> None:
-        self._parked.add(1, {names.LABEL_REASON: reason})
+        self._parked.add((reason,))
 
     def breaker_moved(self, state: str) -> None:
-        self._breaker_moves.add(1, {"state": state})
+        self._breaker_moves.add((state,))
 
     def observe_in_flight(self, count: Callable[[], int]) -> None:
         self._in_flight = count
@@ -92,17 +96,14 @@ class WorkerMetrics:
     def observe_breakers(self, count: Callable[[], int]) -> None:
         self._breakers = count
 
-    def _observe_lag(self, _: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(lag, {"topic": topic, "partition": str(partition)})
-            for (topic, partition), lag in self.lag.items()
-        ]
+    def _observe_lag(self) -> Readings:
+        return [((topic, str(partition)), lag) for (topic, partition), lag in self.lag.items()]
 
-    def _observe_in_flight(self, _: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self._in_flight())]
+    def _observe_in_flight(self) -> Readings:
+        return [((), self._in_flight())]
 
-    def _observe_breakers(self, _: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self._breakers())]
+    def _observe_breakers(self) -> Readings:
+        return [((), self._breakers())]
 
-    def _observe_scheduled(self, _: CallbackOptions) -> Iterable[Observation]:
-        return [] if self.scheduled is None else [Observation(self.scheduled)]
+    def _observe_scheduled(self) -> Readings:
+        return [] if self.scheduled is None else [((), self.scheduled)]
