@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate_vault_shared.kafka import header, producer_span
+from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 from mandate_vault_shared.messages import EventType, WebhookJob
 from tests.fixtures.broker import Broker
 from tests.fixtures.otlp import OtlpReceiver
@@ -39,7 +40,7 @@ async def produce(broker: Broker, topic: str, job: WebhookJob) -> tuple[str, str
     await producer.start()
     try:
         headers = job.headers()
-        with producer_span(provider.get_tracer("test"), topic, headers):
+        with producer_span(MessagingTelemetry(provider.get_tracer("test")), topic, headers):
             await producer.send_and_wait(topic, job.encode(), key=b"sub-1", headers=headers)
     finally:
         await producer.stop()

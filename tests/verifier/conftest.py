@@ -12,6 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from opentelemetry.trace import NoOpTracer
 
+from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
+
 from mandate_vault_shared.ssrf import SsrfPolicy, guarded_session
 from mandate_vault_verifier.resolver import DidWebResolver
 from mandate_vault_verifier.truststore import parse_truststore
@@ -110,7 +112,7 @@ async def make_verifier(tls: TlsFiles) -> AsyncIterator[VerifierFactory]:
         session = guarded_session(SsrfPolicy(allowlist=allowlist), timeout, ssl_context=context)
         extra = {"clock": clock} if clock is not None else {}
         resolver = DidWebResolver(
-            session, NoOpTracer(), max_bytes=max_bytes, ttl_seconds=ttl,
+            session, HttpClientTelemetry(NoOpTracer()), max_bytes=max_bytes, ttl_seconds=ttl,
             failure_ttl_seconds=failure_ttl, **extra,
         )  # fmt: skip
         cleanups.append((resolver, session))

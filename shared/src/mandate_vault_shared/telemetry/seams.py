@@ -68,6 +68,12 @@ def wrap_prometheus_collector(
         def collect(self) -> Iterator[Metric]:
             return post(inner.collect())
 
+        def describe(self) -> list[Metric]:  # registering must not collect (nothing to read yet)
+            return []
+
+        def __getattr__(self, name: str) -> Any:  # the reader feeds it (add_metrics_data)
+            return getattr(inner, name)
+
     wrapped = _Wrapped()
     registry.register(wrapped)
     reader._collector = wrapped  # the reader's shutdown unregisters this one
