@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate_vault_shared.kafka import header, producer_span
-from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 from mandate_vault_shared.messages import EventType, WebhookJob
+from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 from tests.fixtures.broker import Broker
 from tests.fixtures.otlp import OtlpReceiver
 from tests.fixtures.services import ServiceProcess

@@ -12,9 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from opentelemetry.trace import NoOpTracer
 
-from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
-
 from mandate_vault_shared.ssrf import SsrfPolicy, guarded_session
+from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
 from mandate_vault_verifier.resolver import DidWebResolver
 from mandate_vault_verifier.truststore import parse_truststore
 from mandate_vault_verifier.verifier import Verifier

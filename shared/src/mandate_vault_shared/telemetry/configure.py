@@ -15,7 +15,6 @@ Over gRPC (``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``) spans and logs always take the 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +55,7 @@ from mandate_vault_shared.telemetry.metrics import HttpMetrics
 from mandate_vault_shared.telemetry.process import FAST, INSTRUMENTATION_SCOPE, SDK, Telemetry
 from mandate_vault_shared.telemetry.sdk_logs import SdkLogBridge
 from mandate_vault_shared.telemetry.sdk_metrics import ExemplarPrometheusReader, SdkMetrics
-from mandate_vault_shared.telemetry.seams import QUEUE_FULL_LOGGER, sender_of
+from mandate_vault_shared.telemetry.seams import count_before_the_sdk_filters, sender_of
 from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry, MessagingTelemetry
 from mandate_vault_shared.telemetry.sentry import init_sentry
 
@@ -124,12 +123,11 @@ def _enabled(parts: _Parts, service: str) -> Telemetry:
     registry = CollectorRegistry(auto_describe=True)
     meter_provider, metrics, closers = _metrics(parts, registry)
     drops = DropCounter(metrics)
-    queue_full = QueueFullFilter(drops)
-    logging.getLogger(QUEUE_FULL_LOGGER).addFilter(queue_full)
+    stop_counting = count_before_the_sdk_filters(QueueFullFilter(drops))
     tracer_provider = _tracer_provider(parts, drops)
     closers = [tracer_provider.shutdown, *closers]
     closers += _logs(parts, service, drops)
-    closers.append(lambda: logging.getLogger(QUEUE_FULL_LOGGER).removeFilter(queue_full))
+    closers.append(stop_counting)
     semconv = settings.telemetry_semconv_metrics
     telemetry = Telemetry(
         service=service,

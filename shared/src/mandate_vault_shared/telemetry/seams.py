@@ -7,6 +7,7 @@ fails that test by name instead of breaking telemetry quietly at run time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
@@ -15,10 +16,19 @@ from opentelemetry.sdk.trace import ReadableSpan
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
-# The batch processors' worker logs one warning per dropped item, here, with this message;
-# export.QueueFullFilter turns it into telemetry_dropped_total{reason="queue_full"}.
+# The batch processors log one warning per dropped item, here, with this message (and the
+# SDK's own DuplicateFilter on that logger then hides the repeats for 20 s);
+# export.QueueFullFilter turns each into telemetry_dropped_total{reason="queue_full"}.
 QUEUE_FULL_LOGGER: Final = "opentelemetry.sdk._shared_internal"
 QUEUE_FULL_MESSAGE: Final = "Queue full, dropping %s."
+
+
+def count_before_the_sdk_filters(drop_filter: logging.Filter) -> Callable[[], None]:
+    """Install `drop_filter` on the batch processors' logger ahead of the SDK's DuplicateFilter,
+    so it sees every drop; returns what removes it."""
+    logger = logging.getLogger(QUEUE_FULL_LOGGER)
+    logger.filters.insert(0, drop_filter)
+    return lambda: logger.removeFilter(drop_filter)
 
 
 class OtlpSender(Protocol):
