@@ -240,11 +240,10 @@ def test_timeout_bounds_an_export_to_a_black_hole(
 
 
 def _dropped(telemetry: Telemetry, signal: str, reason: str) -> float:
-    text = telemetry.prometheus_text().decode()
-    for line in text.splitlines():
-        if line.startswith("telemetry_dropped_total{") and f'signal="{signal}"' in line:
-            if f'reason="{reason}"' in line:
-                return float(line.rsplit(" ", 1)[1])
+    wanted = ("telemetry_dropped_total{", f'signal="{signal}"', f'reason="{reason}"')
+    for line in telemetry.prometheus_text().decode().splitlines():
+        if line.startswith(wanted[0]) and all(part in line for part in wanted[1:]):
+            return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
