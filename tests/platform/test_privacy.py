@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.fixtures.otlp import OtlpReceiver
 from tests.fixtures.sentry import SentrySink
@@ -16,10 +17,14 @@ CANARY_PASSWORD = "hunter2-canary-password"
 CANARIES = (CANARY_JWT, CANARY_API_KEY, CANARY_WEBHOOK_SECRET, CANARY_REFRESH, CANARY_PASSWORD)
 
 
-def test_canaries_never_leave_the_process(otlp: OtlpReceiver, sentry_sink: SentrySink) -> None:
+@pytest.mark.parametrize("pipeline", ["fast", "sdk"])
+def test_canaries_never_leave_the_process(
+    otlp: OtlpReceiver, sentry_sink: SentrySink, pipeline: str
+) -> None:
     process = ServiceProcess(
         "canary",
         {
+            "TELEMETRY_PIPELINE": pipeline,
             "SENTRY_DSN": sentry_sink.dsn,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
