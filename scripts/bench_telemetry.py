@@ -59,9 +59,16 @@ class Series:
     name: str
     env: dict[str, str]
     runs: list[Throughput] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # api CPU per request, from /proc
 
     def median(self, attribute: str = "rps") -> float:
         return statistics.median(getattr(run, attribute) for run in self.runs)
+
+    def cpu_paired(self, other: Series) -> float:
+        """Median over rounds of `other`'s CPU per request over this series': the share of
+        throughput this configuration would keep on a machine of its own."""
+        pairs = zip(self.cpu_us, other.cpu_us, strict=True)
+        return statistics.median(theirs / mine for mine, theirs in pairs)
 
     def paired(self, other: Series) -> float:
         """Median over rounds of this series' throughput over `other`'s."""
@@ -91,7 +98,10 @@ def trivial_rounds(stack: BenchStack) -> dict[str, Series]:
         for one in series.values():
             with stack.api(one.env) as process:
                 wrk(f"{process.url}/api/v1/info", 1, 4)  # warm up
+                before = process.cpu_seconds()
                 one.runs.append(wrk(f"{process.url}/api/v1/info", SECONDS, CONNECTIONS))
+                used = process.cpu_seconds() - before
+                one.cpu_us.append(used * 1e6 / max(one.runs[-1].rps * SECONDS, 1))
             _progress(round_number, one.name, one.runs[-1])
     return series
 
@@ -137,6 +147,15 @@ def figures_of(
             "create": rounded(_create_ratio(creates)),
         },
         "sdk_full_ratio": rounded(series["full_sdk"].paired(off)),
+        # The same shares from CPU per request: steadier than throughput on a shared machine.
+        "by_cpu": {
+            "full_ratio": rounded(full.cpu_paired(off)),
+            "production_ratio": rounded(series["production"].cpu_paired(off)),
+            "fast_vs_sdk_trivial": rounded(full.cpu_paired(series["full_sdk"])),
+        },
+        "cpu_us_per_request": {
+            name: round(statistics.median(one.cpu_us), 1) for name, one in series.items()
+        },
         "rps": {name: round(one.median(), 1) for name, one in series.items()},
         "create": {
             pipeline: {
@@ -159,7 +178,8 @@ def markdown(series: dict[str, Series], figures: dict[str, Any]) -> list[str]:
     rows = [
         f"| {LABELS[one.name]} | {', '.join(f'{run.rps:,.0f}' for run in one.runs)} "
         f"| {one.median():,.0f} | {one.paired(off):.0%} | {one.median('p50_ms'):.2f} "
-        f"| {one.median('p99_ms'):.2f} | {sum(run.errors for run in one.runs)} |"
+        f"| {one.median('p99_ms'):.2f} | {sum(run.errors for run in one.runs)} "
+        f"| {statistics.median(one.cpu_us):.0f} |"
         for one in series.values()
     ]
     create = figures["create"]
@@ -167,8 +187,8 @@ def markdown(series: dict[str, Series], figures: dict[str, Any]) -> list[str]:
         "### Telemetry cost, trivial endpoint (GET /api/v1/info)",
         "",
         "| configuration | rounds req/s | median req/s | vs off (paired median) | p50 ms "
-        "| p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| p99 ms | errors | api CPU us/request |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "### Fast pipeline vs SDK pipeline",
