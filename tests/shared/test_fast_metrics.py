@@ -18,7 +18,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mandate_vault_shared.telemetry.fast_metrics import FastMetrics, MergingMetricExporter
+from mandate_vault_shared.telemetry.fast_metrics import FastMetrics
+from mandate_vault_shared.telemetry.fast_otlp import MergingMetricExporter
 
 SCOPE = InstrumentationScope("mandate_vault", "1")
 

@@ -47,7 +47,8 @@ from mandate_vault_shared.telemetry.export import (
     RedactingSpanExporter,
     SafeSpanExporter,
 )
-from mandate_vault_shared.telemetry.fast_metrics import FastMetrics, MergingMetricExporter
+from mandate_vault_shared.telemetry.fast_metrics import FastMetrics
+from mandate_vault_shared.telemetry.fast_otlp import MergingMetricExporter
 from mandate_vault_shared.telemetry.instruments import Metrics
 from mandate_vault_shared.telemetry.log_shipper import LogShipper
 from mandate_vault_shared.telemetry.logs import LogConfig, configure_logging, get_logger
