@@ -11,15 +11,16 @@ loop's thread and are read only when something collects:
   reader exports.
 
 Observed gauges (read only at collection) stay on the SDK meter. Exemplars follow
-``OTEL_METRICS_EXEMPLAR_FILTER`` like the SDK: ``trace_based`` (default) keeps, per bucket, the
-latest measurement taken inside a sampled span; ``always_on`` any; ``always_off`` none.
+``OTEL_METRICS_EXEMPLAR_FILTER`` like the SDK: ``trace_based`` (default) keeps, per bucket, a
+recent measurement taken inside a sampled span; ``always_on`` any; ``always_off`` none. (A
+bucket's first measurements, then every 8th, are offered: the span lookup is the costly part.)
 """
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from mandate_vault_shared.telemetry.instruments import (
 )
 
 TRACE_BASED, ALWAYS_ON, ALWAYS_OFF = "trace_based", "always_on", "always_off"
+_FIRST, _REFRESH = 2, 8
 
 
 @dataclass
@@ -98,13 +100,16 @@ class FastHistogram:
         buckets = self.series.get(labels)
         if buckets is None:
             buckets = self.series[labels] = Buckets([0] * (len(self.bounds) + 1))
-        index = bisect.bisect_left(self.bounds, value)
-        buckets.counts[index] += 1
+        index = bisect_left(self.bounds, value)
+        hits = buckets.counts[index] = buckets.counts[index] + 1
         buckets.total += value
         buckets.count += 1
         buckets.low = min(buckets.low, value)
         buckets.high = max(buckets.high, value)
-        if self.exemplar_filter != ALWAYS_OFF:
+        # Looking up the current span costs more than all the rest: a bucket is offered its
+        # first measurements (a rare slow one is the exemplar worth having) and then every
+        # `_REFRESH`th, so a hot bucket still gets a fresh sampled one every so often.
+        if self.exemplar_filter != ALWAYS_OFF and (hits <= _FIRST or not hits % _REFRESH):
             self._offer(buckets, index, value)
 
     def _offer(self, buckets: Buckets, index: int, value: float) -> None:

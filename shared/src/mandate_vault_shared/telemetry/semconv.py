@@ -37,6 +37,7 @@ class HttpClientTelemetry:
     ) -> None:
         self.tracer = tracer
         self._duration: Histogram | None = None
+        self._labels: dict[tuple[str, str, int, int | None, str], tuple[str, ...]] = {}
         if semconv and metrics is not None:
             self._duration = metrics.histogram(
                 names.SEMCONV_HTTP_CLIENT_DURATION,
@@ -54,11 +55,16 @@ class HttpClientTelemetry:
     def record(
         self, method: str, host: str, port: int, status: int | None, error: str, seconds: float
     ) -> None:
-        if self._duration is not None:
+        if self._duration is None:
+            return
+        key = (method, host, port, status, error)
+        labels = self._labels.get(key)
+        if labels is None:
             status_text = "" if status is None else str(status)
             if not error and status is not None and status >= 500:
                 error = status_text
-            self._duration.record((method, host, str(port), status_text, error), seconds)
+            labels = self._labels[key] = (method, host, str(port), status_text, error)
+        self._duration.record(labels, seconds)
 
 
 class DbTelemetry:
@@ -78,16 +84,17 @@ class DbTelemetry:
                 (names.ATTR_DB_SYSTEM, names.ATTR_DB_OPERATION, names.ATTR_ERROR_TYPE),
                 bounds=names.SEMCONV_DB_BUCKETS,
             )
-        self._labels: dict[str, tuple[str]] = {}
+        self._labels: dict[tuple[str, str], tuple[tuple[str], tuple[str, str, str]]] = {}
 
     def finished(self, operation: str, statement: str, seconds: float, error: str = "") -> None:
         """One statement; `operation` is select/insert/update/delete/other."""
-        labels = self._labels.get(operation)
+        labels = self._labels.get((operation, error))
         if labels is None:
-            labels = self._labels[operation] = (operation,)
-        self._guide.record(labels, seconds)
+            labels = (operation,), (self._system, operation.upper(), error)
+            self._labels[(operation, error)] = labels
+        self._guide.record(labels[0], seconds)
         if self._semconv is not None:
-            self._semconv.record((self._system, operation.upper(), error), seconds)
+            self._semconv.record(labels[1], seconds)
         # Only inside a sampled trace: no span object at all for the others.
         if (
             self._tracer is not None
