@@ -53,26 +53,27 @@ test: setup ## Run every test (real Postgres, Kafka-protocol broker, Prometheus 
 	@$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS)
 	@$(UV) run --frozen pytest -m serial $(PYTEST_ARGS)
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check; import-linter contracts (pyproject.toml)
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen lint-imports --no-cache
 
 format: setup ## Apply ruff fixes and formatting
 	@$(UV) run --frozen ruff check --fix .
 	@$(UV) run --frozen ruff format .
 
-typecheck: setup ## mypy --strict on shared and the services
+typecheck: setup ## mypy: strict on shared, services, the harness, scripts, bench and reliability; tests without annotation rules
 	@$(UV) run --frozen mypy
 
 bench: setup ## Paired benchmarks on real parts; writes reports/bench-<date>.md and .json (BENCH_ONLY=<section>)
-	@$(UV) run --frozen python scripts/bench.py
+	@$(UV) run --frozen python -m bench.run
 
 LOAD_ARGS ?=
 load: setup ## Locust mix against a running stack (default make run); report in reports/
 	@$(UV) run --frozen python scripts/load.py $(LOAD_ARGS)
 
 soak: setup ## Memory after 100,000 requests and over a 10-minute soak; writes reports/soak-<date>.md
-	@$(UV) run --frozen python scripts/soak.py
+	@$(UV) run --frozen python -m bench.soak
 
 demo: setup-run ## Drive the running `make run` stack and summarize every monitoring-guide metric
 	@$(RUN) python demo_monitoring_system.py $(DEMO_ARGS)

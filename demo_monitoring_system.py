@@ -11,7 +11,7 @@ Against the api, jwt-verifier and webhook-worker of `make run` (127.0.0.1:8000/8
    `mandate-vault bootstrap` (same database as make run: var/mandate_vault.db, or
    API_DATABASE_URL), with a fresh password passed in MV_BOOTSTRAP_PASSWORD;
 2. subscribes a local webhook receiver (one path answering 204, one answering 500);
-3. submits valid mandates signed by the demo issuer (scripts/demo_issuer.py) and invalid ones
+3. submits valid mandates signed by the demo issuer (the harness's `issuer`) and invalid ones
    (bad signature, unknown issuer, expired), fails some logins and locks one address out;
 4. scrapes every service's GET /api/v1/metrics before and after, and prints what each metric
    of the monitoring guide shows: totals since the service started and, in brackets, this run.
@@ -23,7 +23,6 @@ except what `mandate-vault bootstrap` stores (a user) and what the traffic itsel
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import secrets
@@ -37,14 +36,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from mandate_vault_harness.issuer import DEMO_ISSUER, DEMO_KID, Issuer, demo_key_file
 
 ROOT = Path(__file__).resolve().parent
 DEMO_TENANT = "monitoring-demo"
@@ -68,18 +66,10 @@ SECTIONS = (
 Labels = tuple[tuple[str, str], ...]
 
 
-def load_demo_issuer(key_file: Path | None) -> ModuleType:
-    """scripts/demo_issuer.py, imported by path; `key_file` replaces its var/ key."""
-    spec = importlib.util.spec_from_file_location(
-        "demo_issuer", ROOT / "scripts" / "demo_issuer.py"
-    )
-    if spec is None or spec.loader is None:
-        sys.exit("scripts/demo_issuer.py is missing")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if key_file is not None:
-        module.KEY_FILE = key_file
-    return module
+def load_demo_issuer(key_file: Path | None) -> Issuer:
+    """The demo issuer `make run` trusts; `key_file` replaces its var/ key."""
+    path = key_file or demo_key_file()
+    return Issuer.from_pem_file(path, DEMO_ISSUER, DEMO_KID, create=True)
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -226,7 +216,7 @@ class Demo:
     api: str
     verifier: str
     worker: str
-    issuer: ModuleType
+    issuer: Issuer
     client: httpx.Client = field(init=False)
     headers: dict[str, str] = field(default_factory=dict)
     tenant_id: str = ""
@@ -264,7 +254,7 @@ class Demo:
         command = [
             sys.executable, "-m", "mandate_vault_api.cli", "bootstrap",
             "--tenant-id", DEMO_TENANT, "--tenant-name", "Monitoring demo",
-            "--admin-email", email, "--issuer", self.issuer.ISSUER,
+            "--admin-email", email, "--issuer", self.issuer.did,
         ]  # fmt: skip
         result = subprocess.run(  # noqa: S603 - fixed arguments, this interpreter
             command,
@@ -335,31 +325,25 @@ class Demo:
         counts[str(outcome)] += 1
 
     def mint(self) -> str:
-        token: str = self.issuer.mint(
-            "did:example:customer-123", "100.00", "EUR", "payments.recurring", 30 * 86_400
+        return self.issuer.mandate(
+            subject="did:example:customer-123", amount="100.00", expires_in=30 * 86_400
         )
-        return token
 
     def expired_token(self) -> str:
         """Signed by the demo issuer, issued two hours ago, expired one hour ago."""
-        payload = jwt.decode(self.mint(), options={"verify_signature": False})
-        now = int(time.time())
-        payload.update(iat=now - 7200, nbf=now - 7200, exp=now - 3600)
-        key = self.issuer._key()  # the demo issuer's own signing key
-        return jwt.encode(payload, key, algorithm="ES256", headers={"kid": self.issuer.KID})
+        return self.issuer.mandate(
+            subject="did:example:customer-123", issued_at=time.time() - 7200, expires_in=3600
+        )
 
     def foreign_token(self, issuer: str, kid: str) -> str:
         """A token the verifier must reject: signed by a key nobody trusts."""
-        payload = jwt.decode(self.mint(), options={"verify_signature": False})
-        payload["iss"] = issuer
-        key = ec.generate_private_key(ec.SECP256R1())
-        return jwt.encode(payload, key, algorithm="ES256", headers={"kid": kid})
+        return Issuer(did=issuer, kid=kid).mandate(subject="did:example:customer-123")
 
     def drive(self, valid: int) -> None:
         for _ in range(valid):
             self.tally("valid mandates", self.submit(self.mint()))
         self.tally(
-            "bad signature", self.submit(self.foreign_token(self.issuer.ISSUER, self.issuer.KID))
+            "bad signature", self.submit(self.foreign_token(self.issuer.did, self.issuer.kid))
         )
         self.tally("unknown issuer", self.submit(self.foreign_token(UNKNOWN_ISSUER, "k1")))
         self.tally("expired", self.submit(self.expired_token()))

@@ -42,7 +42,6 @@ import contextlib
 import csv
 import json
 import random
-import sys
 import time
 import uuid
 from collections import deque
@@ -52,18 +51,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from locust import FastHttpUser, events, task
 from locust import stats as locust_stats
 from locust.exception import RescheduleTask, StopUser
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.demo_issuer import ISSUER, KEY_FILE, KID  # noqa: E402
+from mandate_vault_harness.issuer import DEMO_ISSUER, DEMO_KID, Issuer, demo_key_file
 
 MANDATES = "/api/v1/mandates"
 WEBHOOKS = "/api/v1/webhooks"
@@ -130,11 +122,13 @@ def _options(parser: Any) -> None:
     group.add_argument(
         "--issuer-key",
         env_var="LOAD_ISSUER_KEY",
-        default=str(KEY_FILE),
+        default=str(demo_key_file()),
         help="PEM private key that signs the mandates",
     )
-    group.add_argument("--issuer", env_var="LOAD_ISSUER", default=ISSUER, help="issuer DID")
-    group.add_argument("--kid", env_var="LOAD_KID", default=KID, help="key id in the JWT header")
+    group.add_argument("--issuer", env_var="LOAD_ISSUER", default=DEMO_ISSUER, help="issuer DID")
+    group.add_argument(
+        "--kid", env_var="LOAD_KID", default=DEMO_KID, help="key id in the JWT header"
+    )
     group.add_argument(
         "--tenant-id", env_var="LOAD_TENANT_ID", default="", help="X-Tenant-ID (admins only)"
     )
@@ -154,7 +148,8 @@ def _options(parser: Any) -> None:
 
 
 class Minter:
-    """Signs mandate JWTs shaped like scripts/demo_issuer.py's, with a key loaded once."""
+    """Signs mandate JWTs with the harness's issuer (the demo issuer's by default), the key
+    loaded once; amounts, scopes, currencies and lifetimes vary like a real population's."""
 
     def __init__(self, key_path: str, issuer: str, kid: str) -> None:
         path = Path(key_path)
@@ -164,32 +159,17 @@ class Minter:
                 "issuer) or pass --issuer-key"
             )
             raise SystemExit(msg)
-        self.key: PrivateKeyTypes = serialization.load_pem_private_key(
-            path.read_bytes(), password=None
-        )
-        self.issuer, self.kid = issuer, kid
+        self.signer = Issuer.from_pem_file(path, issuer, kid)
 
     def mint(self, subject: str, *, issued_at: float | None = None, lifetime: int = 0) -> str:
-        now = int(time.time() if issued_at is None else issued_at)
-        payload = {
-            "iss": self.issuer,
-            "sub": subject,
-            "iat": now,
-            "nbf": now,
-            "exp": now + (lifetime or rng.randint(7, 365) * 86_400),
-            "jti": f"urn:uuid:{uuid.uuid4()}",
-            "vc": {
-                "@context": ["https://www.w3.org/2018/credentials/v1"],
-                "type": ["VerifiableCredential", "PaymentMandate"],
-                "credentialSubject": {
-                    "id": subject,
-                    "scope": rng.choice(SCOPES),
-                    "amountLimit": f"{rng.randint(5, 5000)}.{rng.randint(0, 99):02d}",
-                    "currency": rng.choice(CURRENCIES),
-                },
-            },
-        }
-        return jwt.encode(payload, self.key, algorithm="ES256", headers={"kid": self.kid})  # type: ignore[arg-type]
+        return self.signer.mandate(
+            subject=subject,
+            scope=rng.choice(SCOPES),
+            amount=f"{rng.randint(5, 5000)}.{rng.randint(0, 99):02d}",
+            currency=rng.choice(CURRENCIES),
+            expires_in=lifetime or rng.randint(7, 365) * 86_400,
+            issued_at=issued_at,
+        )
 
     def tampered(self, subject: str) -> str:
         """A valid token whose signature has one byte flipped."""

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from mandate_vault_harness.net import wait_until
+
+__all__ = ["Findings", "Row", "Scale", "stopwatch", "wait_until"]
+
 T = TypeVar("T")
 
 
@@ -63,12 +67,3 @@ class Findings:
 def stopwatch() -> Iterator[Callable[[], float]]:
     started = time.monotonic()
     yield lambda: time.monotonic() - started
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -12,73 +12,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
-import uuid
-from pathlib import Path
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE = Path(os.environ.get("MV_STATE_DIR", ROOT / "var"))  # make run's state directory
-KEY_FILE = STATE / "demo-issuer-key.pem"
-TRUSTSTORE = STATE / "truststore.json"
-ISSUER = "did:web:demo-bank.example"
-KID = "demo-key-1"
+from mandate_vault_harness.issuer import (
+    DEMO_ISSUER,
+    DEMO_KID,
+    Issuer,
+    demo_key_file,
+    demo_state_dir,
+    truststore_json,
+)
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    if not KEY_FILE.exists():
-        STATE.mkdir(exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        KEY_FILE.write_bytes(pem)
-        KEY_FILE.chmod(0o600)
-    loaded = serialization.load_pem_private_key(KEY_FILE.read_bytes(), password=None)
-    assert isinstance(loaded, ec.EllipticCurvePrivateKey)
-    return loaded
+def demo_issuer() -> Issuer:
+    """The demo issuer, its key made on first use."""
+    return Issuer.from_pem_file(demo_key_file(), DEMO_ISSUER, DEMO_KID, create=True)
 
 
 def init() -> None:
-    public = json.loads(ECAlgorithm.to_jwk(_key().public_key()))
-    entry = {
-        "id": ISSUER,
-        "algorithms": ["ES256"],
-        "keys": [{**public, "kid": KID, "alg": "ES256", "use": "sig"}],
-    }
-    TRUSTSTORE.write_text(json.dumps({"issuers": [entry]}, indent=2) + "\n")
-
-
-def mint(subject: str, amount: str, currency: str, scope: str, expires_in: int) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": ISSUER,
-        "sub": subject,
-        "iat": now,
-        "nbf": now,
-        "exp": now + expires_in,
-        "jti": f"urn:uuid:{uuid.uuid4()}",
-        "vc": {
-            "@context": ["https://www.w3.org/2018/credentials/v1"],
-            "type": ["VerifiableCredential", "PaymentMandate"],
-            "credentialSubject": {
-                "id": subject,
-                "scope": scope,
-                "amountLimit": amount,
-                "currency": currency,
-            },
-        },
-    }
-    return jwt.encode(payload, _key(), algorithm="ES256", headers={"kid": KID})
+    truststore = demo_state_dir() / "truststore.json"
+    truststore.write_text(truststore_json(demo_issuer(), indent=2) + "\n")
+    print(f"issuer {DEMO_ISSUER}: truststore written to {truststore}")
 
 
 def submit(api: str, email: str, password: str, token: str) -> None:
@@ -111,9 +67,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "init":
         init()
-        print(f"issuer {ISSUER}: truststore written to {TRUSTSTORE}")
         return
-    token = mint(args.subject, args.amount, args.currency, args.scope, args.expires_in)
+    token = demo_issuer().mandate(
+        subject=args.subject,
+        amount=args.amount,
+        currency=args.currency,
+        scope=args.scope,
+        expires_in=args.expires_in,
+    )
     if args.command == "mint":
         print(token)
     else:

@@ -42,10 +42,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from mandate_vault_harness.issuer import DEMO_ISSUER, DEMO_KID, demo_key_file
 
-from scripts.demo_issuer import ISSUER, KEY_FILE, KID  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
 CSV_PREFIX = "locust"
@@ -57,8 +56,8 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    """Every option, each defaulting to its LOAD_* variable."""
 
     def option(flag: str, variable: str, default: str, text: str, **kwargs: Any) -> None:
         shown = f"default {default}" if default else "no default"
@@ -86,9 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("LOAD_PASSWORD", ""),
         help="the admin's password; prefer $LOAD_PASSWORD (a flag shows in `ps`)",
     )
-    option("--issuer-key", "LOAD_ISSUER_KEY", str(KEY_FILE), "PEM private key signing mandates")
-    option("--issuer", "LOAD_ISSUER", ISSUER, "the key's issuer DID, trusted by the tenant")
-    option("--kid", "LOAD_KID", KID, "key id in the mandates' JWT header")
+    option(
+        "--issuer-key", "LOAD_ISSUER_KEY", str(demo_key_file()), "PEM private key signing mandates"
+    )
+    option("--issuer", "LOAD_ISSUER", DEMO_ISSUER, "the key's issuer DID, trusted by the tenant")
+    option("--kid", "LOAD_KID", DEMO_KID, "key id in the mandates' JWT header")
     option("--tenant-id", "LOAD_TENANT_ID", "", "X-Tenant-ID to act on (platform admins)")
     option(
         "--webhook-url",
@@ -109,6 +110,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--report-only", type=Path, metavar="RUN_DIR", help="rebuild the report of a run dir"
     )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    _add_options(parser)
     args = parser.parse_args(argv)
     if args.users < 1 or args.seconds < 1 or args.rps < 0:
         parser.error("--users and --seconds must be positive, --rps not negative")
@@ -339,48 +345,42 @@ def _read(prefix: Path, kind: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def build_report(run_dir: Path) -> Report:
-    prefix = run_dir / CSV_PREFIX
-    stats = []
-    for row in _read(prefix, "stats"):
-        stats.append(
-            RequestStats(
-                method=row["Type"],
-                name=row["Name"],
-                count=int(row["Request Count"]),
-                failures=int(row["Failure Count"]),
-                rps=_number(row["Requests/s"]),
-                p50=_number(row["50%"]),
-                p95=_number(row["95%"]),
-                p99=_number(row["99%"]),
-                max=_number(row["Max Response Time"]),
-            )
+def _request_stats(prefix: Path) -> list[RequestStats]:
+    return [
+        RequestStats(
+            method=row["Type"],
+            name=row["Name"],
+            count=int(row["Request Count"]),
+            failures=int(row["Failure Count"]),
+            rps=_number(row["Requests/s"]),
+            p50=_number(row["50%"]),
+            p95=_number(row["95%"]),
+            p99=_number(row["99%"]),
+            max=_number(row["Max Response Time"]),
         )
-    totals = [row for row in stats if row.name == TOTAL]
-    if not totals:
-        raise SystemExit(f"load: no locust statistics in {run_dir}")
-    rows = sorted((row for row in stats if row.name != TOTAL), key=lambda r: -r.count)
+        for row in _read(prefix, "stats")
+    ]
 
+
+def _failures(
+    prefix: Path,
+) -> tuple[list[tuple[str, int, list[str]]], list[tuple[str, str, int]]]:
+    """(each cause with its occurrences and requests; each request's failures), most first."""
     by_cause: Counter[str] = Counter()
     names: defaultdict[str, set[str]] = defaultdict(set)
     failures = []
     for row in _read(prefix, "failures"):
-        label, reason, count = f"{row['Method']} {row['Name']}", clean_cause(row["Error"]), 0
+        label, reason = f"{row['Method']} {row['Name']}", clean_cause(row["Error"])
         count = int(row["Occurrences"])
         by_cause[reason] += count
         names[reason].add(label)
         failures.append((label, reason, count))
     causes = [(reason, count, sorted(names[reason])) for reason, count in by_cause.most_common()]
-    exceptions = [(int(row["Count"]), row["Message"]) for row in _read(prefix, "exceptions")]
-    report = Report(rows, totals[0], causes, sorted(failures, key=lambda f: -f[2]), exceptions)
+    return causes, sorted(failures, key=lambda f: -f[2])
 
-    history = read_history(Path(f"{prefix}_stats_history.csv"))
-    totals_path = Path(f"{prefix}_final_totals.json")
-    steady_state(
-        report, history, json.loads(totals_path.read_text()) if totals_path.exists() else {}
-    )
-    if not history:
-        return report
+
+def _add_history(report: Report, history: list[dict[str, str]]) -> None:
+    """The time series of the report: rates over a trailing window, users, percentiles."""
     start = _number(history[0]["Timestamp"])
     times: list[float] = []
     counts: list[tuple[float, float]] = []
@@ -402,6 +402,26 @@ def build_report(run_dir: Path) -> Report:
         report.p50.append(_number(row["50%"]) if seen else math.nan)
         report.p95.append(_number(row["95%"]) if seen else math.nan)
         report.p99.append(_number(row["99%"]) if seen else math.nan)
+
+
+def build_report(run_dir: Path) -> Report:
+    prefix = run_dir / CSV_PREFIX
+    stats = _request_stats(prefix)
+    totals = [row for row in stats if row.name == TOTAL]
+    if not totals:
+        raise SystemExit(f"load: no locust statistics in {run_dir}")
+    rows = sorted((row for row in stats if row.name != TOTAL), key=lambda r: -r.count)
+    causes, failures = _failures(prefix)
+    exceptions = [(int(row["Count"]), row["Message"]) for row in _read(prefix, "exceptions")]
+    report = Report(rows, totals[0], causes, failures, exceptions)
+
+    history = read_history(Path(f"{prefix}_stats_history.csv"))
+    totals_path = Path(f"{prefix}_final_totals.json")
+    steady_state(
+        report, history, json.loads(totals_path.read_text()) if totals_path.exists() else {}
+    )
+    if history:
+        _add_history(report, history)
     return report
 
 
@@ -512,12 +532,11 @@ def rate_line(report: Report, target: float) -> str:
     return f"{line}; {goal}."
 
 
-def write_report(report: Report, meta: dict[str, Any], run_dir: Path) -> Path:
-    target = float(meta.get("target_rps") or 0)
-    plot(report, target, run_dir)
+def _head_lines(report: Report, meta: dict[str, Any], target: float, run_dir: Path) -> list[str]:
+    """The run's settings, achieved vs target, and the summary table with its charts."""
     total = report.total
     share = total.failures / total.count if total.count else 0.0
-    lines = [
+    return [
         f"# Load run {meta.get('started', run_dir.name)}",
         "",
         f"- host: `{meta.get('host', '?')}`",
@@ -543,14 +562,17 @@ def write_report(report: Report, meta: dict[str, Any], run_dir: Path) -> Path:
         "",
         "![latency](latency.png)",
         "",
-        "## Errors by cause",
-        "",
     ]
+
+
+def _error_lines(report: Report) -> list[str]:
+    """Errors by cause and per request, and the locustfile's own errors."""
+    lines = ["## Errors by cause", ""]
     if report.causes:
         lines += ["| cause | count | share of requests | requests |", "|---|---:|---:|---|"]
         for reason, count, labels in report.causes:
             where = ", ".join(f"`{label}`" for label in labels)
-            lines.append(f"| {reason} | {count:,} | {count / total.count:.1%} | {where} |")
+            lines.append(f"| {reason} | {count:,} | {count / report.total.count:.1%} | {where} |")
         lines += ["", "| request | cause | count |", "|---|---|---:|"]
         lines += [
             f"| `{label}` | {reason} | {count:,} |" for label, reason, count in report.failures
@@ -560,17 +582,14 @@ def write_report(report: Report, meta: dict[str, Any], run_dir: Path) -> Path:
     if report.exceptions:
         lines += ["", "## Errors in the locustfile", "", "| count | message |", "|---:|---|"]
         lines += [f"| {count} | {message} |" for count, message in report.exceptions]
-    lines += [
-        "",
-        "Raw data: locust's `locust_stats_history.csv`, `locust_final_stats.csv`, "
-        "`locust_final_failures.csv`, `locust.json` and `locust.html`.",
-        "",
-    ]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
-    summary = {
+    return lines
+
+
+def _summary(report: Report, meta: dict[str, Any]) -> dict[str, Any]:
+    """summary.json: the run's settings, and the figures per request."""
+    return {
         **meta,
-        "achieved_rps": total.rps,
+        "achieved_rps": report.total.rps,
         "requests": {
             row.label: {
                 "count": row.count,
@@ -581,10 +600,26 @@ def write_report(report: Report, meta: dict[str, Any], run_dir: Path) -> Path:
                 "p99_ms": row.p99,
                 "max_ms": row.max,
             }
-            for row in [*report.rows, total]
+            for row in [*report.rows, report.total]
         },
         "errors_by_cause": {reason: count for reason, count, _ in report.causes},
     }
+
+
+def write_report(report: Report, meta: dict[str, Any], run_dir: Path) -> Path:
+    target = float(meta.get("target_rps") or 0)
+    plot(report, target, run_dir)
+    lines = [
+        *_head_lines(report, meta, target, run_dir),
+        *_error_lines(report),
+        "",
+        "Raw data: locust's `locust_stats_history.csv`, `locust_final_stats.csv`, "
+        "`locust_final_failures.csv`, `locust.json` and `locust.html`.",
+        "",
+    ]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    summary = _summary(report, meta)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return path
 

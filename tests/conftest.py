@@ -1,4 +1,5 @@
-"""Fixtures that start and stop real infrastructure on free ports (see tests/fixtures/)."""
+"""Fixtures that start and stop real infrastructure on free ports (the harness's launchers);
+tests/fixtures/ holds more, registered here."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.broker import Broker
-from tests.fixtures.otlp import OtlpReceiver, start_receiver
-from tests.fixtures.postgres import create_database, drop_database, ensure_server
-from tests.fixtures.redis import RedisServer
-from tests.fixtures.sentry import SentrySink, start_sink
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.otlp import OtlpReceiver, start_receiver
+from mandate_vault_harness.postgres import create_database, drop_database, ensure_server
+from mandate_vault_harness.redis import RedisServer
+from mandate_vault_harness.sentry import SentrySink, start_sink
+
+pytest_plugins = ["tests.fixtures.system"]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ ORDER = (
     "postgres_restart",
     "worker_sigkill",
     "slow_subscribers",
+    "subscriber_outage",
     "verifier_down",
     "replicas",
     "overload",

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import time
 
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.system import (
+    System,
+    delivered_mandate_ids,
+    error_causes,
+    where_events_stopped,
+)
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.stack import System, delivered_mandate_ids, error_causes, where_events_stopped
 
 NAME = "broker killed and restarted"
 PATH = "/broker-outage"
@@ -31,7 +36,6 @@ def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to botto
         system.start_worker(wait=False)
         system.ready()
         assert system.broker is not None
-        assert system.receiver is not None
         tenant = system.add_tenant()
         system.subscribe(tenant, PATH)
         issuer = system.issuers[0]

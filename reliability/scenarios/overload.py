@@ -2,8 +2,9 @@
 recovers.
 
 The api's closed-loop create capacity is measured first (wrk, 16 connections). Then an
-open-loop generator (scripts/openloop.py: each request sent at its scheduled time, latency from
-that time) offers 50 % of it, then 200 % (60 s; 5 s in the short version), then 50 % again.
+open-loop generator (the harness's `load.run_open_loop`: each request sent at its scheduled
+time, latency from that time) offers 50 % of it, then 200 % (60 s; 5 s in the short version),
+then 50 % again.
 Checked: every answer is a 201 or a 503/429 (no 500, no timeout, no dropped connection); the
 excess is refused with ``{"error": "overloaded"}``; exactly the answered-201 mandates were stored,
 each with its outbox event (a refused request stores nothing); latency is back to normal
@@ -21,15 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from scripts.bench_create import _wrk_script, recovery_seconds, wrk_with_cpu
-from scripts.openloop import Phase, Run, Target, percentile, run_open_loop
 
+from mandate_vault_harness.load import (
+    Phase,
+    Run,
+    Target,
+    percentile,
+    recovery_seconds,
+    run_open_loop,
+    wrk_script,
+    wrk_with_cpu,
+)
+from mandate_vault_harness.system import System, Tenant
 from reliability.core import Findings, Row, Scale
-from reliability.stack import System, Tenant
 
 NAME = "overload (2x capacity)"
 RECOVERY_GOAL_S = 2.0
 ALLOWED = {201, 429, 503}
+SETTLE_S = 2.0  # short version: after the overload, every request must be admitted
 
 
 def _stored(system: System, tenant: Tenant) -> tuple[int, int]:
@@ -54,7 +64,7 @@ def _settled(system: System, tenant: Tenant) -> tuple[int, int]:
 
 def _capacity(url: str, body: bytes, headers: dict[str, str], seconds: int) -> float:
     """Closed-loop create throughput (wrk, 16 connections)."""
-    script = _wrk_script(body, headers)
+    script = wrk_script(body, headers)
     try:
         wrk_with_cpu(url, 1, script)
         return wrk_with_cpu(url, seconds, script)[0].rps
@@ -81,10 +91,60 @@ def _phase_figures(run: Run, index: int) -> dict[str, Any]:
     }
 
 
+def _figures(load: Run, capacity: float) -> dict[str, Any]:
+    """Per phase, plus the recovery after the overload and the goodput at 200 %."""
+    figures: dict[str, Any] = {
+        "capacity_rps": round(capacity, 1),
+        **{p.name: _phase_figures(load, i) for i, p in enumerate(load.phases)},
+        "load_generator_cpu_share": round(load.cpu_seconds / load.elapsed, 3),
+    }
+    figures["recovery_s"] = recovery_seconds(load, figures["before"]["admitted_p99_ms"])
+    figures["goodput_at_200pct_ratio"] = round(figures["overload"]["goodput_rps"] / capacity, 3)
+    return figures
+
+
+def _check_answers_and_rows(
+    findings: Findings, load: Run, before: tuple[int, int], after: tuple[int, int]
+) -> int:
+    """Only 201/429/503, some refused, and exactly the 201s stored, each with its outbox row.
+
+    Returns the number refused.
+    """
+    created = sum(1 for o in load.outcomes if o.status == 201)
+    others = [o for o in load.outcomes if o.status not in ALLOWED]
+    refused = sum(1 for o in load.outcomes if o.refused)
+    findings.check(not others, f"answers other than 201/429/503: {len(others)}")
+    findings.check(refused > 0, "nothing was refused at twice the capacity: no overload shown")
+    findings.check(
+        after[0] - before[0] == created,
+        f"{after[0] - before[0]} mandates stored for {created} answered 201",
+    )
+    findings.check(
+        after[1] - before[1] == created, f"{after[1] - before[1]} outbox rows for {created} creates"
+    )
+    return refused
+
+
+def _check_recovery(
+    findings: Findings, scale: Scale, load: Run, recovery: float, overload_end: float
+) -> None:
+    """Latency normal again soon (full scale), or every request admitted once settled."""
+    if scale is Scale.FULL:  # back to normal: see mandate_vault_harness.load.recovery_seconds
+        findings.check(
+            recovery <= RECOVERY_GOAL_S, f"latency normal again after {recovery} s (goal 2 s)"
+        )
+    else:  # seconds-long, on a busy CI machine: judge admissions, not latency
+        tail = [o for o in load.of(2) if o.scheduled >= overload_end + SETTLE_S]
+        findings.check(
+            all(o.status == 201 for o in tail),
+            f"requests refused or failed more than {SETTLE_S:g} s after the overload: "
+            f"{sum(1 for o in tail if o.status != 201)}",
+        )
+
+
 def run(scale: Scale) -> Row:
     findings = Findings()
     normal_s, overload_s = scale.pick(4.0, 10.0), scale.pick(5.0, 60.0)
-    settle_s = 2.0  # short version: after the overload, every request must be admitted
     with System() as system:
         api = system.start_api()
         system.ready()
@@ -105,38 +165,10 @@ def run(scale: Scale) -> Row:
         probes = [
             httpx.get(f"{api.url}{p}", timeout=5).status_code for p in ("/healthz", "/readyz")
         ]
-    created = sum(1 for o in load.outcomes if o.status == 201)
-    others = [o for o in load.outcomes if o.status not in ALLOWED]
-    refused = sum(1 for o in load.outcomes if o.refused)
-    figures: dict[str, Any] = {
-        "capacity_rps": round(capacity, 1),
-        **{p.name: _phase_figures(load, i) for i, p in enumerate(phases)},
-        "load_generator_cpu_share": round(load.cpu_seconds / load.elapsed, 3),
-    }
-    normal_p99 = figures["before"]["admitted_p99_ms"]
-    recovery = recovery_seconds(load, normal_p99)
-    figures["recovery_s"] = recovery
-    figures["goodput_at_200pct_ratio"] = round(figures["overload"]["goodput_rps"] / capacity, 3)
-    findings.check(not others, f"answers other than 201/429/503: {len(others)}")
-    findings.check(refused > 0, "nothing was refused at twice the capacity: no overload shown")
-    findings.check(
-        after[0] - before[0] == created,
-        f"{after[0] - before[0]} mandates stored for {created} answered 201",
-    )
-    findings.check(
-        after[1] - before[1] == created, f"{after[1] - before[1]} outbox rows for {created} creates"
-    )
-    if scale is Scale.FULL:  # back to normal: see scripts/bench_create.recovery_seconds
-        findings.check(
-            recovery <= RECOVERY_GOAL_S, f"latency normal again after {recovery} s (goal 2 s)"
-        )
-    else:  # seconds-long, on a busy CI machine: judge admissions, not latency
-        tail = [o for o in load.of(2) if o.scheduled >= normal_s + overload_s + settle_s]
-        findings.check(
-            all(o.status == 201 for o in tail),
-            f"requests refused or failed more than {settle_s:g} s after the overload: "
-            f"{sum(1 for o in tail if o.status != 201)}",
-        )
+    figures = _figures(load, capacity)
+    recovery = figures["recovery_s"]
+    refused = _check_answers_and_rows(findings, load, before, after)
+    _check_recovery(findings, scale, load, recovery, overload_end=normal_s + overload_s)
     findings.check(probes == [200, 200], f"health/readiness after the overload: {probes}")
     tried = (
         f"creates at 50 % of the measured capacity ({capacity:,.0f}/s), then 200 % for "

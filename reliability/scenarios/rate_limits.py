@@ -13,16 +13,17 @@ refused key is served again.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
-from tests.fixtures.metrics import scrape, value
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.system import PASSWORD, System, Tenant
 from reliability.core import Findings, Row, Scale
-from reliability.stack import PASSWORD, System, Tenant
 
 NAME = "rate limits"
-LIMITS = {
+LIMITS: dict[str, Any] = {
     "API_RATE_LIMIT_TENANT_PER_SECOND": "5",
     "API_RATE_LIMIT_API_KEY_PER_SECOND": "1",
     "API_RATE_LIMIT_LOGIN_ACCOUNT_PER_MINUTE": "3",
@@ -60,6 +61,110 @@ def _login(
     )
 
 
+def _per_api_key(
+    client: httpx.Client, keyed: Tenant, findings: Findings
+) -> tuple[dict[str, object], list[httpx.Response]]:
+    """1/s, burst 2: a burst of 5 on one key, while another key of the tenant is served."""
+    key_burst = _burst(client, 5, "GET", "/api/v1/mandates", headers=keyed.headers(Role.MEMBER))
+    sibling = client.get("/api/v1/mandates", headers=keyed.headers(Role.READONLY))
+    findings.check(
+        _codes(key_burst)[:2] == [200, 200] and _clear_429(key_burst),
+        f"API key burst: {_codes(key_burst)}",
+    )
+    findings.check(sibling.status_code == 200, f"another key of the tenant: {sibling.status_code}")
+    figures: dict[str, object] = {
+        "burst_of_5": _codes(key_burst),
+        "same_tenant_other_key": sibling.status_code,
+    }
+    return figures, key_burst
+
+
+def _per_tenant(
+    client: httpx.Client, users: Tenant, other: Tenant, findings: Findings
+) -> tuple[dict[str, object], list[httpx.Response]]:
+    """5/s, burst 10, with a bearer token (no key limit), while another tenant is served."""
+    bearer = _login(client, users.emails[Role.TENANT_ADMIN], "198.51.100.1").json()
+    auth = {"Authorization": f"Bearer {bearer['access_token']}"}
+    tenant_burst = _burst(client, 16, "GET", "/api/v1/mandates", headers=auth)
+    elsewhere = client.get("/api/v1/mandates", headers=other.headers(Role.MEMBER))
+    findings.check(
+        _codes(tenant_burst)[:8] == [200] * 8 and _clear_429(tenant_burst),
+        f"tenant burst: {_codes(tenant_burst)}",
+    )
+    findings.check(elsewhere.status_code == 200, f"another tenant: {elsewhere.status_code}")
+    figures: dict[str, object] = {
+        "burst_of_16": _codes(tenant_burst),
+        "other_tenant": elsewhere.status_code,
+    }
+    return figures, tenant_burst
+
+
+def _login_per_account(
+    client: httpx.Client, users: Tenant, findings: Findings
+) -> tuple[dict[str, object], list[httpx.Response]]:
+    """3/min, from a new address each time, while another account logs in."""
+    member = users.emails[Role.MEMBER]
+    account = [_login(client, member, f"198.51.100.{10 + n}") for n in range(5)]
+    another_account = _login(client, users.emails[Role.TENANT_ADMIN], "198.51.100.30")
+    findings.check(
+        _codes(account)[:3] == [200] * 3 and _clear_429(account),
+        f"login per account: {_codes(account)}",
+    )
+    findings.check(
+        another_account.status_code == 200, f"another account: {another_account.status_code}"
+    )
+    figures: dict[str, object] = {
+        "5_logins_one_account": _codes(account),
+        "another_account": another_account.status_code,
+    }
+    return figures, account
+
+
+def _login_per_client(
+    client: httpx.Client, findings: Findings
+) -> tuple[dict[str, object], list[httpx.Response]]:
+    """5/min, a new (unknown) account each time, while another address is answered."""
+    client_burst = [
+        _login(client, f"nobody{n}@example.com", "203.0.113.7", "wrong-pass") for n in range(7)
+    ]
+    another_client = _login(client, "nobody-else@example.com", "203.0.113.8", "wrong-pass")
+    findings.check(
+        _codes(client_burst)[:5] == [401] * 5 and _clear_429(client_burst),
+        f"login per client: {_codes(client_burst)}",
+    )
+    findings.check(
+        another_client.status_code == 401, f"another address: {another_client.status_code}"
+    )
+    figures: dict[str, object] = {
+        "7_logins_one_address": _codes(client_burst),
+        "another_address": another_client.status_code,
+    }
+    return figures, client_burst
+
+
+def _after_retry_after(
+    client: httpx.Client, keyed: Tenant, key_burst: list[httpx.Response], findings: Findings
+) -> dict[str, object]:
+    """After the Retry-After of the refused key, the key is served again."""
+    wait = max(int(r.headers["Retry-After"]) for r in key_burst if r.status_code == 429)
+    time.sleep(wait + 0.2)
+    again = client.get("/api/v1/mandates", headers=keyed.headers(Role.MEMBER))
+    findings.check(again.status_code == 200, f"after Retry-After: {again.status_code}")
+    return {"waited_s": wait, "status": again.status_code}
+
+
+def _counted(api_url: str, findings: Findings) -> dict[str, float]:
+    """rate_limited_total per scope: every scope refused something."""
+    samples = scrape(api_url)
+    counted = {
+        scope: value(samples, "rate_limited_total", scope=scope)
+        for scope in ("api_key", "tenant", "login_account", "login_client")
+    }
+    for scope, count in counted.items():
+        findings.check(count > 0, f"rate_limited_total{{scope={scope}}} is {count}")
+    return counted
+
+
 def run(scale: Scale) -> Row:
     del scale  # limits are per second and per minute: the same small run in both modes
     findings = Findings()
@@ -70,83 +175,14 @@ def run(scale: Scale) -> Row:
         users: Tenant = system.add_tenant(roles=(Role.MEMBER, Role.TENANT_ADMIN), users=True)
         other: Tenant = system.add_tenant(roles=(Role.MEMBER,))
         with httpx.Client(base_url=api.url, timeout=10) as client:
-            # --- per API key: 1/s, burst 2 ------------------------------------------------
-            key_burst = _burst(
-                client, 5, "GET", "/api/v1/mandates", headers=keyed.headers(Role.MEMBER)
+            figures["api_key"], key_burst = _per_api_key(client, keyed, findings)
+            figures["tenant"], tenant_burst = _per_tenant(client, users, other, findings)
+            figures["login_account"], account = _login_per_account(client, users, findings)
+            figures["login_client"], client_burst = _login_per_client(client, findings)
+            figures["api_key_after_retry_after"] = _after_retry_after(
+                client, keyed, key_burst, findings
             )
-            sibling = client.get("/api/v1/mandates", headers=keyed.headers(Role.READONLY))
-            figures["api_key"] = {
-                "burst_of_5": _codes(key_burst),
-                "same_tenant_other_key": sibling.status_code,
-            }
-            findings.check(
-                _codes(key_burst)[:2] == [200, 200] and _clear_429(key_burst),
-                f"API key burst: {_codes(key_burst)}",
-            )
-            findings.check(
-                sibling.status_code == 200, f"another key of the tenant: {sibling.status_code}"
-            )
-            # --- per tenant: 5/s, burst 10 (bearer tokens: no key limit) ------------------
-            bearer = _login(client, users.emails[Role.TENANT_ADMIN], "198.51.100.1").json()
-            auth = {"Authorization": f"Bearer {bearer['access_token']}"}
-            tenant_burst = _burst(client, 16, "GET", "/api/v1/mandates", headers=auth)
-            elsewhere = client.get("/api/v1/mandates", headers=other.headers(Role.MEMBER))
-            figures["tenant"] = {
-                "burst_of_16": _codes(tenant_burst),
-                "other_tenant": elsewhere.status_code,
-            }
-            findings.check(
-                _codes(tenant_burst)[:8] == [200] * 8 and _clear_429(tenant_burst),
-                f"tenant burst: {_codes(tenant_burst)}",
-            )
-            findings.check(elsewhere.status_code == 200, f"another tenant: {elsewhere.status_code}")
-            # --- login per account: 3/min, from a new address each time -------------------
-            member = users.emails[Role.MEMBER]
-            account = [_login(client, member, f"198.51.100.{10 + n}") for n in range(5)]
-            another_account = _login(client, users.emails[Role.TENANT_ADMIN], "198.51.100.30")
-            figures["login_account"] = {
-                "5_logins_one_account": _codes(account),
-                "another_account": another_account.status_code,
-            }
-            findings.check(
-                _codes(account)[:3] == [200] * 3 and _clear_429(account),
-                f"login per account: {_codes(account)}",
-            )
-            findings.check(
-                another_account.status_code == 200,
-                f"another account: {another_account.status_code}",
-            )
-            # --- login per client address: 5/min, a new (unknown) account each time -------
-            client_burst = [
-                _login(client, f"nobody{n}@example.com", "203.0.113.7", "wrong-pass")
-                for n in range(7)
-            ]
-            another_client = _login(client, "nobody-else@example.com", "203.0.113.8", "wrong-pass")
-            figures["login_client"] = {
-                "7_logins_one_address": _codes(client_burst),
-                "another_address": another_client.status_code,
-            }
-            findings.check(
-                _codes(client_burst)[:5] == [401] * 5 and _clear_429(client_burst),
-                f"login per client: {_codes(client_burst)}",
-            )
-            findings.check(
-                another_client.status_code == 401, f"another address: {another_client.status_code}"
-            )
-            # --- after Retry-After the key is served again --------------------------------
-            wait = max(int(r.headers["Retry-After"]) for r in key_burst if r.status_code == 429)
-            time.sleep(wait + 0.2)
-            again = client.get("/api/v1/mandates", headers=keyed.headers(Role.MEMBER))
-            figures["api_key_after_retry_after"] = {"waited_s": wait, "status": again.status_code}
-            findings.check(again.status_code == 200, f"after Retry-After: {again.status_code}")
-            samples = scrape(api.url)
-        counted = {
-            scope: value(samples, "rate_limited_total", scope=scope)
-            for scope in ("api_key", "tenant", "login_account", "login_client")
-        }
-        figures["rate_limited_total"] = counted
-        for scope, count in counted.items():
-            findings.check(count > 0, f"rate_limited_total{{scope={scope}}} is {count}")
+        figures["rate_limited_total"] = _counted(api.url, findings)
         server_errors = [
             r for r in [*key_burst, *tenant_burst, *account, *client_burst] if r.status_code >= 500
         ]

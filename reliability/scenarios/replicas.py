@@ -29,20 +29,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from tests.fixtures.redis import RedisServer
-from tests.fixtures.services import ServiceProcess
 
 from mandate_vault_api.roles import Role
-from reliability.core import Findings, Row, Scale, wait_until
-from reliability.kafka_audit import publish_figures, publishes_per_event
-from reliability.load import CreateLoad, summarize
-from reliability.stack import (
+from mandate_vault_harness.kafka import publish_figures, publishes_per_event
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.redis import RedisServer
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import (
     System,
     Tenant,
     delivered_mandate_ids,
     publishing_api,
     server_errors,
 )
+from reliability.core import Findings, Row, Scale, wait_until
 
 NAME = "replicas: 3 api, 2 verifiers, 2 workers"
 TENANT_RATE = 40.0  # requests/s per tenant, shared by the replicas through Redis
@@ -218,7 +218,6 @@ def _until_refused(url: str, headers: dict[str, str], patience: float = 10.0) ->
 
 
 def _delivery_phase(system: System, scale: Scale, findings: Findings) -> dict[str, object]:
-    assert system.receiver is not None
     count, rps = scale.pick(300, 1200), scale.pick(20.0, 25.0)
     tenant = system.add_tenant()
     system.subscribe(tenant, PATH)
@@ -237,7 +236,9 @@ def _delivery_phase(system: System, scale: Scale, findings: Findings) -> dict[st
     answers = load.join(timeout=count / rps + 120)
     backlog.stop()
     stored = _stored_mandates(system, tenant)
-    wait_until(lambda: stored <= delivered_mandate_ids(system.receiver, PATH).keys(), 120, 1)
+    receiver = system.receiver
+    assert receiver is not None
+    wait_until(lambda: stored <= delivered_mandate_ids(receiver, PATH).keys(), 120, 1)
     figures = _delivery_figures(system, tenant, answers, stored, findings)
     return {
         "killed_the_relay_replica": relay_replica is not None,
@@ -285,7 +286,6 @@ def _delivery_figures(
     stored: set[str],
     findings: Findings,
 ) -> dict[str, object]:
-    assert system.receiver is not None
     assert system.broker is not None
     deliveries = system.receiver.at(PATH)
     by_mandate = delivered_mandate_ids(system.receiver, PATH)

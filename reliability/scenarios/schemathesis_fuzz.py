@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.system import System, server_errors
 from reliability.core import Findings, Row, Scale
-from reliability.stack import System, server_errors
 
 NAME = "schemathesis on every service"
 CHECKS = "not_a_server_error,response_schema_conformance"
@@ -78,7 +78,7 @@ _SECTION = re.compile(r"^_{3,} (.+?) _{3,}$", re.MULTILINE)
 
 def server_error_reproductions(console: str) -> list[str]:
     """`METHOD path: curl ...` for each ST101 (server error) in the console output."""
-    found = []
+    found: list[str] = []
     start = console.find("= FAILURES =")
     if start < 0:
         return found
@@ -91,6 +91,33 @@ def server_error_reproductions(console: str) -> list[str]:
         curl = re.search(r"^\s+(curl .+)$", body, re.MULTILINE)
         found.append(f"{title}: {curl.group(1) if curl else '(no reproduction printed)'}"[:400])
     return found
+
+
+def _judge(
+    name: str, report: dict[str, Any], console: str, findings: Findings
+) -> tuple[dict[str, Any], list[str]]:
+    """One service's figures, and the reproductions of its server errors."""
+    operations = report.get("operations", {})
+    cases = report.get("test_cases", {})
+    failures = {f"{f['code']} {f['title']}": f["operations"] for f in report.get("failures", [])}
+    figures: dict[str, Any] = {
+        "operations": operations.get("selected", 0),
+        "test_cases": cases.get("generated", 0),
+        "failures": {k: len(v) for k, v in failures.items()},
+        "exit_code": report.get("exit_code"),
+    }
+    if operations.get("selected", 0) == 0:
+        figures["note"] = (
+            "its OpenAPI document declares no operations (probes and metrics are left out "
+            "of the schema): nothing to generate"
+        )
+        return figures, []
+    for failure, ops in failures.items():
+        findings.check(False, f"{name}: {failure} on {len(ops)} operations: {ops}")
+    reproductions = server_error_reproductions(console)
+    findings.check(not report.get("errors"), f"{name}: schemathesis errors {report.get('errors')}")
+    findings.check(report.get("complete", False), f"{name}: the run did not complete")
+    return figures, reproductions
 
 
 def run(scale: Scale) -> Row:
@@ -117,34 +144,11 @@ def run(scale: Scale) -> Row:
         alive = all(p.running for p in system.processes() if p in (api, worker, system.verifier))
 
     figures: dict[str, Any] = {"max_examples_per_operation": examples, "seed": SEED}
-    total_cases = 0
     reproductions: list[str] = []
     for name, report in results.items():
-        operations = report.get("operations", {})
-        cases = report.get("test_cases", {})
-        failures = {
-            f"{f['code']} {f['title']}": f["operations"] for f in report.get("failures", [])
-        }
-        total_cases += cases.get("generated", 0)
-        figures[name] = {
-            "operations": operations.get("selected", 0),
-            "test_cases": cases.get("generated", 0),
-            "failures": {k: len(v) for k, v in failures.items()},
-            "exit_code": report.get("exit_code"),
-        }
-        if operations.get("selected", 0) == 0:
-            figures[name]["note"] = (
-                "its OpenAPI document declares no operations (probes and metrics are left out "
-                "of the schema): nothing to generate"
-            )
-            continue
-        for failure, ops in failures.items():
-            findings.check(False, f"{name}: {failure} on {len(ops)} operations: {ops}")
-        reproductions += server_error_reproductions(consoles[name])
-        findings.check(
-            not report.get("errors"), f"{name}: schemathesis errors {report.get('errors')}"
-        )
-        findings.check(report.get("complete", False), f"{name}: the run did not complete")
+        figures[name], found = _judge(name, report, consoles[name], findings)
+        reproductions += found
+    total_cases = sum(figures[name]["test_cases"] for name in results)
     for cause, n in five_xx.items():
         findings.check(False, f"server error: {cause} (x{n})")
     findings.check(alive, "a service died during fuzzing")

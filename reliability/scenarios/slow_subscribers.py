@@ -21,12 +21,11 @@ import threading
 import time
 from typing import Any
 
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.receiver import Receiver
-
+from mandate_vault_harness.load import CreateLoad, summarize
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.receiver import Receiver
+from mandate_vault_harness.system import System, Tenant, server_errors
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.load import CreateLoad, summarize
-from reliability.stack import System, Tenant, server_errors
 
 NAME = "slow and failing subscribers"
 KINDS = ("healthy-1", "healthy-2", "slow", "failing", "timeout")
@@ -62,126 +61,199 @@ def _endpoints(receiver: Receiver, paths: dict[str, str], slow_seconds: float) -
     return recovered
 
 
-def run(scale: Scale) -> Row:  # noqa: PLR0915 - one scenario, read top to bottom
-    rps = scale.pick(4.0, 15.0)  # per tenant
-    seconds = scale.pick(8.0, 60.0)
-    slow_seconds = scale.pick(1.0, 5.0)
-    findings = Findings()
-    worker_env = {
-        "WORKER_DELIVERY_TIMEOUT_SECONDS": str(scale.pick(2, 8)),
-        "WORKER_BREAKER_COOLDOWN_SECONDS": str(scale.pick(1.0, 5.0)),
-        # long enough that the outage exhausts no event's attempts: nothing is dead-lettered
-        "WORKER_RETRY_SCHEDULE_SECONDS": "1,2,4,8,16,32,64,128",
-        "WORKER_RETRY_JITTER": "0.2",
+class _Plan:
+    """The load per tenant, how slow the slow endpoint is, and the worker's settings."""
+
+    def __init__(self, scale: Scale) -> None:
+        self.rps = scale.pick(4.0, 15.0)  # per tenant
+        self.seconds = scale.pick(8.0, 60.0)
+        self.slow_seconds = scale.pick(1.0, 5.0)
+        self.drain_timeout = scale.pick(120.0, 600.0)
+        self.worker_env = {
+            "WORKER_DELIVERY_TIMEOUT_SECONDS": str(scale.pick(2, 8)),
+            "WORKER_BREAKER_COOLDOWN_SECONDS": str(scale.pick(1.0, 5.0)),
+            # long enough that the outage exhausts no event's attempts: nothing is dead-lettered
+            "WORKER_RETRY_SCHEDULE_SECONDS": "1,2,4,8,16,32,64,128",
+            "WORKER_RETRY_JITTER": "0.2",
+        }
+
+
+class _Subscribers:
+    """A tenant per kind of subscriber, each subscribed to its own endpoint of the receiver."""
+
+    def __init__(self, system: System) -> None:
+        self.receiver = system.receiver
+        self.tenants: dict[str, Tenant] = {kind: system.add_tenant() for kind in KINDS}
+        self.paths = {kind: f"/{kind}" for kind in KINDS}
+        self.subscriptions = {
+            kind: system.subscribe(self.tenants[kind], self.paths[kind])["id"] for kind in KINDS
+        }
+
+    def arrived(self, kind: str, mandate_ids: dict[str, Any]) -> set[str]:
+        """Those of `mandate_ids` whose webhook the `kind` endpoint received and answered."""
+        return set(mandate_ids) & _mandates(self.receiver, self.paths[kind], answered=True)
+
+
+def _create_everywhere(system: System, subs: _Subscribers, plan: _Plan) -> dict[str, list[Any]]:
+    """Every tenant creates mandates at the same rate, at the same time; their answers."""
+    issuer = system.issuers[0]
+    count = int(plan.rps * plan.seconds)
+    loads = {
+        kind: CreateLoad(
+            system.api.url,
+            subs.tenants[kind].headers(),
+            lambda _: issuer.mandate(),
+            plan.rps,
+            count,
+        ).start()
+        for kind in KINDS
     }
-    with System(partitions=4) as system:
-        system.start_api(wait=False)
-        system.start_worker(wait=False, **worker_env)
-        system.ready()
-        assert system.receiver is not None
-        receiver = system.receiver
-        tenants: dict[str, Tenant] = {kind: system.add_tenant() for kind in KINDS}
-        paths = {kind: f"/{kind}" for kind in KINDS}
-        subscriptions = {kind: system.subscribe(tenants[kind], paths[kind])["id"] for kind in KINDS}
-        recovered = _endpoints(receiver, paths, slow_seconds)
-        issuer = system.issuers[0]
-        count = int(rps * seconds)
-        loads = {
-            kind: CreateLoad(
-                system.api.url, tenants[kind].headers(), lambda _: issuer.mandate(), rps, count
-            ).start()
-            for kind in KINDS
-        }
-        answers = {kind: load.join(timeout=seconds + 60) for kind, load in loads.items()}
-        created = {
-            kind: {a.mandate_id: a for a in got if a.mandate_id} for kind, got in answers.items()
-        }
-        end_of_load = time.monotonic()
+    return {kind: load.join(timeout=plan.seconds + 60) for kind, load in loads.items()}
 
-        def healthy_arrived() -> bool:
-            return all(
-                set(created[k]) <= _mandates(receiver, paths[k], answered=True) for k in HEALTHY
-            )
 
-        wait_until(healthy_arrived, timeout=5.0, interval=0.2)
-        healthy_by_end = {
-            k: len(set(created[k]) & _mandates(receiver, paths[k], answered=True)) for k in HEALTHY
-        }
-        latencies = [ms for k in HEALTHY for ms in _latencies(receiver, paths[k], created[k])]
+class _AtEndOfLoad:
+    """The healthy tenants' deliveries and the breakers, the others still unhealthy."""
+
+    def __init__(
+        self, system: System, subs: _Subscribers, created: dict[str, dict[str, Any]]
+    ) -> None:
+        self.ended_at = time.monotonic()
+        wait_until(
+            lambda: all(set(created[k]) == subs.arrived(k, created[k]) for k in HEALTHY),
+            timeout=5.0,
+            interval=0.2,
+        )
+        self.healthy_by_end = {k: len(subs.arrived(k, created[k])) for k in HEALTHY}
+        self.latencies = [
+            ms for k in HEALTHY for ms in _latencies(subs.receiver, subs.paths[k], created[k])
+        ]
         samples = scrape(system.workers[0].url)
-        opened = value(samples, "webhook_circuit_breaker_transitions_total", state="open")
-        parked = {
+        self.opened = value(samples, "webhook_circuit_breaker_transitions_total", state="open")
+        self.parked = {
             reason: value(samples, "webhook_jobs_parked_total", reason=reason)
             for reason in ("window_full", "breaker_open")
         }
-        before_recovery = _succeeded(system, subscriptions)
+        self.delivered = _succeeded(system, subs.subscriptions)
+
+
+class _AfterRecovery:
+    """Once the endpoints recovered: how long until every job arrived, and what was lost."""
+
+    def __init__(
+        self,
+        system: System,
+        subs: _Subscribers,
+        created: dict[str, dict[str, Any]],
+        recovered: threading.Event,
+        timeout: float,
+    ) -> None:
         recovered.set()
-        recovery_started = time.monotonic()
+        self.started_at = time.monotonic()
 
         def drained() -> bool:
-            states = _succeeded(system, subscriptions)
+            states = _succeeded(system, subs.subscriptions)
             return all(states[k].get("succeeded", 0) >= len(created[k]) for k in KINDS)
 
-        wait_until(drained, timeout=scale.pick(120.0, 600.0), interval=1.0)
-        drain = time.monotonic() - recovery_started
-        states = _succeeded(system, subscriptions)
+        wait_until(drained, timeout=timeout, interval=1.0)
+        self.drain = time.monotonic() - self.started_at
+        states = _succeeded(system, subs.subscriptions)
         samples = scrape(system.workers[0].url)
-        closed = value(samples, "webhook_circuit_breaker_transitions_total", state="closed")
-        dead = value(samples, "webhook_dead_letters_total")
-        mixed = _mixed_ids(receiver, paths)
-        alive = all(p.running for p in [*system.apis, *system.workers])
-        five_xx = server_errors(system.processes(), include_503=True)
+        self.closed = value(samples, "webhook_circuit_breaker_transitions_total", state="closed")
+        self.dead = value(samples, "webhook_dead_letters_total")
+        self.mixed = _mixed_ids(subs.receiver, subs.paths)
+        self.alive = all(p.running for p in [*system.apis, *system.workers])
+        self.five_xx = server_errors(system.processes(), include_503=True)
+        self.lost = {k: len(created[k]) - states[k].get("succeeded", 0) for k in KINDS}
 
-    lost = {k: len(created[k]) - states[k].get("succeeded", 0) for k in KINDS}
-    statuses = {k: summarize(a) for k, a in answers.items()}
+
+def _check(
+    findings: Findings,
+    answers: dict[str, list[Any]],
+    created: dict[str, dict[str, Any]],
+    end: _AtEndOfLoad,
+    after: _AfterRecovery,
+) -> None:
     for kind in KINDS:
         findings.check(
-            len(created[kind]) == len(answers[kind]), f"{kind}: creates failed {statuses[kind]}"
+            len(created[kind]) == len(answers[kind]),
+            f"{kind}: creates failed {summarize(answers[kind])}",
         )
     for kind in HEALTHY:
         findings.check(
-            healthy_by_end[kind] == len(created[kind]),
-            f"{kind}: {len(created[kind]) - healthy_by_end[kind]} webhooks not delivered by the "
-            "end of the load (+5 s)",
+            end.healthy_by_end[kind] == len(created[kind]),
+            f"{kind}: {len(created[kind]) - end.healthy_by_end[kind]} webhooks not delivered by "
+            "the end of the load (+5 s)",
         )
+    opened, closed = end.opened, after.closed
     findings.check(opened >= 2, f"breakers opened {opened} times (failing + timing out: >= 2)")
-    findings.check(parked["breaker_open"] > 0, "no job was parked behind an open breaker")
+    findings.check(end.parked["breaker_open"] > 0, "no job was parked behind an open breaker")
     findings.check(closed >= 2, f"breakers closed {closed} times after recovery (>= 2)")
-    findings.check(not any(lost.values()), f"events lost or not delivered: {lost}")
-    findings.check(dead == 0, f"{dead} events dead-lettered")
-    findings.check(not mixed, f"{len(mixed)} mandates delivered under several webhook-ids")
-    findings.check(alive, "the api or the worker died")
-    findings.check(not five_xx, f"server errors: {five_xx}")
+    findings.check(not any(after.lost.values()), f"events lost or not delivered: {after.lost}")
+    findings.check(after.dead == 0, f"{after.dead} events dead-lettered")
+    findings.check(
+        not after.mixed, f"{len(after.mixed)} mandates delivered under several webhook-ids"
+    )
+    findings.check(after.alive, "the api or the worker died")
+    findings.check(not after.five_xx, f"server errors: {after.five_xx}")
+
+
+def _report(
+    findings: Findings,
+    plan: _Plan,
+    created: dict[str, dict[str, Any]],
+    end: _AtEndOfLoad,
+    after: _AfterRecovery,
+) -> Row:
     figures: dict[str, Any] = {
-        "rate_per_tenant": rps,
-        "seconds": seconds,
-        "slow_endpoint_seconds": slow_seconds,
+        "rate_per_tenant": plan.rps,
+        "seconds": plan.seconds,
+        "slow_endpoint_seconds": plan.slow_seconds,
         "created": {k: len(v) for k, v in created.items()},
-        "healthy_delivered_by_end_of_load": healthy_by_end,
-        "healthy_p50_ms": _pct(latencies, 0.5),
-        "healthy_p99_ms": _pct(latencies, 0.99),
-        "delivered_before_recovery": {k: v.get("succeeded", 0) for k, v in before_recovery.items()},
-        "breakers_opened": opened,
-        "breakers_closed": closed,
-        "parked": parked,
-        "drain_after_recovery_seconds": round(drain, 1),
-        "seconds_after_load_until_recovery": round(recovery_started - end_of_load, 1),
-        "lost": lost,
-        "dead_lettered": dead,
+        "healthy_delivered_by_end_of_load": end.healthy_by_end,
+        "healthy_p50_ms": _pct(end.latencies, 0.5),
+        "healthy_p99_ms": _pct(end.latencies, 0.99),
+        "delivered_before_recovery": {k: v.get("succeeded", 0) for k, v in end.delivered.items()},
+        "breakers_opened": end.opened,
+        "breakers_closed": after.closed,
+        "parked": end.parked,
+        "drain_after_recovery_seconds": round(after.drain, 1),
+        "seconds_after_load_until_recovery": round(after.started_at - end.ended_at, 1),
+        "lost": after.lost,
+        "dead_lettered": after.dead,
     }
     tried = (
-        f"5 tenants x {rps:.0f} creates/s for {seconds:.0f} s, one worker: 2 healthy endpoints, "
-        f"one answering after {slow_seconds:.0f} s, one answering 503 and one never answering "
-        "until after the load"
+        f"5 tenants x {plan.rps:.0f} creates/s for {plan.seconds:.0f} s, one worker: 2 healthy "
+        f"endpoints, one answering after {plan.slow_seconds:.0f} s, one answering 503 and one "
+        "never answering until after the load"
     )
     leaked = (
-        f"healthy: {sum(healthy_by_end.values())} of {sum(len(created[k]) for k in HEALTHY)} "
-        f"delivered by the end of the load, p99 {_pct(latencies, 0.99)} ms; "
-        f"breakers opened {opened:.0f}x and closed {closed:.0f}x, "
-        f"{parked['breaker_open']:.0f} + {parked['window_full']:.0f} jobs parked; "
-        f"{sum(lost.values())} lost, {dead:.0f} dead-lettered"
+        f"healthy: {sum(end.healthy_by_end.values())} of "
+        f"{sum(len(created[k]) for k in HEALTHY)} delivered by the end of the load, "
+        f"p99 {_pct(end.latencies, 0.99)} ms; "
+        f"breakers opened {end.opened:.0f}x and closed {after.closed:.0f}x, "
+        f"{end.parked['breaker_open']:.0f} + {end.parked['window_full']:.0f} jobs parked; "
+        f"{sum(after.lost.values())} lost, {after.dead:.0f} dead-lettered"
     )
     return findings.row(NAME, tried, leaked, figures)
+
+
+def run(scale: Scale) -> Row:
+    plan = _Plan(scale)
+    findings = Findings()
+    with System(partitions=4) as system:
+        system.start_api(wait=False)
+        system.start_worker(wait=False, **plan.worker_env)
+        system.ready()
+        subs = _Subscribers(system)
+        recovered = _endpoints(subs.receiver, subs.paths, plan.slow_seconds)
+        answers = _create_everywhere(system, subs, plan)
+        created = {
+            kind: {a.mandate_id: a for a in got if a.mandate_id} for kind, got in answers.items()
+        }
+        end = _AtEndOfLoad(system, subs, created)
+        after = _AfterRecovery(system, subs, created, recovered, plan.drain_timeout)
+    _check(findings, answers, created, end, after)
+    return _report(findings, plan, created, end, after)
 
 
 def _mandates(receiver: Receiver, path: str, *, answered: bool) -> set[str]:

@@ -2,7 +2,7 @@
 
 Webhooks, at registration: an api with an empty SSRF allow-list is asked to register (POST) and
 to re-point (PATCH) subscriptions at every blocked address spelling of the shared guard's tests
-(tests/verifier/test_ssrf.BLOCKED_HOSTS: loopback, private, link-local/metadata, CGNAT,
+(mandate_vault_harness.net.BLOCKED_HOSTS: loopback, private, link-local/metadata, CGNAT,
 benchmark, multicast, reserved, documentation ranges; decimal, octal, hex and short IPv4 forms;
 IPv6, IPv4-mapped, NAT64 and 6to4 forms), at `localhost` (a name that resolves to loopback),
 and at URLs with other schemes or credentials. All must be refused with 422.
@@ -34,16 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.fixtures.net import free_port
-from tests.fixtures.services import REPO_ROOT
-from tests.verifier.helpers import DidServer, ec_key, make_tls, mandate_claims, sign
-from tests.verifier.test_ssrf import BLOCKED_HOSTS
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.jose import DidServer, ec_key, make_tls, mandate_claims, sign
+from mandate_vault_harness.net import BLOCKED_HOSTS, free_port
+from mandate_vault_harness.services import REPO_ROOT
+from mandate_vault_harness.system import System, server_errors
 from mandate_vault_shared.ssrf import SsrfBlocked, SsrfPolicy
 from mandate_vault_verifier.truststore import TruststoreError, parse_truststore
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.stack import System, server_errors
 
 NAME = "SSRF: webhook URLs and did:web issuers"
 OTHER_SHAPES = (
@@ -53,6 +52,17 @@ OTHER_SHAPES = (
     "http://example.com@127.0.0.1/hook",
     "http://user:pass@169.254.169.254/latest/meta-data",
     "http://[fe80::1%25eth0]/hook",
+)
+
+# loopback spellings the loose api lets through, for the worker to refuse at connect time
+CONNECT_HOSTS = (
+    "127.0.0.1",
+    "localhost",
+    "LOCALHOST",
+    "2130706433",
+    "0x7f.1",
+    "127.1",
+    "[::ffff:127.0.0.1]",
 )
 
 
@@ -118,6 +128,44 @@ def verifier_refuses_to_start(host: str) -> tuple[int | None, str]:
     return done.returncode, lines[-1][:200] if lines else ""
 
 
+def _start(system: System, ca_file: Path) -> tuple[Any, Any]:
+    """The verifier with no allow-list, a strict and a loose api, a worker with no allow-list.
+
+    Returns (strict api, loose api): the loose one admits loopback.
+    """
+    assert system.verifier is not None
+    system.retire(system.verifier)  # again, with the test CA and no allow-list
+    system.start_verifier(
+        wait=False,
+        VERIFIER_DID_WEB_CA_FILE=str(ca_file),
+        VERIFIER_SSRF_ALLOWLIST="",
+    )
+    strict = system.start_api(wait=False, API_SSRF_ALLOWLIST="")
+    loose = system.start_api(wait=False, API_SSRF_ALLOWLIST="127.0.0.1,localhost")
+    system.start_worker(wait=False, WORKER_SSRF_ALLOWLIST="", WORKER_RETRY_SCHEDULE_SECONDS="0.2")
+    system.ready()
+    return strict, loose
+
+
+def _did_web_at_load(scale: Scale, findings: Findings) -> dict[str, Any]:
+    """did:web issuers on IP literals: refused when the truststore is loaded."""
+    spellings = [h for h in BLOCKED_HOSTS if not h.startswith("[")] + ["[::1]", "[fe80::1]"]
+    accepted = did_web_refused_at_load(spellings)
+    findings.check(not accepted, f"did:web issuers on IP literals accepted: {accepted}")
+    starts = scale.pick(
+        ["127.0.0.1"],
+        ["127.0.0.1", "169.254.169.254", "10.0.0.1", "2130706433", "0x7f.1", "100.64.0.1"],
+    )
+    refusals = {host: verifier_refuses_to_start(host) for host in starts}
+    for host, (code, line) in refusals.items():
+        findings.check(code == 2, f"verifier with did:web:{host} exited {code}: {line}")
+    return {
+        "spellings_checked_by_parse_truststore": len(spellings),
+        "accepted": accepted,
+        "real_verifier_starts": {h: c for h, (c, _) in refusals.items()},
+    }
+
+
 def run(scale: Scale) -> Row:
     findings = Findings()
     figures: dict[str, Any] = {}
@@ -132,20 +180,7 @@ def run(scale: Scale) -> Row:
         )
         try:
             with System(issuers=[], truststore=truststore) as system:
-                assert system.receiver is not None
-                assert system.verifier is not None
-                system.retire(system.verifier)  # again, with the test CA and no allow-list
-                system.start_verifier(
-                    wait=False,
-                    VERIFIER_DID_WEB_CA_FILE=str(tls.ca_file),
-                    VERIFIER_SSRF_ALLOWLIST="",
-                )
-                strict = system.start_api(wait=False, API_SSRF_ALLOWLIST="")
-                loose = system.start_api(wait=False, API_SSRF_ALLOWLIST="127.0.0.1,localhost")
-                system.start_worker(
-                    wait=False, WORKER_SSRF_ALLOWLIST="", WORKER_RETRY_SCHEDULE_SECONDS="0.2"
-                )
-                system.ready()
+                strict, loose = _start(system, tls.ca_file)
                 tenant = system.add_tenant(issuers=[local_did], roles=(Role.TENANT_ADMIN,))
                 _webhooks(system, strict, loose, tenant, findings, figures)
                 _did_web_connect(
@@ -155,27 +190,13 @@ def run(scale: Scale) -> Row:
                     findings.check(False, f"server error: {cause} (x{n})")
         finally:
             did_server.close()
-    # did:web issuers on IP literals: refused when the truststore is loaded
-    spellings = [h for h in BLOCKED_HOSTS if not h.startswith("[")] + ["[::1]", "[fe80::1]"]
-    accepted = did_web_refused_at_load(spellings)
-    findings.check(not accepted, f"did:web issuers on IP literals accepted: {accepted}")
-    starts = scale.pick(
-        ["127.0.0.1"],
-        ["127.0.0.1", "169.254.169.254", "10.0.0.1", "2130706433", "0x7f.1", "100.64.0.1"],
-    )
-    refusals = {host: verifier_refuses_to_start(host) for host in starts}
-    for host, (code, line) in refusals.items():
-        findings.check(code == 2, f"verifier with did:web:{host} exited {code}: {line}")
-    figures["did_web_ip_literals"] = {
-        "spellings_checked_by_parse_truststore": len(spellings),
-        "accepted": accepted,
-        "real_verifier_starts": {h: c for h, (c, _) in refusals.items()},
-    }
+    figures["did_web_ip_literals"] = _did_web_at_load(scale, findings)
     tried = (
         f"{figures['webhooks']['registration_attempts']} webhook registrations/updates to "
         f"blocked ranges and encodings, {figures['webhooks']['connect_time_targets']} loopback "
-        f"targets refused at connect time, {len(spellings)} IP-literal did:web issuers, "
-        "did:web:localhost with an empty allow-list"
+        f"targets refused at connect time, "
+        f"{figures['did_web_ip_literals']['spellings_checked_by_parse_truststore']} IP-literal "
+        "did:web issuers, did:web:localhost with an empty allow-list"
     )
     leaked = (
         f"{figures['webhooks']['accepted']} accepted, "
@@ -183,6 +204,67 @@ def run(scale: Scale) -> Row:
         f"{figures['did_web_connect']['did_server_requests']} DID fetches reached a target"
     )
     return findings.row(NAME, tried, leaked, figures)
+
+
+def _at_registration(
+    client: httpx.Client, strict_url: str, existing_id: str, port: int
+) -> tuple[int, list[str], list[str]]:
+    """Register and re-point webhooks at every blocked URL on the strict api.
+
+    Returns (requests sent, the ones not answered 422, URLs the guard would let through).
+    """
+    accepted: list[str] = []
+    unsafe: list[str] = []
+    attempts = 0
+    for url in blocked_urls(port):
+        is_name = "localhost" in url.lower()
+        if not is_name and not _statically_blocked(url):
+            unsafe.append(url)  # never sent: it could reach a non-loopback address
+            continue
+        created = client.post(
+            f"{strict_url}/api/v1/webhooks",
+            json={"url": url, "event_types": ["MandateCreated"]},
+        )
+        patched = client.patch(f"{strict_url}/api/v1/webhooks/{existing_id}", json={"url": url})
+        attempts += 2
+        for answer in (created, patched):
+            if answer.status_code != 422:
+                accepted.append(f"{answer.request.method} {url} -> {answer.status_code}")
+    return attempts, accepted, unsafe
+
+
+def _register_loopback_targets(client: httpx.Client, loose_url: str, port: int) -> list[str]:
+    """Subscriptions at loopback targets, through the loose api; their ids."""
+    registered = []
+    for n, host in enumerate(CONNECT_HOSTS):  # a rejected mandate emits MandateVerificationFailed
+        answer = client.post(
+            f"{loose_url}/api/v1/webhooks",
+            json={
+                "url": f"http://{host}:{port}/connect-{n}",
+                "event_types": ["MandateVerificationFailed"],
+            },
+        )
+        if answer.status_code == 201:
+            registered.append(answer.json()["id"])
+    return registered
+
+
+def _delivery_logs(
+    client: httpx.Client, loose_url: str, registered: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each subscription's delivery log, once every one of them dead-lettered (or 30 s)."""
+
+    def logs() -> dict[str, list[dict[str, Any]]]:
+        return {
+            s: client.get(f"{loose_url}/api/v1/webhooks/{s}/deliveries").json() for s in registered
+        }
+
+    wait_until(
+        lambda: all(any(e["outcome"] == "dead_lettered" for e in log) for log in logs().values()),
+        timeout=30,
+        interval=0.5,
+    )
+    return logs()
 
 
 def _webhooks(
@@ -193,75 +275,20 @@ def _webhooks(
     findings: Findings,
     figures: dict[str, Any],
 ) -> None:
-    assert system.receiver is not None
     port = system.receiver.port
-    headers = tenant.headers()
-    accepted: list[str] = []
-    unsafe: list[str] = []
-    attempts = 0
-    with httpx.Client(timeout=10, headers=headers) as client:
+    with httpx.Client(timeout=10, headers=tenant.headers()) as client:
         existing = client.post(
             f"{loose.url}/api/v1/webhooks",
             json={"url": system.receiver.url("/existing"), "event_types": ["MandateCreated"]},
         ).json()
-        for url in blocked_urls(port):
-            is_name = "localhost" in url.lower()
-            if not is_name and not _statically_blocked(url):
-                unsafe.append(url)  # never sent: it could reach a non-loopback address
-                continue
-            created = client.post(
-                f"{strict.url}/api/v1/webhooks",
-                json={"url": url, "event_types": ["MandateCreated"]},
-            )
-            patched = client.patch(
-                f"{strict.url}/api/v1/webhooks/{existing['id']}", json={"url": url}
-            )
-            attempts += 2
-            for answer in (created, patched):
-                if answer.status_code != 422:
-                    accepted.append(f"{answer.request.method} {url} -> {answer.status_code}")
+        attempts, accepted, unsafe = _at_registration(client, strict.url, existing["id"], port)
         # connect time: loopback targets the loose api lets through, refused by the worker
-        targets = [
-            f"http://{host}:{port}/connect-{n}"
-            for n, host in enumerate(
-                (
-                    "127.0.0.1",
-                    "localhost",
-                    "LOCALHOST",
-                    "2130706433",
-                    "0x7f.1",
-                    "127.1",
-                    "[::ffff:127.0.0.1]",
-                )
-            )
-        ]
-        registered = []
-        for url in targets:  # a rejected mandate emits MandateVerificationFailed
-            answer = client.post(
-                f"{loose.url}/api/v1/webhooks",
-                json={"url": url, "event_types": ["MandateVerificationFailed"]},
-            )
-            if answer.status_code == 201:
-                registered.append(answer.json()["id"])
+        registered = _register_loopback_targets(client, loose.url, port)
         client.delete(f"{loose.url}/api/v1/webhooks/{existing['id']}")
         mandate = client.post(
             f"{loose.url}/api/v1/mandates", json={"vc_jwt": "eyJhbGciOiJub25lIn0.e30."}
         )
-
-        def logs() -> dict[str, list[dict[str, Any]]]:
-            return {
-                s: client.get(f"{loose.url}/api/v1/webhooks/{s}/deliveries").json()
-                for s in registered
-            }
-
-        wait_until(
-            lambda: all(
-                any(e["outcome"] == "dead_lettered" for e in log) for log in logs().values()
-            ),
-            timeout=30,
-            interval=0.5,
-        )
-        final = logs()
+        final = _delivery_logs(client, loose.url, registered)
     refused_everywhere = all(
         log and all(str(e["error"]).startswith("refused:") for e in log) for log in final.values()
     )

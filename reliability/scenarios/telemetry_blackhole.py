@@ -17,13 +17,13 @@ from typing import Any
 
 import aiohttp
 import httpx
-from scripts.loadgen import OpenLoop, constant_rate
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.net import BlackHole
 
+from mandate_vault_harness.load import OpenLoop, constant_rate
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.net import BlackHole
+from mandate_vault_harness.sinks import DiscardServer
+from mandate_vault_harness.system import System, Tenant
 from reliability.core import Findings, Row, Scale, wait_until
-from reliability.sinks import DiscardServer
-from reliability.stack import System, Tenant
 
 NAME = "telemetry endpoints black-holed"
 P99_TOLERANCE = 1.10
@@ -78,7 +78,7 @@ async def _load(
 def _one_run(
     system: System,
     tenant: Tenant,
-    telemetry: dict[str, str],
+    telemetry: dict[str, Any],
     seconds: float,
     tokens: list[str],
     *,

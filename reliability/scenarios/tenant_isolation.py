@@ -24,11 +24,21 @@ import uuid
 from typing import Any
 
 import httpx
+from fastapi.routing import APIRoute
 
 from mandate_vault_api.roles import Permission, Role, allows
-from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
+from mandate_vault_api.routes import (
+    api_keys,
+    auth,
+    issuers,
+    mandates,
+    redelivery,
+    tenants,
+    users,
+    webhooks,
+)
+from mandate_vault_harness.system import ROLES, System, Tenant, server_errors
 from reliability.core import Findings, Row, Scale
-from reliability.stack import ROLES, System, Tenant, server_errors
 
 NAME = "tenant isolation, roles, mass assignment"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -52,11 +62,12 @@ def route_permissions() -> dict[tuple[str, str], Permission | None]:
         return perms
 
     table: dict[tuple[str, str], Permission | None] = {}
-    for module in (api_keys, auth, issuers, mandates, tenants, users, webhooks):
+    for module in (api_keys, auth, issuers, mandates, redelivery, tenants, users, webhooks):
         for route in module.router.routes:
-            perms = found(route.dependant)  # type: ignore[attr-defined]
-            for method in route.methods:  # type: ignore[attr-defined]
-                table[(method, route.path)] = next(iter(perms)) if perms else None  # type: ignore[attr-defined]
+            assert isinstance(route, APIRoute)
+            perms = found(route.dependant)
+            for method in route.methods or ():
+                table[(method, route.path)] = next(iter(perms)) if perms else None
     return table
 
 
@@ -290,6 +301,103 @@ def _role_matrix(
     return calls
 
 
+# (method, path, body, headers, the statuses that count as refused)
+_Attempt = tuple[str, str, dict[str, Any], dict[str, str], tuple[int, ...]]
+
+
+def _mandate_fields(a: Tenant, b: Tenant, token: str) -> list[_Attempt]:
+    admin = a.headers(Role.TENANT_ADMIN)
+    return [
+        ("POST", "/api/v1/mandates", {"vc_jwt": token, "tenant_id": b.id}, admin, (422,)),
+        ("POST", "/api/v1/mandates", {"vc_jwt": "x.y.z", "status": "ACTIVE"}, admin, (422,)),
+        (
+            "POST",
+            "/api/v1/mandates",
+            {"vc_jwt": "x.y.z", "verification_status": "VALID"},
+            admin,
+            (422,),
+        ),
+    ]
+
+
+def _user_fields(a: Tenant, b: Tenant, ids: dict[str, str]) -> list[_Attempt]:
+    admin = a.headers(Role.TENANT_ADMIN)
+    password = "p" * 12
+    user = f"/api/v1/users/{ids['user_id']}"
+    return [
+        (
+            "POST",
+            "/api/v1/users",
+            {
+                "email": f"m1@{a.id}.example",
+                "password": password,
+                "role": "member",
+                "tenant_id": b.id,
+            },
+            admin,
+            (422,),
+        ),
+        (
+            "POST",
+            "/api/v1/users",
+            {"email": f"m2@{a.id}.example", "password": password, "role": "admin"},
+            admin,
+            (403,),
+        ),
+        ("PATCH", user, {"role": "admin"}, admin, (403,)),
+        ("PATCH", user, {"tenant_id": b.id}, admin, (422,)),
+    ]
+
+
+def _key_and_issuer_fields(a: Tenant, b: Tenant) -> list[_Attempt]:
+    admin = a.headers(Role.TENANT_ADMIN)
+    issuer = {"issuer": "did:web:x.example", "tenant_id": b.id}
+    return [
+        ("POST", "/api/v1/api-keys", {"name": "k", "role": "admin"}, admin, (403,)),
+        ("POST", "/api/v1/api-keys", {"name": "k", "tenant_id": b.id}, admin, (422,)),
+        ("POST", "/api/v1/trusted-issuers", issuer, admin, (422,)),
+    ]
+
+
+def _webhook_fields(
+    a: Tenant, b: Tenant, ids: dict[str, str], b_ids: dict[str, str]
+) -> list[_Attempt]:
+    admin = a.headers(Role.TENANT_ADMIN)
+    target = {"url": "http://127.0.0.1:9/x", "event_types": ["MandateCreated"]}
+    return [
+        ("POST", "/api/v1/webhooks", {**target, "tenant_id": b.id}, admin, (422,)),
+        ("POST", "/api/v1/webhooks", {**target, "secret": "whsec_" + "A" * 32}, admin, (422,)),
+        ("PATCH", f"/api/v1/webhooks/{ids['subscription_id']}", {"tenant_id": b.id}, admin, (422,)),
+        (
+            "PATCH",
+            f"/api/v1/webhooks/{b_ids['subscription_id']}",
+            {"enabled": False},
+            admin,
+            (404,),
+        ),
+    ]
+
+
+def _above_own_role(a: Tenant, ids: dict[str, str]) -> list[_Attempt]:
+    """A tenant admin creating a tenant, a member making itself tenant admin."""
+    return [
+        (
+            "POST",
+            "/api/v1/tenants",
+            {"id": "evil-tenant", "name": "Evil"},
+            a.headers(Role.TENANT_ADMIN),
+            (403,),
+        ),
+        (
+            "PATCH",
+            f"/api/v1/users/{ids['user_id']}",
+            {"role": "tenant_admin"},
+            a.headers(Role.MEMBER),
+            (403,),
+        ),
+    ]
+
+
 def _mass_assignment(
     client: httpx.Client,
     a: Tenant,
@@ -301,80 +409,12 @@ def _mass_assignment(
 ) -> int:
     admin = a.headers(Role.TENANT_ADMIN)
     count_before = len(client.get("/api/v1/mandates", headers=admin).json()["items"])
-    attempts: list[tuple[str, str, dict[str, Any], dict[str, str], tuple[int, ...]]] = [
-        ("POST", "/api/v1/mandates", {"vc_jwt": token, "tenant_id": b.id}, admin, (422,)),
-        ("POST", "/api/v1/mandates", {"vc_jwt": "x.y.z", "status": "ACTIVE"}, admin, (422,)),
-        (
-            "POST",
-            "/api/v1/mandates",
-            {"vc_jwt": "x.y.z", "verification_status": "VALID"},
-            admin,
-            (422,),
-        ),
-        (
-            "POST",
-            "/api/v1/users",
-            {
-                "email": f"m1@{a.id}.example",
-                "password": "p" * 12,
-                "role": "member",
-                "tenant_id": b.id,
-            },
-            admin,
-            (422,),
-        ),
-        (
-            "POST",
-            "/api/v1/users",
-            {"email": f"m2@{a.id}.example", "password": "p" * 12, "role": "admin"},
-            admin,
-            (403,),
-        ),
-        ("PATCH", f"/api/v1/users/{ids['user_id']}", {"role": "admin"}, admin, (403,)),
-        ("PATCH", f"/api/v1/users/{ids['user_id']}", {"tenant_id": b.id}, admin, (422,)),
-        ("POST", "/api/v1/api-keys", {"name": "k", "role": "admin"}, admin, (403,)),
-        ("POST", "/api/v1/api-keys", {"name": "k", "tenant_id": b.id}, admin, (422,)),
-        (
-            "POST",
-            "/api/v1/trusted-issuers",
-            {"issuer": "did:web:x.example", "tenant_id": b.id},
-            admin,
-            (422,),
-        ),
-        (
-            "POST",
-            "/api/v1/webhooks",
-            {"url": "http://127.0.0.1:9/x", "event_types": ["MandateCreated"], "tenant_id": b.id},
-            admin,
-            (422,),
-        ),
-        (
-            "POST",
-            "/api/v1/webhooks",
-            {
-                "url": "http://127.0.0.1:9/x",
-                "event_types": ["MandateCreated"],
-                "secret": "whsec_" + "A" * 32,
-            },
-            admin,
-            (422,),
-        ),
-        ("PATCH", f"/api/v1/webhooks/{ids['subscription_id']}", {"tenant_id": b.id}, admin, (422,)),
-        (
-            "PATCH",
-            f"/api/v1/webhooks/{b_ids['subscription_id']}",
-            {"enabled": False},
-            admin,
-            (404,),
-        ),
-        ("POST", "/api/v1/tenants", {"id": "evil-tenant", "name": "Evil"}, admin, (403,)),
-        (
-            "PATCH",
-            f"/api/v1/users/{ids['user_id']}",
-            {"role": "tenant_admin"},
-            a.headers(Role.MEMBER),
-            (403,),
-        ),
+    attempts = [
+        *_mandate_fields(a, b, token),
+        *_user_fields(a, b, ids),
+        *_key_and_issuer_fields(a, b),
+        *_webhook_fields(a, b, ids, b_ids),
+        *_above_own_role(a, ids),
     ]
     for method, path, body, headers, want in attempts:
         response = client.request(method, path, json=body, headers=headers)

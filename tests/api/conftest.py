@@ -2,44 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 
-from mandate_vault_api import directory, migrate
-from mandate_vault_api.main import SERVICE_NAME, create_app
-from mandate_vault_api.roles import Role
-from mandate_vault_api.settings import ApiSettings
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.services import ServiceProcess
-from tests.fixtures.telemetry import telemetry_for
-
-PASSWORD = "correct-horse-battery"
-SIGNING_KEY = "test-signing-key-0123456789abcdef"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture(scope="session")
-def bank() -> Issuer:
-    return Issuer()
+from mandate_vault_harness.inprocess import Api, running_api
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.services import ServiceProcess
 
 
 @pytest.fixture(scope="session")
@@ -54,77 +23,6 @@ def verifier(bank: Issuer, other_bank: Issuer) -> Iterator[ServiceProcess]:
     ).start()
     yield process
     process.stop()
-
-
-@dataclass
-class Api:
-    """The app under test, its HTTP client, its clock and its lifespan state."""
-
-    app: FastAPI
-    client: httpx.AsyncClient
-    clock: FakeClock
-    settings: ApiSettings
-    state: dict[str, Any]
-
-    def transaction(self) -> Any:
-        return self.state["context"].db.transaction()
-
-    async def add_tenant(self, tenant_id: str, *issuers: str) -> None:
-        async with self.transaction() as conn:
-            await directory.create_tenant(conn, tenant_id, tenant_id.title(), self.clock())
-            for issuer in issuers:
-                await directory.add_trusted_issuer(conn, tenant_id, issuer, self.clock())
-
-    async def add_user(self, tenant_id: str, email: str, role: Role) -> None:
-        async with self.transaction() as conn:
-            await directory.create_user(conn, tenant_id, email, PASSWORD, role, self.clock())
-
-    async def login(self, email: str, password: str = PASSWORD) -> dict[str, str]:
-        response = await self.client.post(
-            "/api/v1/auth/login", json={"email": email, "password": password}
-        )
-        assert response.status_code == 200, response.text
-        return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-def with_request_state(app: FastAPI, state: dict[str, Any]) -> Any:
-    """Like uvicorn: every request gets its own shallow copy of the lifespan state."""
-
-    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        scope["state"] = dict(state)
-        await app(scope, receive, send)
-
-    return wrapped
-
-
-def api_settings(database_url: str, verifier_url: str, **overrides: Any) -> ApiSettings:
-    return ApiSettings(
-        database_url=database_url,
-        verifier_url=verifier_url,
-        token_signing_key=SIGNING_KEY,
-        **(
-            {
-                "gauge_refresh_interval_seconds": 0.2,
-                "expiry_sweep_interval_seconds": 0.2,
-                "ssrf_allowlist": "127.0.0.1,localhost",
-            }
-            | overrides
-        ),
-    )
-
-
-@asynccontextmanager
-async def running_api(database_url: str, verifier_url: str, **overrides: Any) -> AsyncIterator[Api]:
-    """The api app, migrated and started, with an HTTP client in front of it."""
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    clock = FakeClock()
-    settings = api_settings(database_url, verifier_url, **overrides)
-    app = create_app(settings, telemetry_for(SERVICE_NAME), clock=clock)
-    async with LifespanManager(app) as manager:
-        state = manager._state
-        transport = httpx.ASGITransport(app=with_request_state(app, state))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield Api(app, client, clock, settings, state)
 
 
 @pytest.fixture

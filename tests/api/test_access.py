@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from mandate_vault_api.roles import Permission, Role, allows
-from tests.api.conftest import Api
-from tests.api.helpers import unique_tenant
-from tests.api.issuer import Issuer
+from mandate_vault_harness.inprocess import Api, unique_tenant
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_shared.db.schema import webhook_deliveries
+from mandate_vault_shared.webhooks import new_event_id
 
 
 @dataclass
@@ -49,7 +50,23 @@ async def build_world(api: Api, bank: Issuer) -> World:
         json={"url": "http://127.0.0.1:9/hook", "event_types": ["MandateCreated"]},
         headers=admin,
     )
+    event_id = new_event_id()
+    async with api.transaction() as conn:  # a delivery as the worker leaves it
+        await conn.execute(
+            webhook_deliveries.insert().values(
+                event_id=event_id,
+                subscription_id=webhook.json()["id"],
+                tenant_id=tenant,
+                event_type="MandateCreated",
+                status="dead_lettered",
+                attempts=1,
+                payload="{}",
+                created_at=api.clock(),
+                updated_at=api.clock(),
+            )
+        )
     ids = {
+        "event_id": event_id,
         "subscription_id": webhook.json()["id"],
         "mandate_id": mandate.json()["id"],
         "user_id": user.json()["id"],
@@ -105,6 +122,25 @@ OPERATIONS: list[tuple[str, str, Permission | None, Any]] = [
     ),
     ("GET", "/api/v1/webhooks/{subscription_id}", Permission.WEBHOOKS_READ, None),
     ("GET", "/api/v1/webhooks/{subscription_id}/deliveries", Permission.WEBHOOKS_READ, None),
+    ("GET", "/api/v1/webhooks/{subscription_id}/events", Permission.WEBHOOKS_READ, None),
+    (
+        "GET",
+        "/api/v1/webhooks/{subscription_id}/events/{event_id}/attempts",
+        Permission.WEBHOOKS_READ,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks/{subscription_id}/events/{event_id}/retry",
+        Permission.WEBHOOKS_WRITE,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks/{subscription_id}/recover",
+        Permission.WEBHOOKS_WRITE,
+        lambda w, b: {"since": "2026-01-01T00:00:00Z"},
+    ),
     (
         "PATCH",
         "/api/v1/webhooks/{subscription_id}",

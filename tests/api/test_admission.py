@@ -17,12 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.inprocess import Api, running_api, tenant_with_writer
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import PASSWORD
 from mandate_vault_shared.db.schema import idempotency_keys, mandates, outbox
 from mandate_vault_shared.web.admission import BudgetSettings
-from tests.api.conftest import PASSWORD, Api, running_api
-from tests.api.helpers import tenant_with_writer
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.services import ServiceProcess
 
 ADMITTED = 4  # the create budget: exactly this many may be in flight
 PROBES = ("/healthz", "/readyz", "/api/v1/metrics")

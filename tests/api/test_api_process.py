@@ -9,11 +9,10 @@ import httpx
 import pytest
 from prometheus_client.samples import Sample
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.api.test_cli import cli
-from tests.fixtures.metrics import label_keys, scrape, value
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.metrics import label_keys, scrape, value
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.services import ServiceProcess, cli
 
 TENANT = "acme-corp"
 EMAIL = "ops@acme.example"
@@ -68,10 +67,9 @@ def login(api: ServiceProcess, password: str = PASSWORD) -> httpx.Response:
     return httpx.post(f"{api.url}/api/v1/auth/login", json={"email": EMAIL, "password": password})
 
 
-def test_metrics_and_log_events_after_real_requests(
-    stack: tuple[ServiceProcess, ServiceProcess], bank: Issuer, otlp: OtlpReceiver
-) -> None:
-    api, verifier = stack
+def make_requests(api: ServiceProcess, verifier: ServiceProcess, bank: Issuer) -> list[Sample]:
+    """A failed and a good login, a valid and a badly signed mandate, a read, then a create with
+    the verifier stopped; the api's metrics once it settled."""
     assert login(api, "wrong-password").status_code == 401
     headers = {"Authorization": f"Bearer {login(api).json()['access_token']}"}
     with httpx.Client(base_url=api.url, headers=headers, timeout=10) as client:
@@ -82,8 +80,10 @@ def test_metrics_and_log_events_after_real_requests(
         verifier.stop()
         down = client.post("/api/v1/mandates", json={"vc_jwt": bank.mandate()})
         assert down.status_code == 503
-        samples = settled_scrape(api.url)
+        return settled_scrape(api.url)
 
+
+def check_metrics(samples: list[Sample]) -> None:
     created = "mandates_created_total"
     assert value(samples, created, tenant_id=TENANT, verification_status="VALID") == 1
     assert value(samples, created, tenant_id=TENANT, verification_status="SIG_INVALID") == 1
@@ -116,9 +116,10 @@ def test_metrics_and_log_events_after_real_requests(
         == 1
     )
 
-    events = api.json_logs()
+
+def check_log_events(api: ServiceProcess) -> None:
     by_event: dict[str, list[dict[str, object]]] = {}
-    for record in events:
+    for record in api.json_logs():
         by_event.setdefault(str(record["event"]), []).append(record)
     attempts = by_event["auth_attempt"]
     assert [a["result"] for a in attempts] == ["failed", "success"]
@@ -135,13 +136,25 @@ def test_metrics_and_log_events_after_real_requests(
     assert failed["level"] == "error"
     assert "trace_id" in failed
 
-    # One trace crosses the hop: the verifier's server span is a child of the api's client span.
+
+def check_trace_crosses_the_hop(otlp: OtlpReceiver) -> None:
+    """One trace crosses the hop: the verifier's server span is a child of the api's client span."""
     otlp.wait_for(lambda r: len(r.service_spans("mandate-vault-jwt-verifier")) >= 2)
     client_spans = [s for s in otlp.service_spans("mandate-vault-api") if s.kind == 3]
     server_spans = [s for s in otlp.service_spans("mandate-vault-jwt-verifier") if s.kind == 2]
     parents = {(s.trace_id, s.span_id) for s in client_spans}
     assert server_spans
     assert all((s.trace_id, s.parent_span_id) in parents for s in server_spans)
+
+
+def test_metrics_and_log_events_after_real_requests(
+    stack: tuple[ServiceProcess, ServiceProcess], bank: Issuer, otlp: OtlpReceiver
+) -> None:
+    api, verifier = stack
+    samples = make_requests(api, verifier, bank)
+    check_metrics(samples)
+    check_log_events(api)
+    check_trace_crosses_the_hop(otlp)
 
 
 def test_readiness_follows_the_database(stack: tuple[ServiceProcess, ServiceProcess]) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mandate_vault_api.roles import Role
-from tests.api.conftest import PASSWORD, Api
+from mandate_vault_harness.inprocess import Api
+from mandate_vault_harness.system import PASSWORD
 
 
 async def test_login_refresh_logout(api: Api) -> None:

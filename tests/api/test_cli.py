@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import running_api
-from tests.api.helpers import cli
-from tests.fixtures.net import free_port
+from mandate_vault_harness.inprocess import running_api
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.services import cli
 
 
 async def test_bootstrap_creates_what_a_newcomer_needs(database_url: str) -> None:

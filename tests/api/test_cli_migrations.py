@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.api.helpers import cli
-from tests.fixtures.net import free_port
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.services import cli
 
 BOOTSTRAP = ["bootstrap", "--tenant-id", "t", "--tenant-name", "T", "--admin-email", "a@t.example"]
 MIGRATE_HINT = "run `mandate-vault migrate`"

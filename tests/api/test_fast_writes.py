@@ -107,7 +107,7 @@ async def _subscribed_tenant(db: Database, tenant: str, now: datetime) -> dict[s
 
 def _normalized(row: dict[str, object], tenant: str, mandate_id: str) -> dict[str, object]:
     """A row with what must differ between the two writes (ids, tenant) taken out."""
-    text = {
+    text: dict[str, object] = {
         k: str(v).replace(tenant, "<tenant>").replace(mandate_id, "<id>") for k, v in row.items()
     }
     for key in ("id", "mandate_id", "event_id", "subscription_id"):

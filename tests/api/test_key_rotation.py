@@ -13,13 +13,14 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
-from reliability.stack import PASSWORD, System
 
 from mandate_vault_api.roles import Role
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import PASSWORD, System
 
 OLD_SIGNING = "k1:" + "old-signing-secret-".ljust(48, "1")
 NEW_SIGNING = "k2:" + "new-signing-secret-".ljust(48, "2")
@@ -37,7 +38,7 @@ def me(api: ServiceProcess, headers: dict[str, str]) -> int:
 
 def test_signing_keys_rotate_while_two_replicas_disagree_on_the_newest() -> None:
     with System(verifier=False, broker=False) as system:
-        env = {"API_VERIFIER_URL": "http://127.0.0.1:9"}
+        env: dict[str, Any] = {"API_VERIFIER_URL": "http://127.0.0.1:9"}
         before = system.start_api(wait=False, API_TOKEN_SIGNING_KEY=OLD_SIGNING, **env)
         middle = system.start_api(
             wait=False, API_TOKEN_SIGNING_KEY=f"{OLD_SIGNING},{NEW_SIGNING}", **env
@@ -99,6 +100,7 @@ def test_encryption_keys_rotate_while_replicas_and_worker_keep_delivering() -> N
                 timeout=10,
             )
             assert created.status_code == 201, created.text
+            assert system.receiver is not None
             system.receiver.wait_for(
                 lambda r: len(r.at("/first")) >= count and len(r.at("/second")) >= count
             )

@@ -11,13 +11,12 @@ import asyncpg
 import httpx
 from sqlalchemy import func, select
 
+from mandate_vault_harness.inprocess import Api, running_api, tenant_with_writer
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.postgres import admin_dsn
+from mandate_vault_harness.services import ServiceProcess
 from mandate_vault_shared.db.schema import idempotency_keys, mandates
-from tests.api.conftest import Api, running_api
-from tests.api.helpers import tenant_with_writer
-from tests.api.issuer import Issuer
-from tests.fixtures.net import free_port
-from tests.fixtures.postgres import admin_dsn
-from tests.fixtures.services import ServiceProcess
 
 
 async def count_mandates(api: Api) -> int:

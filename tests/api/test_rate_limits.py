@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from mandate_vault_api.roles import Role
-from tests.api.conftest import PASSWORD, running_api
-from tests.api.helpers import unique_tenant
-from tests.fixtures.net import free_port
+from mandate_vault_harness.inprocess import running_api, unique_tenant
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.system import PASSWORD
 
 
-async def statuses(client, method: str, path: str, n: int, **kwargs) -> list[int]:  # type: ignore[no-untyped-def]
+async def statuses(client, method: str, path: str, n: int, **kwargs) -> list[int]:
     return [(await client.request(method, path, **kwargs)).status_code for _ in range(n)]
 
 

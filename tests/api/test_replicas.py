@@ -6,11 +6,13 @@ import time
 
 import httpx
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.api.test_api_process import EMAIL, PASSWORD, TENANT
-from tests.api.test_cli import cli
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.issuer import Issuer, truststore_json
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.services import ServiceProcess, cli
+
+TENANT = "acme-corp"
+EMAIL = "ops@acme.example"
+PASSWORD = "bootstrap-passphrase-1"
 
 
 def wait_for_total(apis: list[ServiceProcess], expected: float, timeout: float = 20) -> list[float]:

@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from reliability.core import wait_until
-from reliability.stack import PASSWORD, System, Tenant
 
 from mandate_vault_api.roles import Role
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.net import wait_until
+from mandate_vault_harness.receiver import always
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import PASSWORD, System, Tenant
 from mandate_vault_shared.invalidation import APPLICATION_NAME
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.receiver import always
-from tests.fixtures.services import ServiceProcess
 
 CACHE_SECONDS = 60.0
 PATIENCE = 10.0  # well inside the TTL

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from reliability.stack import System
 
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.redis import RedisServer
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.redis import RedisServer
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import System
 
 # A limit of 2/s per tenant is a sliding window of 4 requests per 2 seconds.
 TENANT_RATE = "2"

@@ -115,3 +115,32 @@ def test_no_real_secrets_committed() -> None:
         text = path.read_text(encoding="utf-8", errors="replace")
         for kind, pattern in LEAKS.items():
             assert not pattern.search(text), f"{kind} in {path.relative_to(REPO)}"
+
+
+def slo_alerts() -> list[dict[str, Any]]:
+    rules = REPO / "deploy" / "prometheus" / "alerts.yml"
+    groups = yaml.safe_load(rules.read_text(encoding="utf-8"))["groups"]
+    return [r for g in groups for r in g["rules"] if "burn_rate" in r.get("labels", {})]
+
+
+def test_slo_pages_go_to_pagerduty_and_tickets_to_slack() -> None:
+    """The SLO alerts' own labels (plus the slo label their series carry) route as the guide
+    routes severities: 1h and 6h pairs page, 1d and 3d pairs open a ticket."""
+    alerts = slo_alerts()
+    assert len(alerts) == 12
+    expected = {"1h": "pagerduty", "6h": "pagerduty", "1d": "slack", "3d": "slack"}
+    for alert in alerts:
+        labels = {**alert["labels"], "alertname": alert["alert"], "slo": "create-mandate-latency"}
+        assert route(*(f"{k}={v}" for k, v in labels.items())) == expected[labels["long_window"]], (
+            alert["alert"]
+        )
+
+
+def test_a_page_silences_the_ticket_of_the_same_slo() -> None:
+    rules = load()["inhibit_rules"]
+    (slo,) = [r for r in rules if r["equal"] == ["slo"]]
+    assert 'severity="critical"' in slo["source_matchers"]
+    assert 'severity="warning"' in slo["target_matchers"]
+    assert all(
+        any(m.startswith("slo=") for m in slo[k]) for k in ("source_matchers", "target_matchers")
+    )

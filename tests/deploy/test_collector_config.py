@@ -169,10 +169,10 @@ def test_expected_components_present() -> None:
     assert exporters["otlp_http/loki"]["endpoint"] == "http://loki:3100/otlp"
     assert exporters["otlp_http/sentry_traces"]["traces_endpoint"].startswith("${env:")
     assert exporters["otlp_http/sentry_logs"]["logs_endpoint"].startswith("${env:")
-    assert "prometheus" in exporters
+    assert "prometheus" not in exporters, "metrics are remote-written, not pulled (replicas)"
     flows = {name: set(p["exporters"]) for name, p in pipelines(config).items()}
     assert flows["traces"] == {"otlp_http/sentry_traces"}
-    assert flows["metrics"] == {"prometheus"}
+    assert flows["metrics"] == {"prometheus_remote_write"}
     assert flows["logs"] == {"otlp_http/loki", "otlp_http/sentry_logs"}
 
 
@@ -182,7 +182,6 @@ def test_endpoints_bind_all_interfaces() -> None:
     assert protocols["grpc"]["endpoint"] == "0.0.0.0:4317"
     assert protocols["http"]["endpoint"] == "0.0.0.0:4318"
     assert config["extensions"]["health_check"]["endpoint"] == "0.0.0.0:13133"
-    assert config["exporters"]["prometheus"]["endpoint"] == "0.0.0.0:8889"
     readers = config["service"]["telemetry"]["metrics"]["readers"]
     pulls = [r["pull"]["exporter"]["prometheus"] for r in readers if "pull" in r]
     assert {"host": "0.0.0.0", "port": 8888} in pulls, "self metrics must be pulled on 0.0.0.0:8888"
@@ -328,3 +327,22 @@ def test_collector_version_pinned_and_consistent_with_deployments() -> None:
         text = path.read_text(encoding="utf-8", errors="replace")
         for tag in re.findall(r"otel/opentelemetry-collector-contrib:([\w.\-]+)", text):
             assert tag == version, f"{path.relative_to(REPO)} uses {tag}, config is for {version}"
+
+
+def test_metrics_reach_prometheus_by_remote_write_with_the_direct_scrape_job_names() -> None:
+    """job = service.name (service.namespace removed for metrics only), resource attributes in
+    target_info, suffixes on: the series are named and labelled like the direct scrape."""
+    for variant, (build, _) in VARIANTS.items():
+        config = build()
+        exporter = config["exporters"]["prometheus_remote_write"]
+        assert exporter["endpoint"] == "http://prometheus:9090/api/v1/write", variant
+        assert exporter["add_metric_suffixes"] is True
+        assert exporter["resource_to_telemetry_conversion"]["enabled"] is False
+        assert exporter["remote_write_queue"]["enabled"] is True
+        metrics = pipelines(config)["metrics"]["processors"]
+        assert metrics[-1] == "transform/prometheus_job", variant
+        for name in ("traces", "logs"):
+            assert "transform/prometheus_job" not in pipelines(config)[name]["processors"]
+    (group,) = load(BASE)["processors"]["transform/prometheus_job"]["metric_statements"]
+    assert group["context"] == "resource"
+    assert group["statements"] == ['delete_key(attributes, "service.namespace")']

@@ -17,11 +17,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from mandate_vault_worker.settings import WorkerSettings
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "deploy" / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
 SINK = COMPOSE_DIR / "webhook-sink" / "sink.py"
 COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.163.2"
 OTLP_ENDPOINT = "http://otel-collector:4318"
@@ -52,8 +55,15 @@ class App:
     settings: type[BaseSettings]
 
     @property
-    def dockerfile(self) -> Path:
-        return REPO / "services" / self.directory / "Dockerfile"
+    def build_args(self) -> dict[str, str]:
+        """What picks this service in the one Dockerfile (compose passes the same)."""
+        return {
+            "PACKAGE": self.distribution,
+            "SOURCE": f"services/{self.directory}",
+            "MODULE": self.module,
+            "ENV_PREFIX": self.prefix,
+            "PORT": str(self.port),
+        }
 
     @property
     def pyproject(self) -> dict[str, Any]:
@@ -88,7 +98,7 @@ SHARED_VARIABLES = {
 }
 # Ports the non-Python services listen on (the app services' come from their settings).
 LISTEN_PORTS = {
-    "otel-collector": {4317, 4318, 8888, 8889, 13133},
+    "otel-collector": {4317, 4318, 8888, 13133},
     "alertmanager": {9093},
     "prometheus": {9090},
     "loki": {3100},
@@ -181,15 +191,17 @@ def test_the_whole_stack_is_there(services: dict[str, dict[str, Any]]) -> None:
 # --- images -----------------------------------------------------------------------------------
 
 
-def test_app_services_are_built_from_their_dockerfiles(
+def test_app_services_are_built_from_the_one_dockerfile(
     services: dict[str, dict[str, Any]],
 ) -> None:
+    defaults, _ = parse_dockerfile(DOCKERFILE)
     for name, app in APPS.items():
         build = services[name].get("build")
         assert build, f"{name} must be built, not pulled"
         assert Path(build["context"]).resolve() == REPO, f"{name}: build from the repository root"
-        assert (REPO / build["dockerfile"]).resolve() == app.dockerfile, name
-        assert app.dockerfile.is_file()
+        assert (REPO / build["dockerfile"]).resolve() == DOCKERFILE, name
+        given = {k: str(v) for k, v in (build.get("args") or {}).items()}
+        assert defaults | given | app.build_args == defaults | given, f"{name}: wrong build args"
     migrate = services["migrate"]
     assert migrate["build"] == services["api"]["build"], "migrate runs the api image"
     assert migrate["image"] == services["api"]["image"]
@@ -570,6 +582,30 @@ def test_prometheus_scrape_targets_are_compose_services(
         assert int(port) in listening, f"{host} does not listen on {port}"
 
 
+def test_services_metrics_arrive_once_through_the_collector(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Collector-fed: Prometheus takes the collector's remote writes and scrapes no service
+    (a scrape as well would store every series twice)."""
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text("utf-8"))
+    scraped = {
+        target.rsplit(":", 1)[0]
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    assert not scraped & set(APPS), f"services scraped directly: {scraped & set(APPS)}"
+    assert not [j for j in config["scrape_configs"] if j.get("metrics_path") == "/api/v1/metrics"]
+    command = services["prometheus"]["command"]
+    assert "--web.enable-remote-write-receiver" in command
+    assert "--enable-feature=exemplar-storage" in command
+    collector = yaml.safe_load((REPO / "deploy/otel-collector.yaml").read_text("utf-8"))
+    assert host_port(collector["exporters"]["prometheus_remote_write"]["endpoint"]) == (
+        "prometheus",
+        9090,
+    )
+
+
 def test_grafana_and_collector_reach_their_backends(services: dict[str, dict[str, Any]]) -> None:
     datasources = yaml.safe_load(
         (REPO / "deploy/grafana/provisioning/datasources/datasources.yml").read_text("utf-8")
@@ -577,6 +613,7 @@ def test_grafana_and_collector_reach_their_backends(services: dict[str, dict[str
     urls = [source["url"] for source in datasources["datasources"]]
     collector = yaml.safe_load((REPO / "deploy/otel-collector.yaml").read_text("utf-8"))
     urls.append(collector["exporters"]["otlp_http/loki"]["endpoint"])
+    urls.append(collector["exporters"]["prometheus_remote_write"]["endpoint"])
     for url in urls:
         host, port = host_port(url)
         assert host in services, url
@@ -593,8 +630,11 @@ class Instruction:
     stage: int
 
 
-def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Instruction]]:
-    """Global ARG defaults and the instructions (continuations joined, comments dropped)."""
+def parse_dockerfile(
+    path: Path, build_args: dict[str, str] | None = None
+) -> tuple[dict[str, str], list[Instruction]]:
+    """Global ARGs (defaults, then `build_args`) and the instructions with them expanded
+    (continuations joined, comments dropped)."""
     logical: list[str] = []
     pending = ""
     for raw in path.read_text(encoding="utf-8").splitlines():
@@ -619,11 +659,12 @@ def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Instruction]]:
             name, _, default = value.partition("=")
             args[name.strip()] = default.strip()
         instructions.append(Instruction(keyword, value.strip(), stage))
-    return args, instructions
+    args |= build_args or {}
+    return args, [Instruction(i.keyword, expand(i.value, args), i.stage) for i in instructions]
 
 
 def expand(value: str, args: dict[str, str]) -> str:
-    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], value)
+    return re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), value)
 
 
 def stages(args: dict[str, str], instructions: list[Instruction]) -> list[tuple[str, str]]:
@@ -640,7 +681,7 @@ def stages(args: dict[str, str], instructions: list[Instruction]) -> list[tuple[
 @pytest.fixture(params=sorted(APPS))
 def image(request: pytest.FixtureRequest) -> tuple[App, dict[str, str], list[Instruction]]:
     app = APPS[request.param]
-    args, instructions = parse_dockerfile(app.dockerfile)
+    args, instructions = parse_dockerfile(DOCKERFILE, app.build_args)
     return app, args, instructions
 
 
@@ -679,7 +720,11 @@ def test_dockerfile_two_phase_uv_sync(image: Image) -> None:
     assert sources_at, "sources are copied"
     assert first_at < min(sources_at) < second_at, "sources only after the dependency layer"
     copied = " ".join(value for i, value in copies if i < first_at)
-    members = [REPO / "shared", *sorted((REPO / "services").iterdir())]
+    members = [
+        REPO / "shared",
+        *sorted((REPO / "services").iterdir()),
+        *sorted((REPO / "tools").iterdir()),
+    ]
     for member in members:
         if (member / "pyproject.toml").is_file():
             relative = (member / "pyproject.toml").relative_to(REPO).as_posix()
@@ -698,7 +743,7 @@ def test_dockerfile_runtime_is_non_root_with_one_process(image: Image) -> None:
     assert int(user) == 10001
     cmds = [ins.value for ins in instructions if ins.keyword == "CMD"]
     assert len(cmds) == 1
-    assert json.loads(cmds[0]) == ["python", "-m", app.module]
+    assert json.loads(cmds[0]) == ["sh", "-c", 'exec python -m "$SERVICE_MODULE"']
     assert not [ins for ins in instructions if ins.keyword == "ENTRYPOINT"]
     assert (REPO / "services" / app.directory / "src" / app.module / "__main__.py").is_file()
     copies = [ins.value for ins in runtime if ins.keyword == "COPY"]
@@ -707,6 +752,7 @@ def test_dockerfile_runtime_is_non_root_with_one_process(image: Image) -> None:
     env = " ".join(ins.value for ins in runtime if ins.keyword == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert f"{app.prefix}_HOST=0.0.0.0" in env, "containers bind all interfaces"
+    assert f"SERVICE_MODULE={app.module} " in env
     assert "/app/.venv/bin" in env
     assert "latest" not in " ".join(f"{k}={v}" for k, v in args.items())
 
@@ -720,7 +766,41 @@ def test_dockerfile_healthcheck_and_port(image: Image) -> None:
     command = json.loads(checks[0][checks[0].index("CMD") + 3 :].strip())
     assert command[0] == "python", "no curl in python:*-slim"
     assert "/healthz" in command[-1]
-    assert f"'{app.port}'" in command[-1]
+    env = " ".join(ins.value for ins in instructions if ins.keyword == "ENV")
+    assert f"SERVICE_PORT_VARIABLE={app.prefix}_PORT " in env
+    assert f"SERVICE_DEFAULT_PORT={app.port} " in env
+
+
+def test_dockerfile_healthcheck_probes_the_port_the_service_listens_on() -> None:
+    """The probe, run as the image runs it: the default port, or the one an operator set."""
+    _, instructions = parse_dockerfile(DOCKERFILE)
+    check = next(ins.value for ins in instructions if ins.keyword == "HEALTHCHECK")
+    command = [sys.executable, *json.loads(check[check.index("CMD") + 3 :].strip())[1:]]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port, closed = str(server.server_address[1]), str(free_port())
+    image_env = {"PATH": os.environ["PATH"], "SERVICE_PORT_VARIABLE": "API_PORT"}
+    try:
+        for env, healthy in (
+            ({"SERVICE_DEFAULT_PORT": port}, True),
+            ({"SERVICE_DEFAULT_PORT": closed, "API_PORT": port}, True),
+            ({"SERVICE_DEFAULT_PORT": port, "API_PORT": closed}, False),
+        ):
+            result = subprocess.run(
+                command, env=image_env | env, capture_output=True, timeout=10, check=False
+            )
+            assert (result.returncode == 0) is healthy, (env, result.stderr)
+    finally:
+        server.shutdown()
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def test_api_image_carries_the_migration_cli() -> None:

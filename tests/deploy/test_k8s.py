@@ -16,9 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,18 +28,17 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from mandate_vault_api.settings import DEV_SIGNING_KEY, ApiSettings
+from mandate_vault_harness.k8s import K8S, KUBERNETES_VERSION, of_kind, one, tool
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
 from mandate_vault_verifier.settings import VerifierSettings
 from mandate_vault_worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
-K8S = REPO / "deploy" / "k8s"
 COLLECTOR_CONFIG = REPO / "deploy" / "otel-collector.yaml"
 COLLECTOR_COPY = K8S / "base" / "otel-collector" / "otel-collector.yaml"
 SECRETS_EXAMPLE = K8S / "secrets.example.yaml"
 COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.163.2"
 NAMESPACE = "mandate-vault"
-KUBERNETES_VERSION = "1.31.0"
 VARIANTS = ("base", "dev", "prod")
 
 # Deployment -> (settings class, env prefix, container port)
@@ -60,16 +57,6 @@ SHARED_VARIABLES = {
     "TELEMETRY_ENABLED",
 }
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
-
-
-def tool(name: str, hint: str) -> str:
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.is_file():
-        return str(beside_python)
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: {hint}")
-    return path
 
 
 def kubectl() -> str:
@@ -102,16 +89,6 @@ def prod(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def dev(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return rendered["dev"]
-
-
-def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    found = of_kind(docs, kind)
-    assert name in found, f"no {kind} {name}"
-    return found[name]
 
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
@@ -282,12 +259,18 @@ def test_one_uvicorn_process_from_the_image(prod: list[dict[str, Any]], name: st
 
 
 @pytest.mark.parametrize("name", sorted(APPS))
-def test_prometheus_scrape_annotations(prod: list[dict[str, Any]], name: str) -> None:
+def test_services_are_not_scraped_directly(prod: list[dict[str, Any]], name: str) -> None:
+    """Their metrics reach Prometheus through the collector; a direct scrape would double them."""
     deployment = one(prod, "Deployment", name)
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "false"
+
+
+def test_collector_self_metrics_are_scraped(prod: list[dict[str, Any]]) -> None:
+    deployment = one(prod, "Deployment", "otel-collector")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/path"] == "/api/v1/metrics"
-    assert int(annotations["prometheus.io/port"]) == APPS[name][2]
+    assert annotations["prometheus.io/port"] == "8888"
 
 
 @pytest.mark.parametrize("name", sorted(APPS))
@@ -591,26 +574,18 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]], variant: st
     (api_rule,) = ingress_rules(docs, "api")
     assert "from" not in api_rule
     assert [p["port"] for p in api_rule["ports"]] == [8000]
-    # jwt-verifier: only the api's pods (and Prometheus' namespace).
+    # jwt-verifier: only the api's pods (Prometheus gets its metrics from the collector).
     for rule in ingress_rules(docs, "jwt-verifier"):
         for peer in rule["from"]:
-            if "podSelector" in peer:
-                assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "api"}
-            else:
-                assert peer["namespaceSelector"]["matchLabels"] == {
-                    "kubernetes.io/metadata.name": "monitoring"
-                }
-    # webhook-worker: metrics only for the collector and the monitoring namespace.
+            assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "api"}
+    # webhook-worker: metrics only for the collector.
     for rule in ingress_rules(docs, "webhook-worker"):
         assert rule["from"], "never from anywhere"
         assert [p["port"] for p in rule["ports"]] == [8002]
         for peer in rule["from"]:
-            assert (
-                peer.get("podSelector", {})
-                .get("matchLabels", {})
-                .get("app.kubernetes.io/name", "otel-collector")
-                == "otel-collector"
-            )
+            assert peer["podSelector"]["matchLabels"] == {
+                "app.kubernetes.io/name": "otel-collector"
+            }
     # Egress the applications need.
     assert {8001, 4318, 5432, 9092, 6379, 443} <= egress_ports(docs, "api")
     assert 6379 not in egress_ports(docs, "webhook-worker")
@@ -626,7 +601,7 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]], variant: st
         assert block["cidr"] == "0.0.0.0/0"
         assert set(block["except"]) >= PRIVATE_RANGES, "private ranges stay closed"
     collector = ingress_rules(docs, "otel-collector")
-    assert {4317, 4318} <= {p["port"] for r in collector for p in r["ports"]}
+    assert {4317, 4318, 8888} == {p["port"] for r in collector for p in r["ports"]}
 
 
 # --- Redis (the api's shared rate limits) ---------------------------------------------------
@@ -741,8 +716,8 @@ def test_collector_runs_the_generated_config(
     assert data == {"otel-collector.yaml": COLLECTOR_CONFIG.read_text(encoding="utf-8")}
     ports = {p["containerPort"] for p in spec["ports"]}
     service_ports = {p["port"] for p in one(docs, "Service", "otel-collector")["spec"]["ports"]}
-    assert {4317, 4318, 8888, 8889, 13133} <= ports
-    assert {4317, 4318, 8888, 8889, 13133} <= service_ports
+    assert {4317, 4318, 8888, 13133} == ports
+    assert {4317, 4318, 8888, 13133} == service_ports
     env = {e["name"]: e for e in spec["env"]}
     for key in ("SENTRY_OTLP_TRACES_URL", "SENTRY_OTLP_LOGS_URL", "SENTRY_OTLP_AUTH"):
         assert "secretKeyRef" in env[key]["valueFrom"], key
@@ -778,11 +753,22 @@ def test_collector_may_read_pod_metadata(prod: list[dict[str, Any]]) -> None:
     assert all(verbs <= {"get", "list", "watch"} for verbs in granted.values()), "read-only"
 
 
-def test_collector_reaches_loki_by_the_configured_name(prod: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("exporter", "target"),
+    [
+        ("otlp_http/loki", "loki.monitoring.svc.cluster.local"),
+        ("prometheus_remote_write", "prometheus.monitoring.svc.cluster.local"),
+    ],
+)
+def test_collector_reaches_loki_and_prometheus_by_the_configured_name(
+    prod: list[dict[str, Any]], exporter: str, target: str
+) -> None:
     config = yaml.safe_load(COLLECTOR_CONFIG.read_text(encoding="utf-8"))
-    host = re.match(r"http://([\w-]+):", config["exporters"]["otlp_http/loki"]["endpoint"])
+    host = re.match(r"http://([\w-]+):", config["exporters"][exporter]["endpoint"])
     assert host
-    assert one(prod, "Service", host.group(1))["spec"]["type"] == "ExternalName"
+    service = one(prod, "Service", host.group(1))["spec"]
+    assert service["type"] == "ExternalName"
+    assert service["externalName"] == target, "the plain manifests in deploy/k8s/monitoring"
 
 
 # --- secrets and images -----------------------------------------------------------------------

@@ -22,6 +22,10 @@ PROMETHEUS = REPO / "deploy" / "prometheus"
 CONFIG = PROMETHEUS / "prometheus.yml"
 ALERTS = PROMETHEUS / "alerts.yml"
 ALERT_TESTS = PROMETHEUS / "alerts.test.yml"
+# SLO burn-rate alerts: the page pairs (1h, 6h) and the ticket pairs (1d, 3d), each file with
+# the evaluation step its windows need.
+SLO_TESTS = (PROMETHEUS / "slo-page.test.yml", PROMETHEUS / "slo-ticket.test.yml")
+RULE_TESTS = (ALERT_TESTS, *SLO_TESTS)
 RUNBOOK_PREFIX = "https://github.com/mandate-vault/mandate-vault/blob/main/"
 
 # The monitoring guide's six rules: (group, severity, team, for, expression). The operators'
@@ -87,11 +91,27 @@ EXTRA_RULES = {
     "LockoutBurst",
     "RateLimitStoreUnavailable",
     "LoadShedding",
+    "ServiceNotReporting",
 }
-SERVICE_JOBS = {
-    "mandate-vault-api": "api:8000",
-    "mandate-vault-jwt-verifier": "jwt-verifier:8001",
-    "mandate-vault-webhook-worker": "webhook-worker:8002",
+# The SRE workbook's multi-window, multi-burn-rate table: long window -> (short window, burn
+# rate, severity: critical pages, warning opens a ticket).
+BURN_PAIRS = {
+    "1h": ("5m", 14.4, "critical"),
+    "6h": ("30m", 6.0, "critical"),
+    "1d": ("2h", 3.0, "warning"),
+    "3d": ("6h", 1.0, "warning"),
+}
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+SLOS = {
+    "create-mandate-availability": 0.999,
+    "create-mandate-latency": 0.99,
+    "webhook-delivery": 0.995,
+}
+LOCAL_CONFIG = REPO / "config" / "prometheus.yml"
+LOCAL_SERVICE_JOBS = {
+    "mandate-vault-api": "127.0.0.1:8000",
+    "mandate-vault-jwt-verifier": "127.0.0.1:8001",
+    "mandate-vault-webhook-worker": "127.0.0.1:8002",
 }
 
 _CONTRACT = (
@@ -179,13 +199,20 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def rules() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Alerting rules by name (recording rules: `recording_rules()`)."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for group in load(ALERTS)["groups"]:
         for rule in group["rules"]:
-            assert "alert" in rule, f"unexpected recording rule in {group['name']}"
+            if "record" in rule:
+                assert group["name"] == "mandate_vault_slo_recording", group["name"]
+                continue
             assert rule["alert"] not in found, f"duplicate alert {rule['alert']}"
             found[rule["alert"]] = (group["name"], rule)
     return found
+
+
+def recording_rules() -> list[dict[str, Any]]:
+    return [r for g in load(ALERTS)["groups"] for r in g["rules"] if "record" in r]
 
 
 def normalize(expr: str) -> str:
@@ -202,17 +229,19 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_test_rules() -> None:
-    result = run(promtool(), "test", "rules", str(ALERT_TESTS))
+@pytest.mark.parametrize("path", RULE_TESTS, ids=lambda p: p.name)
+def test_promtool_test_rules(path: Path) -> None:
+    result = run(promtool(), "test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
     firing: set[str] = set()
     silent: set[str] = set()
-    for group in load(ALERT_TESTS)["tests"]:
-        for case in group.get("alert_rule_test") or []:
-            (firing if case.get("exp_alerts") else silent).add(case["alertname"])
+    for path in RULE_TESTS:
+        for group in load(path)["tests"]:
+            for case in group.get("alert_rule_test") or []:
+                (firing if case.get("exp_alerts") else silent).add(case["alertname"])
     alerts = set(rules())
     assert alerts - firing == set(), f"no firing test for {sorted(alerts - firing)}"
     assert alerts - silent == set(), f"no silent test for {sorted(alerts - silent)}"
@@ -256,11 +285,68 @@ def test_every_rule_is_routable_and_documented() -> None:
 
 
 def test_alerts_use_only_known_metrics() -> None:
-    for name, (_, rule) in rules().items():
+    recorded = {r["record"] for r in recording_rules()}
+    for name, rule in [
+        *((n, r) for n, (_, r) in rules().items()),
+        *((r["record"], r) for r in recording_rules()),
+    ]:
         for metric in metric_names(rule["expr"]):
-            assert metric in SERVICE_METRICS or metric.startswith("otelcol_"), (
+            assert metric in SERVICE_METRICS | recorded or metric.startswith("otelcol_"), (
                 f"{name} uses unknown metric {metric}"
             )
+
+
+def _number(expr: str) -> float:
+    return float(expr.strip().removeprefix("vector(").removesuffix(")"))
+
+
+def test_slo_recording_rules_cover_every_window() -> None:
+    recorded: dict[str, set[str]] = {}
+    objectives: dict[str, float] = {}
+    for rule in recording_rules():
+        slo = rule["labels"]["slo"]
+        if rule["record"] == "slo:objective:ratio":
+            objectives[slo] = _number(rule["expr"])
+            continue
+        window = rule["record"].removeprefix("slo:sli_error:ratio_rate")
+        recorded.setdefault(slo, set()).add(window)
+        assert f"[{window}]" in rule["expr"], f"{rule['record']} {slo} reads another window"
+        assert re.sub(r"\[\w+\]", "", rule["expr"]) == re.sub(
+            r"\[\w+\]",
+            "",
+            next(
+                r["expr"]
+                for r in recording_rules()
+                if r["labels"]["slo"] == slo and r["record"].endswith("rate5m")
+            ),
+        ), f"{slo}: the windows differ in more than the range"
+    assert objectives == SLOS
+    assert recorded == {slo: set(SLO_WINDOWS) for slo in SLOS}
+
+
+def test_slo_alerts_are_the_workbook_burn_rate_pairs() -> None:
+    """Each SLO: four alerts, long AND short window above burn x (1 - objective)."""
+    pairs = re.compile(
+        r"^slo:sli_error:ratio_rate(\w+)\{slo=\"([\w-]+)\"\} > ([\d.]+)\s+"
+        r"and slo:sli_error:ratio_rate(\w+)\{slo=\"([\w-]+)\"\} > ([\d.]+)$"
+    )
+    seen: set[tuple[str, str]] = set()
+    for name, (group, rule) in rules().items():
+        if group != "mandate_vault_slo_alerts":
+            continue
+        match = pairs.match(rule["expr"].strip())
+        assert match, f"{name}: {rule['expr']}"
+        long, slo, threshold, short, slo_again, threshold_again = match.groups()
+        expected_short, burn, severity = BURN_PAIRS[long]
+        assert (short, slo_again, threshold_again) == (expected_short, slo, threshold), name
+        assert float(threshold) == pytest.approx(burn * (1 - SLOS[slo])), name
+        labels = rule["labels"]
+        assert labels["severity"] == severity, name
+        assert (labels["long_window"], labels["short_window"]) == (long, short), name
+        assert float(labels["burn_rate"]) == burn, name
+        assert "for" not in rule, f"{name}: the short window is the debounce"
+        seen.add((slo, long))
+    assert seen == {(slo, long) for slo in SLOS for long in BURN_PAIRS}
 
 
 def test_metric_name_extraction() -> None:
@@ -271,35 +357,40 @@ def test_metric_name_extraction() -> None:
 
 
 def test_scrape_jobs() -> None:
+    """Compose: the collector's own metrics, Prometheus, Alertmanager. The services' metrics
+    come by the collector's remote write; scraping them too would store every series twice."""
     config = load(CONFIG)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    for job, target in SERVICE_JOBS.items():
-        assert jobs[job]["metrics_path"] == "/api/v1/metrics", job
-        targets = [t for sc in jobs[job]["static_configs"] for t in sc["targets"]]
-        assert targets == [target], job
+    assert set(jobs) == {"otel-collector", "prometheus", "alertmanager"}
     collector = [t for sc in jobs["otel-collector"]["static_configs"] for t in sc["targets"]]
     assert collector == ["otel-collector:8888"]
-    exported = jobs["otel-collector-exported"]
-    assert [t for sc in exported["static_configs"] for t in sc["targets"]] == [
-        "otel-collector:8889"
-    ]
     assert config["rule_files"] == ["alerts.yml"]
     managers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert managers == ["alertmanager:9093"]
+    assert "--web.enable-remote-write-receiver" in CONFIG.read_text(encoding="utf-8")
 
 
-def test_collector_exported_job_drops_directly_scraped_metrics() -> None:
-    """Contract metrics reach Prometheus by scrape; a second copy via OTLP would double sums."""
-    exported = next(
-        job
-        for job in load(CONFIG)["scrape_configs"]
-        if job["job_name"] == "otel-collector-exported"
-    )
-    drops = [
-        re.compile(rule["regex"])
-        for rule in exported["metric_relabel_configs"]
-        if rule.get("action") == "drop" and rule.get("source_labels") == ["__name__"]
-    ]
-    for metric in SERVICE_METRICS - {"up"}:
-        assert any(d.fullmatch(metric) for d in drops), f"{metric} not dropped from :8889"
-    assert not any(d.fullmatch("otelcol_exporter_queue_size") for d in drops)
+def test_local_config_scrapes_the_services_directly() -> None:
+    """config/prometheus.yml: the guide's local setup and `make run` (127.0.0.1:8000-8002),
+    with the same job names as the collector-fed series and the same rule file."""
+    result = run(promtool(), "check", "config", str(LOCAL_CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = load(LOCAL_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for job, target in LOCAL_SERVICE_JOBS.items():
+        assert jobs[job]["metrics_path"] == "/api/v1/metrics", job
+        assert [t for sc in jobs[job]["static_configs"] for t in sc["targets"]] == [target]
+    assert config["rule_files"] == ["alerts.yml"]
+    rules_file = LOCAL_CONFIG.parent / "alerts.yml"
+    assert rules_file.is_symlink(), "config/alerts.yml is a link to the one alerts file"
+    assert rules_file.resolve() == ALERTS.resolve()
+
+
+@pytest.mark.parametrize("path", SLO_TESTS, ids=lambda p: p.name)
+def test_slo_tests_evaluate_recordings_before_the_alerts(path: Path) -> None:
+    """At a 1h step an alert reading the previous step's recording would see nothing (past the
+    5m lookback), so the tests pin the order: every group of alerts.yml, recording first."""
+    order = load(path)["group_eval_order"]
+    groups = [g["name"] for g in load(ALERTS)["groups"]]
+    assert sorted(order) == sorted(groups)
+    assert order.index("mandate_vault_slo_recording") < order.index("mandate_vault_slo_alerts")

@@ -16,19 +16,16 @@ import struct
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
-from tests.api.issuer import Issuer, truststore_json
-from tests.fixtures.broker import Broker
-from tests.fixtures.postgres import create_database, drop_database
-from tests.fixtures.receiver import start_receiver
-from tests.fixtures.services import REPO_ROOT, ServiceProcess
-from tests.webhooks.conftest import EMAIL, PASSWORD, Stack, bootstrap
+from mandate_vault_api.roles import Role
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.services import REPO_ROOT
+from mandate_vault_harness.system import PASSWORD, QUICK_API, System, Tenant
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -53,26 +50,13 @@ REQUESTS = [
 
 
 @pytest.fixture(scope="module")
-async def api_stack(postgres_server: None, broker: Broker) -> AsyncIterator[tuple[Stack, Issuer]]:
+def api_stack(postgres_server: None, broker: Broker) -> Iterator[tuple[System, Tenant, Issuer]]:
     """api + jwt-verifier on a fresh PostgreSQL database; a tenant admin trusting `issuer`."""
     issuer = Issuer(did="did:web:load-bank.example", kid="load-key-1")
-    database_url = await create_database()
-    await bootstrap(database_url, issuer.did)
-    topic = f"load-{uuid.uuid4().hex[:10]}"
-    broker.create_topic(topic, 1)
-    receiver, server = start_receiver()
-    verifier = ServiceProcess(
-        "jwt-verifier", {"VERIFIER_TRUSTSTORE_JSON": truststore_json(issuer)}
-    ).start()
-    stack = Stack(database_url, broker, topic, verifier, receiver, None)
-    try:
+    with System(issuers=[issuer], broker=broker, partitions=1, api_tuning=QUICK_API) as stack:
+        tenant = stack.add_tenant("acme-corp", users=True)
         stack.start_api()  # SSRF allow-list 127.0.0.1: the mix's webhook URLs pass
-        yield stack, issuer
-    finally:
-        stack.stop()
-        verifier.stop()
-        server.shutdown()
-        await drop_database(database_url)
+        yield stack, tenant, issuer
 
 
 def _png_size(path: Path) -> tuple[int, int, int]:
@@ -91,43 +75,31 @@ def _table_counts(report: str) -> dict[str, int]:
     return counts
 
 
-def test_load_run_writes_the_report(api_stack: tuple[Stack, Issuer], tmp_path: Path) -> None:
-    stack, issuer = api_stack
-    assert stack.api is not None
+def run_load_script(
+    stack: System, tenant: Tenant, issuer: Issuer, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """scripts/load.py against the stack's api, as `make load` runs it, writing under tmp_path."""
     key = tmp_path / "issuer.pem"
-    key.write_bytes(
-        issuer.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    out_dir = tmp_path / "reports"
+    key.write_bytes(issuer.pem())
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOAD_")}
     env["LOAD_PASSWORD"] = PASSWORD  # the password never goes on a command line
     command = [
         sys.executable, "scripts/load.py",
-        "--host", stack.api.url, "--email", EMAIL,
+        "--host", stack.api.url, "--email", tenant.emails[Role.TENANT_ADMIN],
         "--users", str(USERS), "--rps", str(RPS), "--seconds", str(SECONDS),
         "--issuer-key", str(key), "--issuer", issuer.did, "--kid", issuer.kid,
-        "--out-dir", str(out_dir), "--progress-seconds", "2",
+        "--out-dir", str(tmp_path / "reports"), "--progress-seconds", "2",
     ]  # fmt: skip
     started = time.monotonic()
     run = subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=150, check=False
     )
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output
+    assert run.returncode == 0, run.stdout + run.stderr
     print(f"scripts/load.py took {time.monotonic() - started:.1f} s\n{run.stdout}")
+    return run
 
-    # Progress while it ran, and the summary with achieved vs target at the end.
-    assert re.search(
-        rf"\[\s*\d+s/{SECONDS}s\] users\s+\d+\s+req/s\s+[\d.]+ \(target {RPS}\)", output
-    )
-    assert f"target {RPS} req/s" in run.stdout
-    assert PASSWORD not in output
 
-    (run_dir,) = out_dir.glob("load-*")
+def check_plots(run_dir: Path) -> None:
     assert sorted(p.name for p in run_dir.glob("*.png")) == ["latency.png", "throughput.png"]
     for name in ("throughput.png", "latency.png"):
         width, height, size = _png_size(run_dir / name)
@@ -135,6 +107,8 @@ def test_load_run_writes_the_report(api_stack: tuple[Stack, Issuer], tmp_path: P
         assert height >= 300
         assert size > 15_000, f"{name} is only {size} bytes: an empty plot?"
 
+
+def check_report(run_dir: Path) -> None:
     report = (run_dir / "report.md").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     counts = _table_counts(report)
@@ -156,4 +130,23 @@ def test_load_run_writes_the_report(api_stack: tuple[Stack, Issuer], tmp_path: P
     assert "No request failed." in report, report
     assert summary["errors_by_cause"] == {}
     assert total["failures"] == 0
+
+
+def test_load_run_writes_the_report(
+    api_stack: tuple[System, Tenant, Issuer], tmp_path: Path
+) -> None:
+    stack, tenant, issuer = api_stack
+    run = run_load_script(stack, tenant, issuer, tmp_path)
+    output = run.stdout + run.stderr
+
+    # Progress while it ran, and the summary with achieved vs target at the end.
+    assert re.search(
+        rf"\[\s*\d+s/{SECONDS}s\] users\s+\d+\s+req/s\s+[\d.]+ \(target {RPS}\)", output
+    )
+    assert f"target {RPS} req/s" in run.stdout
+    assert PASSWORD not in output
+
+    (run_dir,) = (tmp_path / "reports").glob("load-*")
+    check_plots(run_dir)
+    check_report(run_dir)
     assert not (REPO_ROOT / "reports" / run_dir.name).exists()

@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import demo_monitoring_system as demo
 import pytest
 
-from tests.fixtures.broker import Broker
-from tests.fixtures.services import REPO_ROOT
-from tests.monitoring.conftest import running_stack
-from tests.webhooks.conftest import EMAIL, PASSWORD, TENANT
+from mandate_vault_api.roles import Role
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.issuer import DEMO_ISSUER, DEMO_KID, Issuer
+from mandate_vault_harness.services import REPO_ROOT
+from mandate_vault_harness.system import PASSWORD, QUICK_API, QUICK_WORKER, System
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def demo_issuer_in(directory: Path) -> ModuleType:
-    """scripts/demo_issuer.py with its key and truststore in `directory` instead of var/."""
-    spec = importlib.util.spec_from_file_location(
-        "demo_issuer_for_tests", REPO_ROOT / "scripts" / "demo_issuer.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.KEY_FILE = directory / "demo-issuer-key.pem"
-    module.TRUSTSTORE = directory / "truststore.json"
-    module.init()
-    return module
 
 
 def run_demo(
@@ -51,26 +35,30 @@ def run_demo(
     )
 
 
-async def test_demo_drives_the_stack_and_prints_every_guide_metric(
+def test_demo_drives_the_stack_and_prints_every_guide_metric(
     broker: Broker, tmp_path: Path
 ) -> None:
-    issuer = demo_issuer_in(tmp_path)
-    async with running_stack(
-        broker,
-        truststore=issuer.TRUSTSTORE.read_text(),
-        issuer=issuer.ISSUER,
-        worker_env={"WORKER_RETRY_SCHEDULE_SECONDS": "0.2"},
+    key_file = tmp_path / "demo-issuer-key.pem"  # the demo issuer's, not var/'s
+    issuer = Issuer.from_pem_file(key_file, DEMO_ISSUER, DEMO_KID, create=True)
+    worker = {**QUICK_WORKER, "WORKER_RETRY_SCHEDULE_SECONDS": "0.2"}
+    with System(
+        issuers=[issuer], broker=broker, api_tuning=QUICK_API, worker_tuning=worker
     ) as stack:
-        assert stack.api is not None
+        tenant = stack.add_tenant("acme-corp", users=True)
+        stack.start_api(wait=False)
+        stack.start_worker(wait=False)
+        stack.ready()
+        assert stack.verifier is not None
         urls = {
             "api": stack.api.url,
             "verifier": stack.verifier.url,
             "worker": stack.workers[0].url,
         }
-        key = ["--issuer-key", str(issuer.KEY_FILE), "--wait", "15"]
+        key = ["--issuer-key", str(key_file), "--wait", "15"]
         bootstrapped = run_demo(urls, stack.database_url, *key)
         # The second run uses given credentials (the test tenant also trusts the demo issuer).
-        credentials = ["--email", EMAIL, "--password", PASSWORD, "--mandates", "1"]
+        email = tenant.emails[Role.TENANT_ADMIN]
+        credentials = ["--email", email, "--password", PASSWORD, "--mandates", "1"]
         given = run_demo(urls, stack.database_url, *key, *credentials)
 
     print(bootstrapped.stdout)
@@ -98,7 +86,7 @@ async def test_demo_drives_the_stack_and_prints_every_guide_metric(
     assert "success rate" in out
 
     assert given.returncode == 0, given.stdout + given.stderr
-    assert f"logged in as {EMAIL} (tenant {TENANT})" in given.stdout
+    assert f"logged in as {email} (tenant {tenant.id})" in given.stdout
     assert "bootstrap:" not in given.stdout
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.monitoring.promql import strip_thresholds
+from mandate_vault_harness.promql import strip_thresholds
 
 
 @pytest.mark.parametrize(

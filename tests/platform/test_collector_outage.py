@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.net import BlackHole, free_port
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.net import BlackHole, free_port
+from mandate_vault_harness.services import ServiceProcess
 
 
 @pytest.mark.parametrize("outage", ["black-holed", "refused"])

@@ -20,9 +20,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from tests.fixtures.net import free_port, wait_for_port
-from tests.fixtures.services import ServiceProcess
-from tests.fixtures.telemetry import telemetry_for
+from mandate_vault_harness.net import free_port, wait_for_port
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.telemetry import telemetry_for
 
 # One rendered operation of Swagger UI: <div class="opblock opblock-post ...">
 _OPERATION = re.compile(r'class="opblock opblock-(get|post|put|patch|delete)\b')

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.fixtures.metrics import label_keys, scrape, value
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.metrics import label_keys, scrape, value
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.services import ServiceProcess
 
 SERVER_KIND = 2  # opentelemetry.proto SpanKind SPAN_KIND_SERVER
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -28,7 +29,7 @@ def otlp_env(receiver: OtlpReceiver) -> dict[str, str]:
 
 
 @pytest.fixture(params=["fast", "sdk"])
-def api(otlp: OtlpReceiver, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def api(otlp: OtlpReceiver, request: pytest.FixtureRequest):
     process = ServiceProcess("api", {**otlp_env(otlp), "TELEMETRY_PIPELINE": request.param})
     process.start()
     yield process
@@ -116,8 +117,8 @@ def test_spans_metrics_and_logs_reach_the_collector(
     } <= names
 
 
-def test_text_format_is_one_line_per_event() -> None:
-    process = ServiceProcess("canary", {"LOG_FORMAT": "text"}).start()
+def test_text_format_is_one_line_per_event(canary_service: Callable[..., ServiceProcess]) -> None:
+    process = canary_service({"LOG_FORMAT": "text"}).start()
     try:
         forged = 'hello\r\n{"event":"forged","level":"error"}\nsecond line'
         httpx.post(f"{process.url}/echo", json={"note": forged})
@@ -136,8 +137,10 @@ def test_text_format_is_one_line_per_event() -> None:
     assert "trace_id=" in access
 
 
-def test_json_format_cannot_be_forged_with_newlines() -> None:
-    process = ServiceProcess("canary").start()
+def test_json_format_cannot_be_forged_with_newlines(
+    canary_service: Callable[..., ServiceProcess],
+) -> None:
+    process = canary_service().start()
     try:
         forged = 'x\r\n{"event":"forged","level":"error"}'
         httpx.post(f"{process.url}/echo", json={"note": forged})
@@ -148,8 +151,10 @@ def test_json_format_cannot_be_forged_with_newlines() -> None:
     assert not any(r["event"] == "forged" for r in records)
 
 
-def test_server_errors_are_counted_and_logged() -> None:
-    process = ServiceProcess("canary").start()
+def test_server_errors_are_counted_and_logged(
+    canary_service: Callable[..., ServiceProcess],
+) -> None:
+    process = canary_service().start()
     try:
         response = httpx.get(f"{process.url}/boom")
         samples = scrape(process.url)

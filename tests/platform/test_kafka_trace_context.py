@@ -2,54 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from aiokafka import AIOKafkaConsumer
 
-from mandate_vault_shared.kafka import header, producer_span
-from mandate_vault_shared.messages import EventType, WebhookJob
-from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
-from tests.fixtures.broker import Broker
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.kafka import a_job, produce_traced
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_shared.kafka import header
 
 CONSUMER_KIND = 5  # SPAN_KIND_CONSUMER
 
 
-def a_job() -> WebhookJob:
-    return WebhookJob(
-        event_id=f"msg_{uuid.uuid4().hex}",
-        event_type=EventType.MANDATE_CREATED,
-        tenant_id="tenant-1",
-        subscription_id="sub-1",
-        occurred_at=datetime.now(UTC),
-        body='{"type":"MandateCreated","data":{"mandate_id":"m-1"}}',
-    )
-
-
-async def produce(broker: Broker, topic: str, job: WebhookJob) -> tuple[str, str]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    try:
-        headers = job.headers()
-        with producer_span(MessagingTelemetry(provider.get_tracer("test")), topic, headers):
-            await producer.send_and_wait(topic, job.encode(), key=b"sub-1", headers=headers)
-    finally:
-        await producer.stop()
-    (span,) = exporter.get_finished_spans()
-    return format(span.context.trace_id, "032x"), format(span.context.span_id, "016x")
-
-
 async def test_produced_message_carries_traceparent(broker: Broker, topic: str) -> None:
-    trace_id, span_id = await produce(broker, topic, a_job())
+    trace_id, span_id = await produce_traced(broker.bootstrap, topic, a_job())
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", group_id=None
     )
@@ -82,7 +48,7 @@ async def test_worker_processing_span_is_a_child_of_the_producer_span(
         },
     ).start()
     try:
-        trace_id, span_id = await produce(broker, topic, a_job())
+        trace_id, span_id = await produce_traced(broker.bootstrap, topic, a_job())
         otlp.wait_for(lambda r: any(s.name == f"process {topic}" for s in r.spans), timeout=30)
         assert httpx.get(f"{worker.url}/readyz").status_code == 200
     finally:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.services import ServiceProcess
 
 
-def test_production_keeps_a_tenth_of_info_and_all_warnings() -> None:
-    process = ServiceProcess("canary", {"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"}).start()
+def test_production_keeps_a_tenth_of_info_and_all_warnings(
+    canary_service: Callable[..., ServiceProcess],
+) -> None:
+    process = canary_service({"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"}).start()
     try:
         with httpx.Client(base_url=process.url) as client:
             for _ in range(400):

@@ -14,10 +14,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from mandate_vault_api import migrate
-from tests.fixtures.metrics import label_keys, scrape
-from tests.fixtures.net import free_port
-from tests.fixtures.otlp import OtlpReceiver, Span
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.metrics import label_keys, scrape
+from mandate_vault_harness.net import free_port
+from mandate_vault_harness.otlp import OtlpReceiver, Span
+from mandate_vault_harness.services import ServiceProcess
 
 PIPELINES = ["fast", "sdk"]
 CLIENT_KIND = 3  # opentelemetry.proto SpanKind SPAN_KIND_CLIENT

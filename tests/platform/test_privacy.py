@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.sentry import SentrySink
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.sentry import SentrySink
+from mandate_vault_harness.services import ServiceProcess
 
 CANARY_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJjYW5hcnkiOiJqd3QifQ.Y2FuYXJ5LXNpZ25hdHVyZQ"
 CANARY_API_KEY = "mvk_canaryApiKey1234567890"
@@ -19,10 +21,12 @@ CANARIES = (CANARY_JWT, CANARY_API_KEY, CANARY_WEBHOOK_SECRET, CANARY_REFRESH, C
 
 @pytest.mark.parametrize("pipeline", ["fast", "sdk"])
 def test_canaries_never_leave_the_process(
-    otlp: OtlpReceiver, sentry_sink: SentrySink, pipeline: str
+    otlp: OtlpReceiver,
+    sentry_sink: SentrySink,
+    canary_service: Callable[..., ServiceProcess],
+    pipeline: str,
 ) -> None:
-    process = ServiceProcess(
-        "canary",
+    process = canary_service(
         {
             "TELEMETRY_PIPELINE": pipeline,
             "SENTRY_DSN": sentry_sink.dsn,

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.broker import Broker
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.services import ServiceProcess
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.services import ServiceProcess
 
 SERVICE_NAMES = {
     "api": "mandate-vault-api",

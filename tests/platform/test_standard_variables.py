@@ -20,12 +20,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
+from mandate_vault_harness.metrics import scrape
+from mandate_vault_harness.net import BlackHole
+from mandate_vault_harness.otlp import OtlpReceiver, start_grpc_receiver
+from mandate_vault_harness.services import ServiceProcess
 from mandate_vault_shared.settings import ServiceSettings
 from mandate_vault_shared.telemetry import Telemetry, TelemetryOptions, create_telemetry, get_logger
-from tests.fixtures.metrics import scrape
-from tests.fixtures.net import BlackHole
-from tests.fixtures.otlp import OtlpReceiver, start_grpc_receiver
-from tests.fixtures.services import ServiceProcess
 
 PIPELINES = ["fast", "sdk"]
 FAST_FLUSH = {

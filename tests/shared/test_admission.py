@@ -137,7 +137,7 @@ async def test_refusals_are_503_in_the_error_shape_and_probes_are_never_shed() -
         routes=[Route("POST", "/login", "login")],
         exempt=QUIET_PATHS,
     )
-    gate, ran = asyncio.Event(), []
+    gate, ran = asyncio.Event(), list[str]()
     app = app_with(control, gate, ran)
     control.learn_routes(app.openapi()["paths"])
     async with client(app) as c:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -25,7 +26,7 @@ KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 OTHER_KEY = base64.urlsafe_b64encode(b"o" * 32).decode()
 
 
-def problem(annotation: object, value: str) -> str:
+def problem(annotation: Any, value: str) -> str:
     with pytest.raises(ValidationError) as caught:
         TypeAdapter(annotation).validate_python(value)
     (error,) = caught.value.errors()
@@ -54,7 +55,7 @@ def problem(annotation: object, value: str) -> str:
         (OtlpProtocol, ""),
     ],
 )
-def test_good_values_pass(annotation: object, value: str) -> None:
+def test_good_values_pass(annotation: Any, value: str) -> None:
     TypeAdapter(annotation).validate_python(value)
 
 

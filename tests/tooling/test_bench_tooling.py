@@ -42,9 +42,9 @@ WEBHOOK_KEYS = (
 )
 
 
-def run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, f"scripts/{script}"],
+        [sys.executable, "-m", module],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -55,7 +55,7 @@ def run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
-    result = run("bench.py", {"BENCH_QUICK": "1", "BENCH_REPORTS_DIR": str(tmp_path)})
+    result = run("bench.run", {"BENCH_QUICK": "1", "BENCH_REPORTS_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (tmp_path / "bench-quick.md").read_text()
     for heading in (
@@ -88,7 +88,7 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
 
 def test_bench_can_run_one_section(tmp_path: Path) -> None:
     result = run(
-        "bench.py",
+        "bench.run",
         {"BENCH_QUICK": "1", "BENCH_ONLY": "nonsense", "BENCH_REPORTS_DIR": str(tmp_path)},
     )
     assert result.returncode != 0
@@ -97,7 +97,7 @@ def test_bench_can_run_one_section(tmp_path: Path) -> None:
 
 def test_soak_quick_run_reports_memory(tmp_path: Path) -> None:
     result = run(
-        "soak.py",
+        "bench.soak",
         {
             "SOAK_REQUESTS": "300",
             "SOAK_MINUTES": "0.1",

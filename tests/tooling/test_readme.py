@@ -28,7 +28,7 @@ from typing import IO
 import httpx
 import pytest
 
-from tests.fixtures.net import free_port
+from mandate_vault_harness.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

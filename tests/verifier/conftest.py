@@ -5,51 +5,29 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from opentelemetry.trace import NoOpTracer
 
-from mandate_vault_shared.ssrf import SsrfPolicy, guarded_session
-from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
-from mandate_vault_verifier.resolver import DidWebResolver
-from mandate_vault_verifier.truststore import parse_truststore
-from mandate_vault_verifier.verifier import Verifier
-from tests.verifier.helpers import (
+from mandate_vault_harness.jose import (
     DidServer,
-    SigningKey,
+    Keys,
     TlsFiles,
+    VerifierFactory,
     ec_key,
     ed_key,
     make_tls,
     rsa_key,
 )
+from mandate_vault_shared.ssrf import SsrfPolicy, guarded_session
+from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
+from mandate_vault_verifier.resolver import DidWebResolver
+from mandate_vault_verifier.truststore import parse_truststore
+from mandate_vault_verifier.verifier import Verifier
 
 LOCAL = ("127.0.0.1", "localhost")
-
-
-@dataclass(frozen=True)
-class Keys:
-    rsa: SigningKey
-    ps: SigningKey  # the RSA key, signing PS256
-    ec: SigningKey
-    ec384: SigningKey
-    ed: SigningKey
-    stranger_rsa: SigningKey  # same kid as `rsa`, never trusted
-    stranger_ec: SigningKey
-    stranger_ed: SigningKey
-
-    def by_alg(self, alg: str) -> SigningKey:
-        return {"RS256": self.rsa, "PS256": self.ps, "ES256": self.ec, "ES384": self.ec384,
-                "EdDSA": self.ed}[alg]  # fmt: skip
-
-    def stranger(self, alg: str) -> SigningKey:
-        kid = self.by_alg(alg).kid
-        private = {"RS256": self.stranger_rsa, "PS256": self.stranger_rsa,
-                   "ES256": self.stranger_ec, "EdDSA": self.stranger_ed}[alg].private  # fmt: skip
-        return SigningKey(kid, alg, private)
 
 
 @pytest.fixture(scope="session")
@@ -83,9 +61,6 @@ def did_server_session(tls: TlsFiles) -> Iterator[DidServer]:
 def did_server(did_server_session: DidServer) -> DidServer:
     did_server_session.reset()
     return did_server_session
-
-
-VerifierFactory = Callable[..., Verifier]
 
 
 @pytest.fixture

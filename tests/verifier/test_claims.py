@@ -6,10 +6,16 @@ from typing import Any
 
 import pytest
 
+from mandate_vault_harness.jose import (
+    ALICE,
+    Keys,
+    VerifierFactory,
+    mandate_claims,
+    sign,
+    static_issuer,
+)
 from mandate_vault_verifier.statuses import VerificationStatus as S
 from mandate_vault_verifier.verifier import Verifier
-from tests.verifier.conftest import Keys, VerifierFactory
-from tests.verifier.helpers import ALICE, mandate_claims, sign, static_issuer
 
 BANK = "did:web:bank.example.com"
 

@@ -8,6 +8,17 @@ from typing import Any
 
 import pytest
 
+from mandate_vault_harness.jose import (
+    DidServer,
+    Keys,
+    Reply,
+    VerifierFactory,
+    did_document,
+    did_web_issuer,
+    forge,
+    mandate_claims,
+    sign,
+)
 from mandate_vault_verifier.didweb import (
     InvalidDid,
     InvalidDidDocument,
@@ -15,16 +26,6 @@ from mandate_vault_verifier.didweb import (
     parse_did_document,
 )
 from mandate_vault_verifier.statuses import VerificationStatus as S
-from tests.verifier.conftest import Keys, VerifierFactory
-from tests.verifier.helpers import (
-    DidServer,
-    Reply,
-    did_document,
-    did_web_issuer,
-    forge,
-    mandate_claims,
-    sign,
-)
 
 
 @pytest.mark.parametrize(

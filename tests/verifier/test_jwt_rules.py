@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from mandate_vault_verifier.statuses import VerificationStatus as S
-from mandate_vault_verifier.verifier import Verifier
-from tests.verifier.conftest import Keys, VerifierFactory
-from tests.verifier.helpers import (
+from mandate_vault_harness.jose import (
     ALICE,
+    Keys,
+    VerifierFactory,
     b64,
     b64json,
     forge,
@@ -24,6 +23,8 @@ from tests.verifier.helpers import (
     sign,
     static_issuer,
 )
+from mandate_vault_verifier.statuses import VerificationStatus as S
+from mandate_vault_verifier.verifier import Verifier
 
 BANK = "did:web:bank.example.com"
 MAIN_ALGS = ["RS256", "ES256", "EdDSA"]
@@ -263,7 +264,8 @@ async def test_time_claims_with_leeway(
     key = keys.by_alg(alg)
     verifier = make_verifier([static_issuer(BANK, [key])], leeway=leeway)
     now = int(time.time())
-    claims = mandate_claims(BANK, **{claim: now + offset})
+    claims = mandate_claims(BANK)
+    claims[claim] = now + offset
     if claim == "iat":
         claims["nbf"] = now - 100
     result = await verifier.verify(sign(key, claims))

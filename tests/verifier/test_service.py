@@ -10,13 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.metrics import label_keys, scrape, value
-from tests.fixtures.otlp import OtlpReceiver
-from tests.fixtures.services import ServiceProcess
-from tests.verifier.conftest import Keys
-from tests.verifier.helpers import (
+from mandate_vault_harness.jose import (
     ALICE,
     DidServer,
+    Keys,
     TlsFiles,
     b64,
     did_web_issuer,
@@ -25,6 +22,9 @@ from tests.verifier.helpers import (
     sign,
     static_issuer,
 )
+from mandate_vault_harness.metrics import label_keys, scrape, value
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.services import ServiceProcess
 
 BANK = "did:web:bank.example.com"
 CLIENT_KIND = 3  # opentelemetry.proto SpanKind SPAN_KIND_CLIENT

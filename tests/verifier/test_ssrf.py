@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from mandate_vault_harness.net import BLOCKED_HOSTS, PUBLIC_HOSTS
 from mandate_vault_shared.errors import Unprocessable
 from mandate_vault_shared.ssrf import (
     RedirectRefused,
@@ -26,32 +27,6 @@ from mandate_vault_shared.ssrf import (
 )
 
 STRICT = SsrfPolicy()
-
-BLOCKED_HOSTS = [
-    # IPv4 ranges of the reference
-    "127.0.0.1", "127.255.255.254", "10.0.0.1", "10.255.255.255", "172.16.0.1",
-    "172.31.255.255", "192.168.0.1", "192.168.255.255", "100.64.0.1", "100.127.255.255",
-    "169.254.169.254", "169.254.0.1", "0.0.0.0", "0.1.2.3", "198.18.0.1", "198.19.255.255",
-    "224.0.0.1", "239.255.255.250", "240.0.0.1", "250.1.2.3", "255.255.255.255",
-    "192.0.2.1", "198.51.100.7", "203.0.113.9", "192.0.0.8",
-    # resolver spellings of loopback, private and metadata addresses
-    "2130706433", "0177.0.0.1", "0x7f.1", "0x7f000001", "127.1", "0x7F.0.0.1",
-    "017700000001", "0x7f.0.0.0x1", "3232235777", "0xa9fea9fe", "0251.0376.0251.0376",
-    "127.0.0.1.", "0", "0x",
-    # IPv6
-    "[::1]", "[::]", "[fe80::1]", "[febf::1]", "[fc00::1]", "[fd12:3456::1]", "[ff02::1]",
-    "[2001:db8::1]", "[3fff::1]", "[fec0::1]", "[100::1]", "[2001::1]",
-    # IPv4 inside IPv6
-    "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::ffff:a9fe:a9fe]", "[::ffff:10.0.0.1]",
-    "[64:ff9b::a9fe:a9fe]", "[64:ff9b::7f00:1]", "[2002:7f00:1::]", "[2002:a9fe:a9fe::1]",
-    "[::127.0.0.1]", "[0:0:0:0:0:ffff:127.0.0.1]",
-]  # fmt: skip
-
-PUBLIC_HOSTS = [
-    "example.com", "hooks.example.org", "xn--bcher-kva.de", "93.184.215.14", "8.8.8.8",
-    "1.1.1.1", "[2606:4700:4700::1111]", "[::ffff:8.8.8.8]", "[64:ff9b::808:808]",
-    "[2002:808:808::1]", "localhost",  # a name: refused at connect time, see below
-]  # fmt: skip
 
 
 @pytest.mark.parametrize("host", BLOCKED_HOSTS)

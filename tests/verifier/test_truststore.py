@@ -10,10 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
+from mandate_vault_harness.jose import Keys, SigningKey, did_web_issuer, static_issuer
 from mandate_vault_verifier.settings import VerifierSettings
 from mandate_vault_verifier.truststore import TruststoreError, load_truststore, parse_truststore
-from tests.verifier.conftest import Keys
-from tests.verifier.helpers import SigningKey, did_web_issuer, static_issuer
 
 BANK = "did:web:bank.example.com"
 

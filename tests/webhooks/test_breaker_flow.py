@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
-from tests.webhooks.conftest import Stack
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.system import System, Tenant
 
 THRESHOLD = 3
 WORKER_OVERRIDES = {
@@ -19,22 +20,27 @@ WORKER_OVERRIDES = {
 }
 
 
-def _breaker_states(stack: Stack) -> list[str]:
+def _breaker_states(stack: System) -> list[str]:
     return [
         r["state"] for r in stack.workers[0].json_logs() if r["event"] == "webhook_circuit_breaker"
     ]
 
 
 def test_breaker_opens_parks_half_opens_closes_and_parked_jobs_arrive(
-    stack: Stack, bank: Issuer
+    stack: System, tenant: Tenant, bank: Issuer
 ) -> None:
     down = True
-    subscription = stack.subscribe("/flaky", script=lambda _: (503, {}) if down else (204, {}))
-    created = [stack.create_mandate(bank.mandate())["id"] for _ in range(THRESHOLD)]
+    subscription = stack.subscribe(
+        tenant, "/flaky", script=lambda _: (503, {}) if down else (204, {})
+    )
+    created = [stack.create_mandate(tenant, bank.mandate())["id"] for _ in range(THRESHOLD)]
     stack.receiver.wait_for(lambda r: "open" in _breaker_states(stack))
     with ThreadPoolExecutor(5) as pool:  # while the breaker is open (a probe at most)
         created += [
-            m["id"] for m in pool.map(stack.create_mandate, [bank.mandate() for _ in range(5)])
+            m["id"]
+            for m in pool.map(
+                partial(stack.create_mandate, tenant), [bank.mandate() for _ in range(5)]
+            )
         ]
     stack.receiver.wait_for(
         lambda r: (
@@ -65,7 +71,7 @@ def test_breaker_opens_parks_half_opens_closes_and_parked_jobs_arrive(
     assert value(samples, "webhook_circuit_breaker_transitions_total", state="open") >= 2
     assert value(samples, "webhook_circuit_breaker_transitions_total", state="closed") >= 1
     assert value(samples, "webhook_dead_letters_total") == 0
-    with stack.client as client:
+    with stack.client(tenant) as client:
         log = client.get(f"/api/v1/webhooks/{subscription['id']}/deliveries?limit=200").json()
     succeeded = {e["event_id"] for e in log if e["outcome"] == "succeeded"}
     assert succeeded == delivered

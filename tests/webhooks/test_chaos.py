@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
+from mandate_vault_harness.system import System, Tenant
 from mandate_vault_shared.kafka import producer_span
 from mandate_vault_shared.messages import EventType, WebhookJob
-from tests.webhooks.conftest import TENANT, Stack
 
 EVENTS = 1000
 SUBSCRIPTIONS = 8
@@ -26,7 +26,7 @@ KILLS = 5
 WORKER_OVERRIDES = {"WORKER_SUBSCRIPTION_WINDOW": "1"}
 
 
-def jobs(subscription_ids: list[str]) -> list[tuple[str, WebhookJob]]:
+def jobs(tenant_id: str, subscription_ids: list[str]) -> list[tuple[str, WebhookJob]]:
     made = []
     for n in range(EVENTS):
         subscription_id = subscription_ids[n % len(subscription_ids)]
@@ -34,7 +34,7 @@ def jobs(subscription_ids: list[str]) -> list[tuple[str, WebhookJob]]:
         job = WebhookJob(
             event_id=event_id,
             event_type=EventType.MANDATE_CREATED,
-            tenant_id=TENANT,
+            tenant_id=tenant_id,
             subscription_id=subscription_id,
             occurred_at=datetime.now(UTC),
             body=json.dumps({"type": "MandateCreated", "data": {"n": n, "event": event_id}}),
@@ -43,12 +43,12 @@ def jobs(subscription_ids: list[str]) -> list[tuple[str, WebhookJob]]:
     return made
 
 
-async def produce(stack: Stack, batch: list[tuple[str, WebhookJob]]) -> None:
+async def produce(stack: System, batch: list[tuple[str, WebhookJob]]) -> None:
     from opentelemetry.trace import NoOpTracer
 
     from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 
-    producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, linger_ms=5)
     await producer.start()
     try:
         pending = []
@@ -65,11 +65,13 @@ async def produce(stack: Stack, batch: list[tuple[str, WebhookJob]]) -> None:
         await producer.stop()
 
 
-async def test_thousand_events_survive_sigkills_and_rebalances(stack: Stack) -> None:
+async def test_thousand_events_survive_sigkills_and_rebalances(
+    stack: System, tenant: Tenant
+) -> None:
     paths = [f"/chaos-{n}" for n in range(SUBSCRIPTIONS)]
-    subscription_ids = [stack.subscribe(path)["id"] for path in paths]
+    subscription_ids = [stack.subscribe(tenant, path)["id"] for path in paths]
     await asyncio.to_thread(stack.start_worker)  # two consumer-group members from the start
-    batch = jobs(subscription_ids)
+    batch = jobs(tenant.id, subscription_ids)
     bodies = {job.event_id: job.body.encode() for _, job in batch}
     await produce(stack, batch)
 

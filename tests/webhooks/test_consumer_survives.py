@@ -10,14 +10,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from mandate_vault_harness.broker import Broker
+from mandate_vault_harness.kafka import a_job, produce_traced
 from mandate_vault_shared.messages import WebhookJob
 from mandate_vault_worker import consumer as consumer_module
 from mandate_vault_worker.consumer import JobConsumer
 from mandate_vault_worker.dispatch import Window
 from mandate_vault_worker.offsets import PartitionOffsets
 from mandate_vault_worker.settings import WorkerSettings
-from tests.fixtures.broker import Broker
-from tests.platform.test_kafka_trace_context import a_job, produce
 
 
 class _Recorder:
@@ -60,7 +60,7 @@ async def test_a_non_kafka_failure_restarts_consumption(
 
     monkeypatch.setattr(JobConsumer, "_poll", poll_failing_once)
     job = a_job()
-    await produce(broker, topic, job)
+    await produce_traced(broker.bootstrap, topic, job)
     task = asyncio.create_task(consumer.run())
     try:
         assert await asyncio.wait_for(recorder.handled.get(), timeout=30) == job.event_id

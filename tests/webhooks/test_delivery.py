@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.system import System, Tenant
 from mandate_vault_shared.webhooks import sign
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.services import ServiceProcess
-from tests.webhooks.conftest import EMAIL, PASSWORD, TENANT, Stack
 
 
 def test_known_answer_vector() -> None:
@@ -25,27 +26,14 @@ def test_known_answer_vector() -> None:
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
-def test_events_are_delivered_signed_and_logged(stack: Stack, bank: Issuer) -> None:
-    worker = stack.workers[0]
-    subscription = stack.subscribe(
-        "/all", ["MandateCreated", "MandateVerificationFailed", "MandateRevoked"]
-    )
-    assert subscription["secret"].startswith("whsec_")
-    assert len(subscription["secret"]) >= len("whsec_") + 32
-    created = stack.create_mandate(bank.mandate())
-    stack.create_mandate(bank.mandate()[:-4] + "AAAA")
-    with stack.client as client:
-        client.post(f"/api/v1/mandates/{created['id']}/revoke")
-    stack.receiver.wait_for(lambda r: len(r.at("/all")) == 3)
-
-    deliveries = stack.receiver.at("/all")
-    assert not stack.receiver.invalid
+def check_delivered_bodies(deliveries: list[Any], mandate_id: str, tenant_id: str) -> None:
+    """The three events arrived signed, in the documented shape."""
     types = [json.loads(d.body)["type"] for d in deliveries]
     assert sorted(types) == ["MandateCreated", "MandateRevoked", "MandateVerificationFailed"]
     first = next(d for d in deliveries if json.loads(d.body)["type"] == "MandateCreated")
     body = json.loads(first.body)
-    assert body["data"]["id"] == created["id"]
-    assert body["data"]["tenant_id"] == TENANT
+    assert body["data"]["id"] == mandate_id
+    assert body["data"]["tenant_id"] == tenant_id
     assert body["timestamp"].endswith("Z")
     # Receivers order one mandate's events themselves: sequence = the mandate's version.
     assert (body["sequence"], body["data"]["version"]) == (1, 1)
@@ -58,20 +46,27 @@ def test_events_are_delivered_signed_and_logged(stack: Stack, bank: Issuer) -> N
     assert first.headers["content-type"] == "application/json"
     assert first.headers["traceparent"].startswith("00-")
 
-    with stack.client as client:
-        log = client.get(f"/api/v1/webhooks/{subscription['id']}/deliveries").json()
+
+def check_delivery_log(
+    stack: System, tenant: Tenant, subscription_id: str, webhook_ids: set[str]
+) -> None:
+    """The subscription's delivery log lists each delivery; no listing shows a secret."""
+    with stack.client(tenant) as client:
+        log = client.get(f"/api/v1/webhooks/{subscription_id}/deliveries").json()
         listed = client.get("/api/v1/webhooks").json()
     assert len(log) == 3
     assert {entry["outcome"] for entry in log} == {"succeeded"}
     assert {entry["status_code"] for entry in log} == {204}
     assert all(entry["latency_ms"] >= 0 and entry["attempt"] == 1 for entry in log)
-    assert {entry["event_id"] for entry in log} == {d.webhook_id for d in deliveries}
+    assert {entry["event_id"] for entry in log} == webhook_ids
     assert all("secret" not in item for item in listed)
 
+
+def check_worker_telemetry(stack: System, worker: ServiceProcess) -> None:
+    """The worker counted, timed and logged each delivery, and reports its consumer lag."""
     time.sleep(0.8)
     samples = scrape(worker.url)
-    total = value(samples, "webhook_deliveries_total", status="success")
-    assert total == 3
+    assert value(samples, "webhook_deliveries_total", status="success") == 3
     assert (
         value(samples, "webhook_deliveries_total", event_type="MandateCreated", status="success")
         == 1
@@ -91,11 +86,34 @@ def test_events_are_delivered_signed_and_logged(stack: Stack, bank: Issuer) -> N
     )
 
 
-def test_only_subscribed_event_types_are_delivered(stack: Stack, bank: Issuer) -> None:
-    stack.subscribe("/revocations", ["MandateRevoked"])
-    stack.subscribe("/creations", ["MandateCreated"])
-    created = stack.create_mandate(bank.mandate())
-    with stack.client as client:
+def test_events_are_delivered_signed_and_logged(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
+    subscription = stack.subscribe(
+        tenant, "/all", ["MandateCreated", "MandateVerificationFailed", "MandateRevoked"]
+    )
+    assert subscription["secret"].startswith("whsec_")
+    assert len(subscription["secret"]) >= len("whsec_") + 32
+    created = stack.create_mandate(tenant, bank.mandate())
+    stack.create_mandate(tenant, bank.mandate()[:-4] + "AAAA")
+    with stack.client(tenant) as client:
+        client.post(f"/api/v1/mandates/{created['id']}/revoke")
+    stack.receiver.wait_for(lambda r: len(r.at("/all")) == 3)
+
+    deliveries = stack.receiver.at("/all")
+    assert not stack.receiver.invalid
+    check_delivered_bodies(deliveries, created["id"], tenant.id)
+    check_delivery_log(stack, tenant, subscription["id"], {d.webhook_id for d in deliveries})
+    check_worker_telemetry(stack, stack.workers[0])
+
+
+def test_only_subscribed_event_types_are_delivered(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
+    stack.subscribe(tenant, "/revocations", ["MandateRevoked"])
+    stack.subscribe(tenant, "/creations", ["MandateCreated"])
+    created = stack.create_mandate(tenant, bank.mandate())
+    with stack.client(tenant) as client:
         client.post(f"/api/v1/mandates/{created['id']}/revoke")
     stack.receiver.wait_for(
         lambda r: len(r.at("/revocations")) == 1 and len(r.at("/creations")) == 1
@@ -105,24 +123,26 @@ def test_only_subscribed_event_types_are_delivered(stack: Stack, bank: Issuer) -
     assert json.loads(stack.receiver.at("/revocations")[0].body)["type"] == "MandateRevoked"
 
 
-def test_rotation_signs_with_both_secrets_for_the_window(stack: Stack, bank: Issuer) -> None:
-    subscription = stack.subscribe("/rotating")
+def test_rotation_signs_with_both_secrets_for_the_window(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
+    subscription = stack.subscribe(tenant, "/rotating")
     old_secret = subscription["secret"]
-    with stack.client as client:
+    with stack.client(tenant) as client:
         rotated = client.post(f"/api/v1/webhooks/{subscription['id']}/rotate-secret").json()
     assert rotated["secret"] != old_secret
     assert rotated["previous_secret_expires_at"] is not None
     stack.receiver.secrets["/rotating"] = [old_secret, rotated["secret"]]
-    stack.create_mandate(bank.mandate())
+    stack.create_mandate(tenant, bank.mandate())
     stack.receiver.wait_for(lambda r: len(r.at("/rotating")) == 1)
     delivery = stack.receiver.at("/rotating")[0]
     assert delivery.verified_by == [0, 1]  # each secret verifies its own signature
     assert len(delivery.headers["webhook-signature"].split(" ")) == 2
 
 
-def test_expired_mandates_emit_mandate_expired(stack: Stack, bank: Issuer) -> None:
-    stack.subscribe("/expiry", ["MandateExpired"])
-    created = stack.create_mandate(bank.mandate(expires_in=2))
+def test_expired_mandates_emit_mandate_expired(stack: System, tenant: Tenant, bank: Issuer) -> None:
+    stack.subscribe(tenant, "/expiry", ["MandateExpired"])
+    created = stack.create_mandate(tenant, bank.mandate(expires_in=2))
     stack.receiver.wait_for(lambda r: len(r.at("/expiry")) == 1, timeout=20)
     body = json.loads(stack.receiver.at("/expiry")[0].body)
     assert (body["type"], body["data"]["id"], body["data"]["status"]) == (
@@ -132,7 +152,7 @@ def test_expired_mandates_emit_mandate_expired(stack: Stack, bank: Issuer) -> No
     )
 
 
-def test_subscription_bad_input_and_ssrf_at_registration(stack: Stack) -> None:
+def test_subscription_bad_input_and_ssrf_at_registration(stack: System, tenant: Tenant) -> None:
     refused = [
         "http://10.0.0.7/hook",
         "http://169.254.169.254/latest/meta-data",
@@ -150,7 +170,7 @@ def test_subscription_bad_input_and_ssrf_at_registration(stack: Stack) -> None:
         "api",
         {"API_DATABASE_URL": stack.database_url, "API_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"},
     ).start()
-    strict = httpx.Client(base_url=api.url, headers=stack.headers, timeout=10)
+    strict = httpx.Client(base_url=api.url, headers=tenant.headers(), timeout=10)
     with strict as client:
         for url in refused:
             response = client.post(
@@ -172,7 +192,7 @@ def test_subscription_bad_input_and_ssrf_at_registration(stack: Stack) -> None:
     assert before == after
 
 
-def test_production_requires_https(stack: Stack) -> None:
+def test_production_requires_https(stack: System, tenant: Tenant) -> None:
     api = ServiceProcess(
         "api",
         {
@@ -185,8 +205,7 @@ def test_production_requires_https(stack: Stack) -> None:
             "API_WEBHOOK_ENCRYPTION_KEY": "cHJvZHVjdGlvbi1vbmx5LXdlYmhvb2sta2V5LTAwMDA=",
         },
     ).start()
-    login = httpx.post(f"{api.url}/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD})
-    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    headers = tenant.headers()
     response = httpx.post(
         f"{api.url}/api/v1/webhooks",
         json={"url": "http://127.0.0.1:9/x", "event_types": ["MandateCreated"]},
@@ -197,16 +216,18 @@ def test_production_requires_https(stack: Stack) -> None:
     assert "https" in response.json()["detail"]
 
 
-async def test_one_subscriptions_jobs_spread_over_partitions(stack: Stack, bank: Issuer) -> None:
+async def test_one_subscriptions_jobs_spread_over_partitions(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
     """Jobs are keyed by event id, not by subscription: one busy subscription's deliveries use
     every partition (and so every worker replica)."""
-    subscription = stack.subscribe("/spread")
+    subscription = stack.subscribe(tenant, "/spread")
     for _ in range(16):
-        stack.create_mandate(bank.mandate())
+        stack.create_mandate(tenant, bank.mandate())
     stack.receiver.wait_for(lambda r: len(r.at("/spread")) == 16)
     consumer = AIOKafkaConsumer(
         stack.topic,
-        bootstrap_servers=stack.broker.bootstrap,
+        bootstrap_servers=stack.bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
     )

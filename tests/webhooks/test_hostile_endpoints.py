@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.issuer import Issuer
-from tests.webhooks.conftest import Stack
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.system import System, Tenant
 
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
 
@@ -72,11 +72,11 @@ PATHS = ("/huge-body", "/drip", "/never", "/huge-headers", "/redirect")
 
 
 def test_hostile_endpoints_are_recorded_and_never_crash_the_worker(
-    stack: Stack, bank: Issuer, hostile: int
+    stack: System, tenant: Tenant, bank: Issuer, hostile: int
 ) -> None:
     worker = stack.workers[0]
     subscriptions = {}
-    with stack.client as client:
+    with stack.client(tenant) as client:
         for path in PATHS:
             response = client.post(
                 "/api/v1/webhooks",
@@ -88,10 +88,10 @@ def test_hostile_endpoints_are_recorded_and_never_crash_the_worker(
             assert response.status_code == 201, response.text
             subscriptions[path] = response.json()["id"]
     rss_before = worker.rss_mb()
-    stack.create_mandate(bank.mandate())
+    stack.create_mandate(tenant, bank.mandate())
 
     def log_of() -> dict[str, list[dict[str, object]]]:
-        with stack.client as client:
+        with stack.client(tenant) as client:
             return {
                 path: client.get(f"/api/v1/webhooks/{subscription_id}/deliveries").json()
                 for path, subscription_id in subscriptions.items()

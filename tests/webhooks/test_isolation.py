@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
-from tests.webhooks.conftest import Stack
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.system import System, Tenant
 
 TOPIC_PARTITIONS = 1
 WINDOW = 4
@@ -25,12 +25,12 @@ MANDATES = 12
 
 
 def test_a_slow_subscriber_never_delays_a_fast_one_on_the_same_partition(
-    stack: Stack, bank: Issuer
+    stack: System, tenant: Tenant, bank: Issuer
 ) -> None:
     gate = stack.receiver.hold("/slow")
-    slow = stack.subscribe("/slow")
-    stack.subscribe("/fast")
-    created = [stack.create_mandate(bank.mandate())["id"] for _ in range(MANDATES)]
+    slow = stack.subscribe(tenant, "/slow")
+    stack.subscribe(tenant, "/fast")
+    created = [stack.create_mandate(tenant, bank.mandate())["id"] for _ in range(MANDATES)]
     try:
         stack.receiver.wait_for(lambda r: len(r.at("/fast")) == MANDATES)
         fast = stack.receiver.at("/fast")
@@ -45,11 +45,11 @@ def test_a_slow_subscriber_never_delays_a_fast_one_on_the_same_partition(
     assert max(d.at for d in fast) < first_slow_answer
     assert {json.loads(d.body)["data"]["id"] for d in fast} == set(created)
     assert {json.loads(d.body)["data"]["id"] for d in stack.receiver.at("/slow")} == set(created)
-    with stack.client as client:
+    with stack.client(tenant) as client:
         log = client.get(f"/api/v1/webhooks/{slow['id']}/deliveries").json()
     assert sorted(entry["outcome"] for entry in log) == ["succeeded"] * MANDATES
 
 
-def _parked(stack: Stack) -> float:
+def _parked(stack: System) -> float:
     samples = scrape(stack.workers[0].url)
     return value(samples, "webhook_jobs_parked_total", reason="window_full")

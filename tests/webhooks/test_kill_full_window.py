@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from tests.api.issuer import Issuer
-from tests.webhooks.conftest import Stack
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.system import System, Tenant
 
 WINDOW = 8
 WORKER_OVERRIDES = {
@@ -19,13 +19,15 @@ WORKER_OVERRIDES = {
 MANDATES = 30
 
 
-def test_sigkill_with_a_full_window_loses_nothing(stack: Stack, bank: Issuer) -> None:
-    stack.subscribe("/before")
-    stack.create_mandate(bank.mandate())  # some offsets committed before the kill
+def test_sigkill_with_a_full_window_loses_nothing(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
+    stack.subscribe(tenant, "/before")
+    stack.create_mandate(tenant, bank.mandate())  # some offsets committed before the kill
     stack.receiver.wait_for(lambda r: len(r.at("/before")) == 1)
     gate = stack.receiver.hold("/window")
-    stack.subscribe("/window")
-    created = [stack.create_mandate(bank.mandate())["id"] for _ in range(MANDATES)]
+    stack.subscribe(tenant, "/window")
+    created = [stack.create_mandate(tenant, bank.mandate())["id"] for _ in range(MANDATES)]
     stack.receiver.wait_for(lambda r: len(r.held("/window")) == WINDOW)
     worker = stack.workers.pop()
     worker.kill()  # eight requests in flight, the rest fetched or waiting in Kafka

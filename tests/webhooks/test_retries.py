@@ -5,23 +5,23 @@ from __future__ import annotations
 import itertools
 import json
 
-from tests.api.issuer import Issuer
-from tests.fixtures.metrics import scrape, value
-from tests.fixtures.receiver import Script, always
-from tests.webhooks.conftest import Stack
-from tests.webhooks.dlq import dead_letters, headers_of
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.kafka import dead_letters, headers_of
+from mandate_vault_harness.metrics import scrape, value
+from mandate_vault_harness.receiver import Script, always
+from mandate_vault_harness.system import System, Tenant
 
 
-def deliveries_log(stack: Stack, subscription_id: str) -> list[dict[str, object]]:
-    with stack.client as client:
+def deliveries_log(stack: System, tenant: Tenant, subscription_id: str) -> list[dict[str, object]]:
+    with stack.client(tenant) as client:
         return list(reversed(client.get(f"/api/v1/webhooks/{subscription_id}/deliveries").json()))
 
 
 async def test_failing_subscriber_is_retried_on_schedule_then_dead_lettered(
-    stack: Stack, bank: Issuer
+    stack: System, tenant: Tenant, bank: Issuer
 ) -> None:
-    subscription = stack.subscribe("/flaky", script=always(500))
-    stack.create_mandate(bank.mandate())
+    subscription = stack.subscribe(tenant, "/flaky", script=always(500))
+    stack.create_mandate(tenant, bank.mandate())
     stack.receiver.wait_for(lambda r: len(r.at("/flaky")) == 3, timeout=20)
     times = [delivery.at for delivery in stack.receiver.at("/flaky")]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
@@ -32,7 +32,7 @@ async def test_failing_subscriber_is_retried_on_schedule_then_dead_lettered(
 
     (record,) = [
         r
-        for r in await dead_letters(stack.broker.bootstrap, f"{stack.topic}.dlq", 1)
+        for r in await dead_letters(stack.bootstrap_servers, f"{stack.topic}.dlq", 1)
         if json.loads(r.value)["event_id"] in ids
     ]
     headers = headers_of(record)
@@ -44,7 +44,7 @@ async def test_failing_subscriber_is_retried_on_schedule_then_dead_lettered(
     assert headers["event-type"] == "MandateCreated"
     assert headers["traceparent"].startswith("00-")
 
-    log = deliveries_log(stack, subscription["id"])
+    log = deliveries_log(stack, tenant, subscription["id"])
     assert [entry["outcome"] for entry in log] == ["retrying", "retrying", "dead_lettered"]
     assert [entry["attempt"] for entry in log] == [1, 2, 3]
     assert {entry["status_code"] for entry in log} == {500}
@@ -53,49 +53,51 @@ async def test_failing_subscriber_is_retried_on_schedule_then_dead_lettered(
     assert value(samples, "webhook_deliveries_total", status="failed") >= 3
 
 
-def test_gone_disables_the_subscription(stack: Stack, bank: Issuer) -> None:
-    subscription = stack.subscribe("/gone", script=always(410))
-    stack.create_mandate(bank.mandate())
+def test_gone_disables_the_subscription(stack: System, tenant: Tenant, bank: Issuer) -> None:
+    subscription = stack.subscribe(tenant, "/gone", script=always(410))
+    stack.create_mandate(tenant, bank.mandate())
     stack.receiver.wait_for(lambda r: len(r.at("/gone")) == 1)
-    with stack.client as client:
+    with stack.client(tenant) as client:
         for _ in range(50):
             current = client.get(f"/api/v1/webhooks/{subscription['id']}").json()
             if not current["enabled"]:
                 break
     assert current["enabled"] is False
     assert "410" in current["disabled_reason"]
-    stack.create_mandate(bank.mandate())
-    stack.subscribe("/after-gone")  # a marker: once it has its event, /gone would have too
-    stack.create_mandate(bank.mandate())
+    stack.create_mandate(tenant, bank.mandate())
+    stack.subscribe(tenant, "/after-gone")  # a marker: once it has its event, /gone would have too
+    stack.create_mandate(tenant, bank.mandate())
     stack.receiver.wait_for(lambda r: len(r.at("/after-gone")) == 1)
     assert len(stack.receiver.at("/gone")) == 1  # never retried, nothing more sent
-    assert [e["outcome"] for e in deliveries_log(stack, subscription["id"])] == ["failed"]
+    assert [e["outcome"] for e in deliveries_log(stack, tenant, subscription["id"])] == ["failed"]
 
 
-def test_redirects_are_failures_and_never_followed(stack: Stack, bank: Issuer) -> None:
+def test_redirects_are_failures_and_never_followed(
+    stack: System, tenant: Tenant, bank: Issuer
+) -> None:
     subscription = stack.subscribe(
-        "/moved", script=always(302, {"Location": stack.receiver.url("/redirect-target")})
+        tenant, "/moved", script=always(302, {"Location": stack.receiver.url("/redirect-target")})
     )
     stack.receiver.register("/redirect-target", "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
-    stack.create_mandate(bank.mandate())
+    stack.create_mandate(tenant, bank.mandate())
     stack.receiver.wait_for(lambda r: len(r.at("/moved")) == 3, timeout=20)
     assert stack.receiver.at("/redirect-target") == []
     assert stack.receiver.invalid == [] or all(
         r.path != "/redirect-target" for r in stack.receiver.invalid
     )
-    log = deliveries_log(stack, subscription["id"])
+    log = deliveries_log(stack, tenant, subscription["id"])
     assert {entry["status_code"] for entry in log} == {302}
     assert "redirects are not followed" in str(log[0]["error"])
 
 
-def test_retry_after_is_honoured(stack: Stack, bank: Issuer) -> None:
+def test_retry_after_is_honoured(stack: System, tenant: Tenant, bank: Issuer) -> None:
     busy: Script = lambda attempt: (503, {"Retry-After": "2"}) if attempt == 1 else (204, {})  # noqa: E731
-    subscription = stack.subscribe("/busy", script=busy)
-    stack.create_mandate(bank.mandate())
+    subscription = stack.subscribe(tenant, "/busy", script=busy)
+    stack.create_mandate(tenant, bank.mandate())
     stack.receiver.wait_for(lambda r: len(r.at("/busy")) == 2, timeout=20)
     first, second = stack.receiver.at("/busy")
     assert second.at - first.at >= 1.95  # not the 0.5 s of the schedule
-    assert [e["outcome"] for e in deliveries_log(stack, subscription["id"])] == [
+    assert [e["outcome"] for e in deliveries_log(stack, tenant, subscription["id"])] == [
         "retrying",
         "succeeded",
     ]

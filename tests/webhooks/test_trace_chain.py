@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from tests.api.issuer import Issuer
-from tests.webhooks.conftest import Stack
+from mandate_vault_harness.issuer import Issuer
+from mandate_vault_harness.otlp import OtlpReceiver
+from mandate_vault_harness.system import System, Tenant
 
 WITH_OTLP = True
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 
 
 def test_the_subscriber_receives_the_trace_that_began_at_the_api(
-    stack: Stack, bank: Issuer
+    stack: System, tenant: Tenant, bank: Issuer, stack_otlp: OtlpReceiver | None
 ) -> None:
-    otlp = stack.otlp
+    otlp = stack_otlp
     assert otlp is not None
-    stack.subscribe("/traced")
-    stack.create_mandate(bank.mandate())
+    stack.subscribe(tenant, "/traced")
+    stack.create_mandate(tenant, bank.mandate())
     stack.receiver.wait_for(lambda r: len(r.at("/traced")) == 1)
     delivered = stack.receiver.at("/traced")[0]
     _, trace_id, parent_id, _ = delivered.headers["traceparent"].split("-")

@@ -26,6 +26,8 @@ class EventType(StrEnum):
     MANDATE_VERIFICATION_FAILED = "MandateVerificationFailed"
     MANDATE_REVOKED = "MandateRevoked"
     MANDATE_EXPIRED = "MandateExpired"
+    # Operational: a subscription of the tenant was disabled because its endpoint kept failing.
+    ENDPOINT_DISABLED = "endpoint.disabled"
 
 
 class WebhookJob(BaseModel):

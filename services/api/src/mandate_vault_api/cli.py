@@ -10,14 +10,22 @@
     mandate-vault keys new-encryption-key            print a new Fernet key
     mandate-vault keys status                        which keys sign/encrypt; stale secrets
     mandate-vault keys reencrypt                     move stored webhook secrets to the newest key
+    mandate-vault deliveries list [--tenant T] [--subscription S] [--status S] [--since TIME]
+    mandate-vault deliveries attempts EVENT_ID        every attempt, with the endpoint's answer
+    mandate-vault deliveries retry EVENT_ID...        deliver finished events again
+    mandate-vault deliveries recover --subscription S --since TIME
+    mandate-vault dead-letters list [--tenant T] [--subscription S] [--since TIME]
+    mandate-vault dead-letters replay (EVENT_ID... | --tenant T | --subscription S |
+        --since TIME | --all)                        deliver dead letters again, once each
 
-Commands that need the tables (bootstrap, keys status, keys reencrypt) first check that the
+Commands that need the tables (bootstrap, keys, deliveries, dead-letters) first check that the
 database is at the latest migration and otherwise say, in one line and with exit status 2,
 to run `mandate-vault migrate`; so do bad settings and an unreachable database.
 
 `bootstrap` creates the tenant, its first admin and the issuers it trusts, skipping what
 exists. The admin's password comes from MV_BOOTSTRAP_PASSWORD or is generated; it is printed
-once to this terminal and written to no log. Key rotation is described in docs/deploy.md.
+once to this terminal and written to no log. Key rotation is described in docs/deploy.md;
+redelivery in docs/webhooks.md and docs/runbooks/webhook-dead-letters.md.
 
 Each command is a `Command` in `COMMANDS`: a name, how it adds its arguments and the function
 that runs it (returning the lines to print). Add a command by adding an entry.
@@ -30,9 +38,7 @@ import asyncio
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from alembic.util import CommandError
 from cryptography.fernet import Fernet
@@ -43,43 +49,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mandate_vault_api import directory, migrate
 from mandate_vault_api.auth import normalize_email
+from mandate_vault_api.cli_redelivery import DEAD_LETTER_COMMANDS, DELIVERY_COMMANDS
+from mandate_vault_api.cli_support import CliError, Command, Lines, database
 from mandate_vault_api.clock import utc_now
 from mandate_vault_api.credentials import new_signing_key
-from mandate_vault_api.database import Database
 from mandate_vault_api.key_rotation import count_stale, reencrypt_secrets
 from mandate_vault_api.roles import Role
 from mandate_vault_api.settings import ApiSettings
-from mandate_vault_shared.db.engine import create_engine
 from mandate_vault_shared.db.schema import tenants, users
-from mandate_vault_shared.errors import Conflict
+from mandate_vault_shared.errors import Conflict, DomainError
 from mandate_vault_shared.settings import load_settings
 from mandate_vault_shared.webhooks import SecretBox
 
 PASSWORD_ENV = "MV_BOOTSTRAP_PASSWORD"  # noqa: S105 - the variable's name
-
-Lines = list[str]
-
-
-@dataclass(frozen=True)
-class Command:
-    help: str
-    run: Callable[[ApiSettings, argparse.Namespace], Coroutine[None, None, Lines]]
-    arguments: Callable[[argparse.ArgumentParser], None] = lambda _parser: None
-    needs_settings: bool = True  # False: runs without a database or secrets
-    needs_schema: bool = False  # True: refuses to run before `mandate-vault migrate`
-
-
-class CliError(Exception):
-    """A problem the operator can fix: printed as one line, exit status 2."""
-
-
-@asynccontextmanager
-async def _database(settings: ApiSettings) -> AsyncIterator[Database]:
-    engine = create_engine(settings.database_url)
-    try:
-        yield Database(engine)
-    finally:
-        await engine.dispose()
 
 
 # --- migrate, migrations, bootstrap -----------------------------------------------------------
@@ -159,7 +141,7 @@ async def _bootstrap_rows(conn: AsyncConnection, args: argparse.Namespace, passw
 
 async def _bootstrap(settings: ApiSettings, args: argparse.Namespace) -> Lines:
     password = os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(18)
-    async with _database(settings) as db, db.transaction() as conn:
+    async with database(settings) as db, db.transaction() as conn:
         report = await _bootstrap_rows(conn, args, password)
     if not os.environ.get(PASSWORD_ENV) and any(
         line.startswith("created admin") for line in report
@@ -179,7 +161,7 @@ async def _new_encryption_key(_: ApiSettings, __: argparse.Namespace) -> Lines:
 
 async def _key_status(settings: ApiSettings, _: argparse.Namespace) -> Lines:
     kids = [kid for kid, _ in settings.signing_keys.keys]
-    async with _database(settings) as db:
+    async with database(settings) as db:
         total, stale = await count_stale(db, SecretBox(settings.encryption_key))
     return [
         f"access tokens: signed with kid {kids[0]}; accepted kids {', '.join(kids)}",
@@ -189,7 +171,7 @@ async def _key_status(settings: ApiSettings, _: argparse.Namespace) -> Lines:
 
 
 async def _reencrypt(settings: ApiSettings, _: argparse.Namespace) -> Lines:
-    async with _database(settings) as db:
+    async with database(settings) as db:
         done = await reencrypt_secrets(db, SecretBox(settings.encryption_key))
     return [f"webhook secrets: {done.checked} checked, {done.rewritten} moved to the newest key"]
 
@@ -233,6 +215,8 @@ COMMANDS: dict[str, Command] = {
 GROUPS: dict[str, tuple[str, dict[str, Command]]] = {
     "migrations": ("migration history, current revision, downgrade", MIGRATION_COMMANDS),
     "keys": ("rotate access-token and webhook-secret keys", KEY_COMMANDS),
+    "deliveries": ("the webhook delivery log; retry and recover deliveries", DELIVERY_COMMANDS),
+    "dead-letters": ("list and replay dead-lettered webhook deliveries", DEAD_LETTER_COMMANDS),
 }
 
 
@@ -263,6 +247,8 @@ async def _run(command: Command, settings: ApiSettings, args: argparse.Namespace
         return await command.run(settings, args)
     except CommandError as exc:  # Alembic: an unknown revision, offline SQL without a range
         raise CliError(str(exc)) from None
+    except DomainError as exc:  # e.g. a time in the future
+        raise CliError(exc.detail) from None
     except (OSError, DBAPIError) as exc:
         url = make_url(settings.database_url).render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

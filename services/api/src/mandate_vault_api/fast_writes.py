@@ -4,7 +4,7 @@ Two implementations of one contract (tests/api/test_fast_writes.py runs both on 
 PostgreSQL database and compares every row they wrote):
 
 - PostgreSQL: ONE statement, sent straight to asyncpg over `database.HotPool`. Data-modifying
-  CTEs insert the mandate, one outbox row per enabled subscription that wants the event
+  CTEs insert the mandate, one outbox row per subscription that wants the event
   (selected inside the statement, so it sees exactly the subscriptions committed when it runs)
   and the idempotency key. A single statement is its own transaction: one round trip instead
   of six (BEGIN, four statements, COMMIT), which on the reference machine took the api's CPU
@@ -38,7 +38,7 @@ from mandate_vault_shared.messages import EventType
 _EVENT_ID_SQL: Final = "'msg_' || replace(gen_random_uuid()::text, '-', '')"
 _PER_SUBSCRIPTION: Final = {"event_id": _EVENT_ID_SQL, "subscription_id": "s.id"}
 _SUBSCRIBED: Final = (
-    "FROM webhook_subscriptions s WHERE s.tenant_id = {tenant} AND s.enabled "
+    "FROM webhook_subscriptions s WHERE s.tenant_id = {tenant} "
     "AND {event_type} = ANY(string_to_array(s.event_types, ','))"
 )
 

@@ -24,11 +24,21 @@ from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock, utc_now
 from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
 from mandate_vault_api.deps import ApiState, AppContext
+from mandate_vault_api.endpoint_health import disable_failing_endpoints
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.ratelimit import RateLimiter
 from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.revocation import Revocations
-from mandate_vault_api.routes import api_keys, auth, issuers, mandates, tenants, users, webhooks
+from mandate_vault_api.routes import (
+    api_keys,
+    auth,
+    issuers,
+    mandates,
+    redelivery,
+    tenants,
+    users,
+    webhooks,
+)
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_api.verifier_client import VerifierClient
@@ -122,9 +132,11 @@ def _background_tasks(
     clock: Clock,
 ) -> list[asyncio.Task[None]]:
     retention = timedelta(days=settings.outbox_retention_days)
+    failing_limit = timedelta(seconds=settings.webhook_disable_after_seconds)
 
     async def housekeeping() -> None:
         await sweep_expired(db, clock, relay.wake)
+        await disable_failing_endpoints(db, clock, failing_limit, metrics, relay.wake)
         await prune_outbox(db, clock, retention)
 
     jobs = {
@@ -162,7 +174,7 @@ def create_app(settings: ApiSettings, telemetry: Telemetry, clock: Clock = utc_n
             telemetry.http_client,
             settings.verifier_timeout_seconds,
         )
-        metrics = ApiMetrics(telemetry.metrics)
+        metrics = ApiMetrics(telemetry.metrics, telemetry.service)
         election = LeaderElection(db)
         relay = OutboxRelay(
             db,
@@ -237,6 +249,6 @@ def create_app(settings: ApiSettings, telemetry: Telemetry, clock: Clock = utc_n
             exempt=QUIET_PATHS,
         ),
     )
-    for module in (auth, mandates, webhooks, issuers, users, api_keys, tenants):
+    for module in (auth, mandates, webhooks, redelivery, issuers, users, api_keys, tenants):
         app.include_router(module.router)
     return app

@@ -25,8 +25,16 @@ class GaugeSnapshot:
 
 
 class ApiMetrics:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, service: str = "mandate-vault-api") -> None:
         self.snapshot = GaugeSnapshot()
+        self._endpoints_disabled = metrics.counter(
+            names.WEBHOOK_ENDPOINTS_DISABLED_TOTAL,
+            "Webhook subscriptions disabled because their endpoint failed every "
+            "attempt for API_WEBHOOK_DISABLE_AFTER_SECONDS",
+            (names.LABEL_SERVICE,),
+        )
+        self._service_labels = (service,)
+        self._endpoints_disabled.add(self._service_labels, 0)
         self._auth = metrics.counter(
             names.AUTH_ATTEMPTS_TOTAL, "Authentication attempts by result", ("result",)
         )
@@ -65,6 +73,9 @@ class ApiMetrics:
         # rate()/increase() (a series born at 1 hides it).
         for labels in self._auth_labels.values():
             self._auth.add(labels, 0)
+
+    def endpoint_disabled(self) -> None:
+        self._endpoints_disabled.add(self._service_labels)
 
     def auth_attempt(self, result: str) -> None:
         self._auth.add(self._auth_labels[result])

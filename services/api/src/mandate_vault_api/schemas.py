@@ -6,11 +6,20 @@ smuggled into a body are refused (422), never silently applied.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+)
 
 from mandate_vault_api.clock import as_utc
 from mandate_vault_api.mandates import MandateStatus
@@ -264,6 +273,10 @@ class WebhookOut(Response):
     description: str | None
     enabled: bool
     disabled_reason: str | None
+    failing_since: Timestamp | None = Field(
+        description="When the endpoint's current run of failed attempts began (null while it "
+        "answers); after API_WEBHOOK_DISABLE_AFTER_SECONDS of failures it is disabled"
+    )
     previous_secret_expires_at: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp
@@ -282,7 +295,74 @@ class DeliveryAttemptOut(Response):
     event_id: str = Field(description="The `webhook-id` the subscriber received")
     attempt: int
     attempted_at: Timestamp
-    status_code: int | None
-    latency_ms: float
+    status_code: int | None = Field(description="The endpoint's HTTP status (null: no answer)")
+    latency_ms: float = Field(description="How long the attempt took, body included")
     error: str | None
-    outcome: str
+    outcome: str = Field(description="The delivery's status after this attempt")
+    response_body: str | None = Field(
+        description="The first 1 KiB of the endpoint's answer: secret-shaped text redacted, "
+        "control characters replaced by `?`"
+    )
+    retry_after_seconds: float | None = Field(
+        description="The endpoint's `Retry-After`, in seconds, when it gave one"
+    )
+
+
+class DeliveryOut(Response):
+    event_id: str = Field(description="The `webhook-id` the subscriber receives")
+    subscription_id: str
+    event_type: str
+    status: str = Field(description="retrying, succeeded, failed or dead_lettered")
+    attempts: int
+    next_attempt_at: Timestamp | None = Field(description="When a retrying event is due")
+    last_status_code: int | None
+    last_error: str | None
+    redelivery: str | None = Field(
+        description="A redelivery asked for and not yet attempted (`api:retry`, `api:recover`, "
+        "`cli:replay`, ...)"
+    )
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class RedeliveryOut(Response):
+    event_id: str
+    status: str = Field(description="The delivery's status now (`retrying` once scheduled)")
+    scheduled: bool = Field(
+        description="False when the event was already scheduled or in flight: nothing more "
+        "was done (asking twice is harmless)"
+    )
+
+
+def _iso_text(value: Any) -> Any:
+    """A time given to the api is ISO 8601 text: a bare number is not taken for Unix seconds."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 time with an offset, e.g. 2026-12-01T08:00:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The same instant in UTC; one the database cannot hold (year 0 after the offset) is
+    refused here rather than failing there."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
+
+
+class RecoverRequest(Request):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"since": "2026-11-01T00:00:00Z"}]}
+    )
+    since: IsoTime = Field(
+        description="Redeliver the failed and dead-lettered events created at or after this "
+        "time (ISO 8601 with an offset; not in the future)"
+    )
+
+
+class RecoverOut(Response):
+    since: Timestamp
+    scheduled: int = Field(description="Events scheduled for redelivery by this request")

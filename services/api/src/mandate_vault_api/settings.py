@@ -25,6 +25,7 @@ from mandate_vault_shared.web.admission import BudgetSettings
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
 
 DEV_SIGNING_KEY = "dev-only-signing-key-change-me-0123456789abcdef"
+REDELIVERY_SCOPE = "redelivery"  # rate-limit scope of retry and recover, per tenant
 
 
 class ApiSettings(ServiceSettings):
@@ -55,6 +56,9 @@ class ApiSettings(ServiceSettings):
     rate_limit_api_key_per_second: float = Field(250.0, gt=0)
     rate_limit_login_account_per_minute: float = Field(20.0, gt=0)
     rate_limit_login_client_per_minute: float = Field(60.0, gt=0)
+    rate_limit_redelivery_per_minute: float = Field(
+        60.0, gt=0, description="Redelivery requests (retry, recover) per tenant and minute"
+    )
     redis_url: RedisUrl | None = Field(
         None, description="redis:// or rediss:// URL; set to share rate limits across replicas"
     )
@@ -74,6 +78,12 @@ class ApiSettings(ServiceSettings):
     outbox_batch_size: int = Field(200, ge=1, le=5000)
     outbox_stall_seconds: float = Field(60.0, gt=0)
     outbox_retention_days: int = Field(7, ge=1)
+    webhook_disable_after_seconds: float = Field(
+        5 * 86_400,
+        gt=0,
+        description="A subscription whose endpoint has failed every attempt for this long is "
+        "disabled (checked every API_EXPIRY_SWEEP_INTERVAL_SECONDS)",
+    )
 
     # Admission control (shared/web/admission.py): every route but login, and login (Argon2),
     # whose small budget keeps a login storm from taking the CPU that creates need.
@@ -115,6 +125,7 @@ class ApiSettings(ServiceSettings):
             "api_key": Limit(key, key * 2),
             "login_account": Limit.per_minute(self.rate_limit_login_account_per_minute),
             "login_client": Limit.per_minute(self.rate_limit_login_client_per_minute),
+            REDELIVERY_SCOPE: Limit.per_minute(self.rate_limit_redelivery_per_minute),
         }
 
     @property

@@ -1,9 +1,11 @@
 """Webhook subscriptions and the events they receive.
 
 Events are written to the outbox in the caller's transaction — the same one that changes the
-mandate — one row per enabled subscription of the tenant that wants the event type. A relay
-publishes them to Kafka afterwards (see `relay`), so an event exists if and only if its change
-was committed.
+mandate — one row per subscription of the tenant that wants the event type. A relay publishes
+them to Kafka afterwards (see `relay`), so an event exists if and only if its change was
+committed. A disabled subscription gets its rows too: the worker records each event as failed
+("subscription disabled") without sending it, so that once the subscription is enabled again the
+events it missed can be recovered (`redelivery`).
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ async def update_subscription(
         changes["event_types"] = encode_event_types(changes["event_types"])
     if changes.get("enabled") is True:
         changes["disabled_reason"] = None
+    if changes.get("enabled") is True or changes.get("url") is not None:
+        changes["failing_since"] = None  # a fresh start: the endpoint's health is judged anew
     await conn.execute(
         update(webhook_subscriptions)
         .where(webhook_subscriptions.c.id == subscription_id)
@@ -187,32 +191,39 @@ async def enqueue_event(
     event_type: EventType,
     data: dict[str, Any],
     now: datetime,
+    *,
+    exclude: str | None = None,
+    sequence: int | None = None,
 ) -> int:
-    """Outbox rows for every subscription that wants this event; returns how many."""
-    subscriptions = (
-        await conn.execute(
-            select(webhook_subscriptions.c.id, webhook_subscriptions.c.event_types).where(
-                webhook_subscriptions.c.tenant_id == tenant_id,
-                webhook_subscriptions.c.enabled.is_(True),
-            )
-        )
-    ).all()
-    rows = outbox_rows(tenant_id, event_type, data, now, subscriptions)
+    """Outbox rows for every subscription (but `exclude`) that wants this event; returns how
+    many."""
+    query = select(webhook_subscriptions.c.id, webhook_subscriptions.c.event_types).where(
+        webhook_subscriptions.c.tenant_id == tenant_id
+    )
+    if exclude is not None:
+        query = query.where(webhook_subscriptions.c.id != exclude)
+    subscriptions = (await conn.execute(query)).all()
+    rows = outbox_rows(tenant_id, event_type, data, now, subscriptions, sequence)
     if rows:
         await conn.execute(outbox.insert(), rows)
     return len(rows)
 
 
 def event_columns(
-    tenant_id: str, event_type: EventType, data: dict[str, Any], now: datetime
+    tenant_id: str,
+    event_type: EventType,
+    data: dict[str, Any],
+    now: datetime,
+    sequence: int | None = None,
 ) -> dict[str, Any]:
     """The outbox columns an event shares across its subscriptions (all but ``event_id`` and
-    ``subscription_id``, which differ per row)."""
+    ``subscription_id``, which differ per row). `sequence` defaults to the mandate's `version`,
+    so one mandate's events can be put in order by the receiver."""
+    order = int(data.get("version", 1)) if sequence is None else sequence
     return {
         "event_type": event_type.value,
         "tenant_id": tenant_id,
-        # `version` is the mandate's, so one mandate's events can be put in order by the receiver.
-        "payload": payload_bytes(event_type.value, now, data, int(data.get("version", 1))).decode(),
+        "payload": payload_bytes(event_type.value, now, data, order).decode(),
         "trace_context": _current_trace_context(),
         "created_at": now,
     }
@@ -224,12 +235,13 @@ def outbox_rows(
     data: dict[str, Any],
     now: datetime,
     subscriptions: Iterable[Any],
+    sequence: int | None = None,
 ) -> list[dict[str, Any]]:
     """One outbox row per subscription (rows of id, event_types) that wants `event_type`."""
     wanted = [s[0] for s in subscriptions if event_type.value in s[1].split(",")]
     if not wanted:
         return []
-    shared = event_columns(tenant_id, event_type, data, now)
+    shared = event_columns(tenant_id, event_type, data, now, sequence)
     return [
         {"event_id": new_event_id(), "subscription_id": subscription_id, **shared}
         for subscription_id in wanted

@@ -256,6 +256,8 @@ class Dispatcher:
     async def _retry(self, row: Any, lane: Lane) -> None:
         """A scheduled attempt continues the event's trace: a child of its first processing."""
         delivery = store.delivery_of(row)
+        if delivery.redelivery is not None:
+            self._deps.metrics.redelivered(delivery.redelivery)
         carrier = orjson.loads(delivery.trace_context) if delivery.trace_context else {}
         token = otel_context.attach(propagate.extract(carrier))
         try:

@@ -190,7 +190,8 @@ async def _skip(deps: WorkerDeps, delivery: Delivery, attempt: int, reason: str)
         WriteKind.CLOSE, delivery, store.FAILED, attempt - 1, deps.clock(), error=reason
     )
     await persist(lambda: deps.writer.write(write), "record", delivery.event_id)
-    log.warning("webhook_skipped", webhook_id=delivery.event_id, reason=reason)
+    # Expected for a disabled subscription (its events are recorded, to be recovered later).
+    log.info("webhook_skipped", webhook_id=delivery.event_id, reason=reason)
 
 
 async def park(deps: WorkerDeps, delivery: Delivery, admission: Admission, lane: Lane) -> None:
@@ -263,6 +264,7 @@ def _log_attempt(
         "host": URL(url).host,
         "error": result.error,
         "retry_in_seconds": round(delay, 2) if delay is not None else None,
+        "redelivery": delivery.redelivery,
     }
     if result.outcome is Outcome.SUCCESS:
         log.info(names.EVENT_WEBHOOK_DELIVERY, **fields)

@@ -83,7 +83,7 @@ def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
         telemetry.messaging,
         settings.dead_letter_topic,
     )
-    metrics = WorkerMetrics(telemetry.metrics)
+    metrics = WorkerMetrics(telemetry.metrics, telemetry.service)
     box = SecretBox(settings.encryption_key)
     fast = (
         PgFastPath(engine, telemetry.database("postgresql"))

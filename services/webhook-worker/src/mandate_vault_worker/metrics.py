@@ -13,10 +13,15 @@ FAILED = "failed"
 PARK_REASONS = ("window_full", "breaker_open")
 BREAKER_STATES = ("open", "half_open", "closed")
 Readings = Iterable[tuple[Labels, float]]
+# Who asked for a redelivery, and how (see the api's `redelivery` module).
+REDELIVERY_SOURCES = ("api", "cli")
+REDELIVERY_KINDS = ("retry", "recover", "replay")
+OTHER = "other"
 
 
 class WorkerMetrics:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, service: str = "mandate-vault-webhook-worker") -> None:
+        self._service = service
         self._deliveries = metrics.counter(
             names.WEBHOOK_DELIVERIES_TOTAL,
             "Webhook delivery attempts by event type and status (success|failed)",
@@ -40,6 +45,12 @@ class WorkerMetrics:
             names.WEBHOOK_BREAKER_TRANSITIONS_TOTAL,
             "Circuit breaker state changes of subscriptions, by the state entered",
             ("state",),
+        )
+        self._redeliveries = metrics.counter(
+            names.WEBHOOK_REDELIVERIES_TOTAL,
+            "Redeliveries asked for by a tenant (api) or an operator (cli) and taken "
+            "up by this worker, by kind (retry|recover|replay)",
+            (names.LABEL_SERVICE, names.LABEL_SOURCE, names.LABEL_KIND),
         )
         metrics.observe(
             names.WEBHOOK_CONSUMER_LAG,
@@ -76,6 +87,20 @@ class WorkerMetrics:
             self._parked.add((reason,), 0)
         for state in BREAKER_STATES:
             self._breaker_moves.add((state,), 0)
+        for source in REDELIVERY_SOURCES:
+            for kind in REDELIVERY_KINDS:
+                self._redeliveries.add((self._service, source, kind), 0)
+
+    def redelivered(self, marker: str) -> None:
+        """One requested redelivery taken up; `marker` is the row's `<source>:<kind>`."""
+        source, _, kind = marker.partition(":")
+        self._redeliveries.add(
+            (
+                self._service,
+                source if source in REDELIVERY_SOURCES else OTHER,
+                kind if kind in REDELIVERY_KINDS else OTHER,
+            )
+        )
 
     def attempt(self, event_type: str, status: str, seconds: float) -> None:
         self._deliveries.add((event_type, status))

@@ -4,9 +4,10 @@ Profiled at 60 deliveries/s, SQLAlchemy's async layer was about 40 % of the work
 transaction (BEGIN, two statements, COMMIT) per batch of outcomes and a query per fetched
 batch, each statement costing far more in the Python layers than in the database. Here:
 
-- `write`: a batch of attempts and parked jobs is ONE statement (the attempt log rows and the
-  delivery states, as arrays unnested in a data-modifying CTE), so one round trip and no
-  explicit transaction; a single statement is atomic on its own.
+- `write`: a batch of attempts and parked jobs is ONE statement (the attempt log rows, the
+  endpoints' health and the delivery states, as arrays unnested in data-modifying CTEs), so one
+  round trip and no explicit transaction; a single statement is atomic on its own. The health
+  update writes a subscription row only when its state changes (first failure, first success).
 - `known`: which fetched events were already handled, one round trip.
 
 The rarer writes (a subscription gone or disabled, a 410) and SQLite (``make run``) keep the
@@ -37,7 +38,10 @@ _ATTEMPT_COLUMNS: Final = (
     ("latency_ms", "float8"),
     ("error", "text"),
     ("outcome", "text"),
+    ("response_body", "text"),
+    ("retry_after_seconds", "float8"),
 )
+_HEALTH_COLUMNS: Final = (("id", "text"), ("ok", "bool"), ("at", "timestamptz"))
 _STATE_COLUMNS: Final = (
     ("event_id", "text"),
     ("subscription_id", "text"),
@@ -53,6 +57,7 @@ _STATE_COLUMNS: Final = (
     ("source", "text"),
     ("created_at", "timestamptz"),
     ("updated_at", "timestamptz"),
+    ("redelivery", "text"),
 )
 
 
@@ -67,11 +72,15 @@ def _names(columns: Sequence[tuple[str, str]]) -> str:
 
 # Identifiers and types come from the constants above, never from input.
 _WRITE: Final = (
-    "WITH logged AS ("
+    "WITH logged AS ("  # noqa: S608 - our constants only
     f"INSERT INTO webhook_delivery_attempts ({_names(_ATTEMPT_COLUMNS)}) "
-    f"{_unnest(_ATTEMPT_COLUMNS, 1)} ON CONFLICT DO NOTHING) "
+    f"{_unnest(_ATTEMPT_COLUMNS, 1)} ON CONFLICT DO NOTHING), "
+    "health AS (UPDATE webhook_subscriptions s "
+    "SET failing_since = CASE WHEN h.ok THEN NULL ELSE h.at END "
+    f"FROM ({_unnest(_HEALTH_COLUMNS, len(_ATTEMPT_COLUMNS) + 1)}) AS h(id, ok, at) "
+    "WHERE s.id = h.id AND h.ok = (s.failing_since IS NOT NULL)) "  # as store._keep_health
     f"INSERT INTO webhook_deliveries ({_names(_STATE_COLUMNS)}) "
-    f"{_unnest(_STATE_COLUMNS, len(_ATTEMPT_COLUMNS) + 1)} "
+    f"{_unnest(_STATE_COLUMNS, len(_ATTEMPT_COLUMNS) + len(_HEALTH_COLUMNS) + 1)} "
     "ON CONFLICT (event_id) DO UPDATE SET "
     + ", ".join(f"{name} = EXCLUDED.{name}" for name in store.MOVING_COLUMNS)
     + " WHERE webhook_deliveries.attempts < EXCLUDED.attempts"
@@ -131,10 +140,14 @@ class PgFastPath:
     async def write(self, writes: Sequence[StateWrite]) -> None:
         attempts = [store.attempt_row(w, w.result) for w in writes if w.result is not None]
         states = [store.state_row(w) for w in store.latest_per_event(writes)]
+        health = [
+            dict(zip(("id", "ok", "at"), row, strict=True)) for row in store.endpoint_health(writes)
+        ]
         await self._run(
             "insert",
             "execute",
             _WRITE,
             *_columns(attempts, _ATTEMPT_COLUMNS),
+            *_columns(health, _HEALTH_COLUMNS),
             *_columns(states, _STATE_COLUMNS),
         )

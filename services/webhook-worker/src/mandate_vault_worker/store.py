@@ -6,6 +6,14 @@ was attempted or parked, and a `retrying` row with `next_attempt_at` is a schedu
 Writes are idempotent, so handling a Kafka message twice never duplicates the log or moves a
 state backwards: attempt rows are keyed by (event_id, attempt), and a state only replaces one
 with fewer attempts.
+
+Every batch also keeps the subscriptions' endpoint health: `failing_since` is set by the first
+failed attempt after a success and cleared by the next success (the api disables an endpoint
+that has been failing for too long).
+
+A redelivery asked for through the api or the CLI turns a finished row back into a due
+`retrying` one with `redelivery` set; the retry poller then attempts it like any scheduled
+attempt, and the attempt's write clears the marker.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from mandate_vault_shared.db.schema import (
     webhook_subscriptions,
 )
 from mandate_vault_shared.webhooks import SecretBox
-from mandate_vault_worker.delivery import AttemptResult, Target
+from mandate_vault_worker.delivery import AttemptResult, Outcome, Target
 
 PENDING = "pending"  # written by earlier versions before the first attempt
 RETRYING = "retrying"
@@ -46,6 +54,7 @@ MOVING_COLUMNS = (
     "last_status_code",
     "last_error",
     "updated_at",
+    "redelivery",
 )
 
 
@@ -61,6 +70,7 @@ class Delivery:
     trace_context: str | None
     source: str | None
     attempts: int
+    redelivery: str | None = None  # `<source>:<kind>` of a requested redelivery
 
 
 class WriteKind(StrEnum):
@@ -196,6 +206,7 @@ def delivery_of(row: Row[Any]) -> Delivery:
         trace_context=row.trace_context,
         source=row.source,
         attempts=row.attempts,
+        redelivery=row.redelivery,
     )
 
 
@@ -219,6 +230,7 @@ def state_row(write: StateWrite) -> dict[str, Any]:
         "source": delivery.source,
         "created_at": write.at,
         "updated_at": write.at,
+        "redelivery": None,  # taken up: whatever happens next is an ordinary attempt
     }
 
 
@@ -235,7 +247,27 @@ def attempt_row(write: StateWrite, result: AttemptResult) -> dict[str, Any]:
         "latency_ms": round(result.seconds * 1000, 2),
         "error": result.error,
         "outcome": write.status,
+        "response_body": result.body,
+        "retry_after_seconds": result.retry_after,
     }
+
+
+def endpoint_health(writes: Iterable[StateWrite]) -> list[tuple[str, bool, datetime]]:
+    """(subscription id, whether any attempt of the batch succeeded, its first attempt's time)
+    per subscription attempted in `writes`, in id order (so concurrent batches lock the same
+    rows in the same order). A 410 says nothing about the endpoint's health."""
+    seen: dict[str, tuple[bool, datetime]] = {}
+    for write in writes:
+        result = write.result
+        if result is None or result.outcome is Outcome.GONE:
+            continue
+        ok = result.outcome is Outcome.SUCCESS
+        key = write.delivery.subscription_id
+        earlier = seen.get(key)
+        seen[key] = (
+            (ok, write.at) if earlier is None else (earlier[0] or ok, min(earlier[1], write.at))
+        )
+    return [(key, ok, at) for key, (ok, at) in sorted(seen.items())]
 
 
 def latest_per_event(writes: Iterable[StateWrite]) -> list[StateWrite]:
@@ -279,6 +311,27 @@ async def write_batch(conn: AsyncConnection, writes: Sequence[StateWrite]) -> No
         )
     await _close(conn, closing)
     await _disable(conn, [w for w in writes if w.disable_reason is not None])
+    await _keep_health(conn, endpoint_health(writes))
+
+
+async def _keep_health(conn: AsyncConnection, health: Sequence[tuple[str, bool, datetime]]) -> None:
+    subs = webhook_subscriptions
+    healthy = [key for key, ok, _ in health if ok]
+    failing = [{"b_id": key, "b_at": at} for key, ok, at in health if not ok]
+    if healthy:
+        await conn.execute(
+            update(subs)
+            .where(subs.c.id.in_(healthy), subs.c.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    if failing:
+        await conn.execute(
+            update(subs)
+            .where(subs.c.id == bindparam("b_id"), subs.c.failing_since.is_(None))
+            .values(failing_since=bindparam("b_at"))
+            .execution_options(synchronize_session=False),
+            failing,
+        )
 
 
 async def _close(conn: AsyncConnection, writes: Sequence[StateWrite]) -> None:
@@ -288,7 +341,12 @@ async def _close(conn: AsyncConnection, writes: Sequence[StateWrite]) -> None:
     await conn.execute(
         update(_d)
         .where(_d.c.event_id == bindparam("b_event_id"), _d.c.status.in_([PENDING, RETRYING]))
-        .values(status=FAILED, last_error=bindparam("b_error"), updated_at=bindparam("b_at"))
+        .values(
+            status=FAILED,
+            last_error=bindparam("b_error"),
+            updated_at=bindparam("b_at"),
+            redelivery=None,  # a redelivery of a subscription gone meanwhile is over too
+        )
         .execution_options(synchronize_session=False),
         [{"b_event_id": w.delivery.event_id, "b_error": w.error, "b_at": w.at} for w in writes],
     )

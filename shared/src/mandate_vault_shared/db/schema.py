@@ -160,6 +160,9 @@ webhook_subscriptions = Table(
     _ts("previous_secret_expires_at", nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
+    # Endpoint health: when the current run of failed attempts began (NULL after a success).
+    # The api disables a subscription failing for API_WEBHOOK_DISABLE_AFTER_SECONDS.
+    _ts("failing_since", nullable=True),
 )
 
 # Events waiting to be published to Kafka, written in the transaction of the change that
@@ -191,7 +194,7 @@ webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
     Column("event_id", String(64), primary_key=True),
-    Column("subscription_id", String(36), nullable=False, index=True),
+    Column("subscription_id", String(36), nullable=False),
     Column("tenant_id", String(64), nullable=False),
     Column("event_type", String(40), nullable=False),
     Column("status", String(20), nullable=False),  # pending|retrying|succeeded|failed|dead_lettered
@@ -204,7 +207,11 @@ webhook_deliveries = Table(
     Column("source", String(200), nullable=True),  # topic/partition/offset of the first message
     _ts("created_at"),
     _ts("updated_at"),
+    # A redelivery asked for by a tenant or an operator (`<source>:<kind>`, e.g. `api:retry`),
+    # until the worker's next attempt takes it up.
+    Column("redelivery", String(40), nullable=True),
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_subscription_created", "subscription_id", "created_at"),
 )
 
 # Every attempt, for the tenant's delivery log; (event_id, attempt) makes replays harmless.
@@ -221,6 +228,10 @@ webhook_delivery_attempts = Table(
     Column("latency_ms", Numeric(10, 2), nullable=False),
     Column("error", String(500), nullable=True),
     Column("outcome", String(20), nullable=False),
+    # What the endpoint answered: the first 1 KiB of its body (redacted, printable characters
+    # only) and its Retry-After in seconds, when it gave one.
+    Column("response_body", Text, nullable=True),
+    Column("retry_after_seconds", Numeric(12, 2), nullable=True),
     UniqueConstraint("event_id", "attempt", name="uq_webhook_delivery_attempts_event_attempt"),
     Index("ix_webhook_delivery_attempts_subscription", "subscription_id", "attempted_at"),
 )

@@ -27,6 +27,9 @@ WEBHOOK_SCHEDULED: Final = "webhook_deliveries_scheduled"
 WEBHOOK_JOBS_PARKED_TOTAL: Final = "webhook_jobs_parked_total"
 WEBHOOK_BREAKERS_OPEN: Final = "webhook_circuit_breakers_open"
 WEBHOOK_BREAKER_TRANSITIONS_TOTAL: Final = "webhook_circuit_breaker_transitions_total"
+# redelivery and endpoint health
+WEBHOOK_REDELIVERIES_TOTAL: Final = "webhook_redeliveries_total"
+WEBHOOK_ENDPOINTS_DISABLED_TOTAL: Final = "webhook_endpoints_disabled_total"
 OUTBOX_BACKLOG: Final = "outbox_backlog"
 OUTBOX_OLDEST_AGE: Final = "outbox_oldest_unpublished_age_seconds"
 AUTH_ATTEMPTS_TOTAL: Final = "auth_attempts_total"
@@ -89,6 +92,8 @@ LABEL_SIGNAL: Final = "signal"
 LABEL_REASON: Final = "reason"
 LABEL_SERVICE: Final = "service"
 LABEL_BUDGET: Final = "budget"
+LABEL_SOURCE: Final = "source"
+LABEL_KIND: Final = "kind"
 
 # Unmatched paths collapse to this single `endpoint` value so scanners cannot explode cardinality.
 UNMATCHED_ENDPOINT: Final = "<unmatched>"
@@ -110,6 +115,8 @@ EVENT_WEBHOOK_DELIVERY: Final = "webhook_delivery"
 EVENT_OPERATION_FAILED: Final = "operation_failed"
 EVENT_WEBHOOK_BREAKER: Final = "webhook_circuit_breaker"
 EVENT_WEBHOOK_PARKED: Final = "webhook_job_parked"
+EVENT_WEBHOOK_REDELIVERY_REQUESTED: Final = "webhook_redelivery_requested"
+EVENT_WEBHOOK_ENDPOINT_DISABLED: Final = "webhook_endpoint_disabled"
 
 # --- span names and attributes of our own ---
 SPAN_KAFKA_PROCESS: Final = "process"

@@ -7,12 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from mandate_vault_api import directory
-from mandate_vault_api.deps import (
-    ContextDep,
-    TenantDep,
-    require,
-)
-from mandate_vault_api.principal import Principal
+from mandate_vault_api.deps import TenantCall, tenant_call
 from mandate_vault_api.revocation import API_KEY, announce
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, rows
@@ -20,61 +15,57 @@ from mandate_vault_shared.telemetry import get_logger, names
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
 log = get_logger(__name__)
-KeyAdmin = Annotated[Principal, Depends(require(Permission.API_KEYS_MANAGE))]
+KeyAdmin = Annotated[TenantCall, Depends(tenant_call(Permission.API_KEYS_MANAGE))]
 
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
 async def create_api_key(
     body: ApiKeyCreate,
-    principal: KeyAdmin,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: KeyAdmin,
 ) -> ApiKeyCreated:
     """Create an API key. The `key` field is shown only in this answer."""
-    directory.check_grant(principal, body.role)
-    async with ctx.db.transaction() as conn:
+    directory.check_grant(call.principal, body.role)
+    async with call.ctx.db.transaction() as conn:
         key_id, key = await directory.create_api_key(
-            conn, tenant_id, body.name, body.role, principal.id, ctx.clock()
+            conn, call.tenant_id, body.name, body.role, call.principal.id, call.ctx.clock()
         )
-        created = next(r for r in await directory.list_api_keys(conn, tenant_id) if r.id == key_id)
+        created = next(
+            r for r in await directory.list_api_keys(conn, call.tenant_id) if r.id == key_id
+        )
     log.info(
         names.EVENT_USER_ACTION,
         action="create_api_key",
-        user_id=principal.id,
+        user_id=call.principal.id,
         api_key_id=key_id,
-        tenant_id=tenant_id,
+        tenant_id=call.tenant_id,
     )
     return ApiKeyCreated.model_validate({**created._mapping, "key": key})
 
 
 @router.get("", response_model=list[ApiKeyOut])
 async def list_api_keys(
-    _: KeyAdmin,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: KeyAdmin,
 ) -> list[ApiKeyOut]:
     """The tenant's API keys (never the keys themselves)."""
-    async with ctx.db.transaction() as conn:
-        return rows(ApiKeyOut, await directory.list_api_keys(conn, tenant_id))
+    async with call.ctx.db.transaction() as conn:
+        return rows(ApiKeyOut, await directory.list_api_keys(conn, call.tenant_id))
 
 
 @router.delete("/{key_id}", response_model=ApiKeyOut, responses={404: {}})
 async def revoke_api_key(
     key_id: str,
-    principal: KeyAdmin,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: KeyAdmin,
 ) -> ApiKeyOut:
     """Revoke an API key; it stops working immediately."""
-    async with ctx.db.transaction() as conn:
-        row = await directory.revoke_api_key(conn, tenant_id, key_id, ctx.clock())
+    async with call.ctx.db.transaction() as conn:
+        row = await directory.revoke_api_key(conn, call.tenant_id, key_id, call.ctx.clock())
         await announce(conn, API_KEY, row.key_hash)
-    ctx.revocations.apply(API_KEY, row.key_hash)
+    call.ctx.revocations.apply(API_KEY, row.key_hash)
     log.info(
         names.EVENT_USER_ACTION,
         action="revoke_api_key",
-        user_id=principal.id,
+        user_id=call.principal.id,
         api_key_id=key_id,
-        tenant_id=tenant_id,
+        tenant_id=call.tenant_id,
     )
     return ApiKeyOut.model_validate(row)

@@ -18,10 +18,9 @@ from mandate_vault_api.clock import as_utc
 from mandate_vault_api.creation import create_mandate as create
 from mandate_vault_api.deps import (
     CALLER_OPENAPI,
-    ContextDep,
-    TenantDep,
+    TenantCall,
     get_context,
-    require,
+    tenant_call,
     writer_in_tenant,
 )
 from mandate_vault_api.principal import Principal
@@ -41,8 +40,8 @@ from mandate_vault_shared.web.responses import JsonResponse
 
 router = APIRouter(prefix="/api/v1/mandates", tags=["mandates"])
 log = get_logger(__name__)
-Writer = Annotated[Principal, Depends(require(Permission.MANDATES_WRITE))]
-Reader = Annotated[Principal, Depends(require(Permission.MANDATES_READ))]
+Writer = Annotated[TenantCall, Depends(tenant_call(Permission.MANDATES_WRITE))]
+Reader = Annotated[TenantCall, Depends(tenant_call(Permission.MANDATES_READ))]
 
 
 _IDEMPOTENCY_KEY_DESCRIPTION: Final = (
@@ -162,9 +161,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 @router.get("", response_model=MandatePage, responses={400: {}})
 async def list_mandates(
-    _: Reader,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: Reader,
     status_filter: Annotated[domain.MandateStatus | None, Query(alias="status")] = None,
     issuer: Annotated[str | None, Query(max_length=512)] = None,
     subject: Annotated[str | None, Query(max_length=512)] = None,
@@ -176,11 +173,11 @@ async def list_mandates(
     ] = None,
 ) -> MandatePage:
     """The tenant's mandates, newest first, with cursor pagination."""
-    size = min(limit or ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size = min(limit or call.ctx.settings.page_size_default, call.ctx.settings.page_size_max)
     filters = domain.MandateFilters(status_filter, issuer, subject, created_after, created_before)
     after = _decode_cursor(cursor) if cursor else None
-    async with ctx.db.read() as conn:
-        found = await domain.list_mandates(conn, tenant_id, filters, after, size + 1)
+    async with call.ctx.db.read() as conn:
+        found = await domain.list_mandates(conn, call.tenant_id, filters, after, size + 1)
     page = found[:size]
     next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(found) > size else None
     return MandatePage(items=rows(MandateOut, page), next_cursor=next_cursor)
@@ -189,38 +186,36 @@ async def list_mandates(
 @router.get("/{mandate_id}", response_model=MandateOut, responses={404: {}})
 async def get_mandate(
     mandate_id: str,
-    _: Reader,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: Reader,
 ) -> MandateOut:
     """One mandate of the tenant (another tenant's id answers 404)."""
-    async with ctx.db.read() as conn:
-        return MandateOut.model_validate(await domain.get_mandate(conn, tenant_id, mandate_id))
+    async with call.ctx.db.read() as conn:
+        return MandateOut.model_validate(await domain.get_mandate(conn, call.tenant_id, mandate_id))
 
 
 @router.post("/{mandate_id}/revoke", response_model=MandateOut, responses={404: {}, 409: {}})
 async def revoke_mandate(
     mandate_id: str,
-    principal: Writer,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: Writer,
 ) -> MandateOut:
     """Revoke a mandate. Revoking twice is harmless; an expired mandate cannot be revoked."""
-    async with ctx.db.transaction() as conn:
-        mandate, changed = await domain.revoke_mandate(conn, tenant_id, mandate_id, ctx.clock())
+    async with call.ctx.db.transaction() as conn:
+        mandate, changed = await domain.revoke_mandate(
+            conn, call.tenant_id, mandate_id, call.ctx.clock()
+        )
         if changed:
             data = mandate_event_data(mandate)
             await webhooks.enqueue_event(
-                conn, tenant_id, EventType.MANDATE_REVOKED, data, ctx.clock()
+                conn, call.tenant_id, EventType.MANDATE_REVOKED, data, call.ctx.clock()
             )
     if changed:
-        ctx.relay.wake()
+        call.ctx.relay.wake()
         log.info(
             names.EVENT_USER_ACTION,
             action="revoke_mandate",
-            user_id=principal.id,
+            user_id=call.principal.id,
             mandate_id=mandate_id,
-            tenant_id=tenant_id,
+            tenant_id=call.tenant_id,
         )
     return MandateOut.model_validate(mandate)
 
@@ -228,36 +223,34 @@ async def revoke_mandate(
 @router.post("/{mandate_id}/verify", response_model=MandateOut, responses={404: {}, 503: {}})
 async def reverify_mandate(
     mandate_id: str,
-    principal: Writer,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: Writer,
 ) -> MandateOut:
     """Verify the stored token again (issuer keys or trust may have changed).
 
     An active mandate that no longer verifies becomes REJECTED and emits
     MandateVerificationFailed.
     """
-    async with ctx.db.read() as conn:
-        current = await domain.get_mandate(conn, tenant_id, mandate_id)
-    verification = await ctx.verifier.verify(
-        current.vc_jwt, await ctx.creation.trusted_issuers(tenant_id)
+    async with call.ctx.db.read() as conn:
+        current = await domain.get_mandate(conn, call.tenant_id, mandate_id)
+    verification = await call.ctx.verifier.verify(
+        current.vc_jwt, await call.ctx.creation.trusted_issuers(call.tenant_id)
     )
-    async with ctx.db.transaction() as conn:
+    async with call.ctx.db.transaction() as conn:
         mandate, previous_status = await domain.apply_verification(
-            conn, tenant_id, mandate_id, verification, ctx.clock()
+            conn, call.tenant_id, mandate_id, verification, call.ctx.clock()
         )
         lost = previous_status == domain.MandateStatus.ACTIVE and mandate.status != previous_status
         if lost:
             event, data = EventType.MANDATE_VERIFICATION_FAILED, mandate_event_data(mandate)
-            await webhooks.enqueue_event(conn, tenant_id, event, data, ctx.clock())
+            await webhooks.enqueue_event(conn, call.tenant_id, event, data, call.ctx.clock())
     if lost:
-        ctx.relay.wake()
+        call.ctx.relay.wake()
     log.info(
         names.EVENT_USER_ACTION,
         action="reverify_mandate",
-        user_id=principal.id,
+        user_id=call.principal.id,
         mandate_id=mandate_id,
-        tenant_id=tenant_id,
+        tenant_id=call.tenant_id,
         previous_status=previous_status,
         status=mandate.status,
         verification_status=verification.status,

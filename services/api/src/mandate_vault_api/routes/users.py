@@ -7,12 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 
 from mandate_vault_api import directory
-from mandate_vault_api.deps import (
-    ContextDep,
-    TenantDep,
-    require,
-)
-from mandate_vault_api.principal import Principal
+from mandate_vault_api.deps import TenantCall, tenant_call
 from mandate_vault_api.revocation import USER, announce
 from mandate_vault_api.roles import Permission
 from mandate_vault_api.schemas import UserCreate, UserOut, UserUpdate, rows
@@ -20,81 +15,73 @@ from mandate_vault_shared.telemetry import get_logger, names
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 log = get_logger(__name__)
-UserAdmin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+UserAdmin = Annotated[TenantCall, Depends(tenant_call(Permission.USERS_MANAGE))]
 
 
 @router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED, responses={409: {}})
 async def create_user(
     body: UserCreate,
-    principal: UserAdmin,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: UserAdmin,
 ) -> UserOut:
     """Create a user in the tenant; nobody grants a role above their own."""
-    directory.check_grant(principal, body.role)
-    async with ctx.db.transaction() as conn:
+    directory.check_grant(call.principal, body.role)
+    async with call.ctx.db.transaction() as conn:
         user_id = await directory.create_user(
-            conn, tenant_id, body.email, body.password, body.role, ctx.clock()
+            conn, call.tenant_id, body.email, body.password, body.role, call.ctx.clock()
         )
-        user = await directory.get_user(conn, tenant_id, user_id)
+        user = await directory.get_user(conn, call.tenant_id, user_id)
     log.info(
         names.EVENT_USER_ACTION,
         action="create_user",
-        user_id=principal.id,
+        user_id=call.principal.id,
         target_user_id=user_id,
         role=body.role.value,
-        tenant_id=tenant_id,
+        tenant_id=call.tenant_id,
     )
     return UserOut.model_validate(user)
 
 
 @router.get("", response_model=list[UserOut])
 async def list_users(
-    _: UserAdmin,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: UserAdmin,
 ) -> list[UserOut]:
     """The tenant's users."""
-    async with ctx.db.transaction() as conn:
-        return rows(UserOut, await directory.list_users(conn, tenant_id))
+    async with call.ctx.db.transaction() as conn:
+        return rows(UserOut, await directory.list_users(conn, call.tenant_id))
 
 
 @router.get("/{user_id}", response_model=UserOut, responses={404: {}})
 async def get_user(
     user_id: str,
-    _: UserAdmin,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: UserAdmin,
 ) -> UserOut:
     """One user of the tenant."""
-    async with ctx.db.transaction() as conn:
-        return UserOut.model_validate(await directory.get_user(conn, tenant_id, user_id))
+    async with call.ctx.db.transaction() as conn:
+        return UserOut.model_validate(await directory.get_user(conn, call.tenant_id, user_id))
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses={403: {}, 404: {}})
 async def update_user(
     user_id: str,
     body: UserUpdate,
-    principal: UserAdmin,
-    tenant_id: TenantDep,
-    ctx: ContextDep,
+    call: UserAdmin,
 ) -> UserOut:
     """Change a user's role or disable them (disabled users cannot log in)."""
     changes: dict[str, Any] = body.model_dump(exclude_none=True)
     if "role" in changes:
         changes["role"] = changes["role"].value
-    async with ctx.db.transaction() as conn:
+    async with call.ctx.db.transaction() as conn:
         user = await directory.update_user(
-            conn, principal, tenant_id, user_id, changes, ctx.clock()
+            conn, call.principal, call.tenant_id, user_id, changes, call.ctx.clock()
         )
         await announce(conn, USER, user_id)
-    ctx.revocations.apply(USER, user_id)
+    call.ctx.revocations.apply(USER, user_id)
     log.info(
         names.EVENT_USER_ACTION,
         action="update_user",
-        user_id=principal.id,
+        user_id=call.principal.id,
         target_user_id=user_id,
         changes=sorted(changes),
-        tenant_id=tenant_id,
+        tenant_id=call.tenant_id,
     )
     return UserOut.model_validate(user)

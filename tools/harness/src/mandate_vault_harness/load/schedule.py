@@ -1,0 +1,67 @@
+"""The one open-loop schedule behind every load shape of the harness.
+
+Request *i* of a phase is due at the phase's start + i / rate whatever the answers to earlier
+requests do, and is sent as its own task at that time: a slow server gets the same offered load
+and its latency counts from the due time (no coordinated omission). Phases follow each other
+without a pause. The clock is the event loop's (`time.monotonic()` under asyncio and uvloop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+_BATCH_S: Final = 0.0005  # requests due within this are sent together
+_LEAD_S: Final = 0.05  # the first request is due this long after the schedule starts
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    rate: float  # requests per second
+    seconds: float
+
+    @property
+    def count(self) -> int:
+        return max(0, int(self.rate * self.seconds + 1e-9))
+
+
+# fire(phase index, request index in the whole run, seconds since the start, loop time it is due)
+Fire = Callable[[int, int, float, float], Coroutine[Any, Any, None]]
+# on_phase(phase index, loop time it starts): e.g. open connections for the next phase
+OnPhase = Callable[[int, float], None]
+
+
+async def paced(
+    phases: Sequence[Phase],
+    fire: Fire,
+    *,
+    stop: Callable[[], bool] | None = None,
+    on_phase: OnPhase | None = None,
+) -> float:
+    """Fire every request of `phases` when due (until `stop()` says so), wait for all of them,
+    and return the seconds from the first due time to the last answer."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+    start = loop.time() + _LEAD_S
+    offset, index = 0.0, 0
+    for number, phase in enumerate(phases):
+        if on_phase is not None:
+            on_phase(number, start + offset)
+        for n in range(phase.count):
+            if stop is not None and stop():
+                await asyncio.gather(*pending)
+                return loop.time() - start
+            at = offset + n / phase.rate
+            delay = start + at - loop.time()
+            if delay > _BATCH_S:
+                await asyncio.sleep(delay)
+            task = loop.create_task(fire(number, index, at, start + at))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            index += 1
+        offset += phase.seconds
+    await asyncio.gather(*pending)
+    return loop.time() - start
