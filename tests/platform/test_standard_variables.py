@@ -2,7 +2,7 @@
 
 Most tests build the process's `Telemetry` in this process (as `serve.run_service` does) with the
 variables set, record a span, a log line and a metric, and read what the fake OTLP receiver got
-(tests/fixtures/otlp.py: no collector runs here). Propagators are read by the API at import, and
+(mandate_vault_harness.otlp: no collector runs here). Propagators are read by the API at import, and
 OTEL_SDK_DISABLED is about the whole process: those run a service process.
 """
 
