@@ -3,9 +3,10 @@
 Pairs run alternately in one invocation (A B A B ...), so drift on a shared machine hits both
 sides; each pair reports its rounds, the medians and the ratio taken pair by pair.
 
-1. Telemetry cost on a trivial endpoint (`GET /api/v1/info`, one api process per run, wrk):
-   off vs on at 100 % and 10 % trace sampling; the contrib FastAPI instrumentation (the usual
-   stack) for comparison; and the collector reachable vs black-holed.
+1. Telemetry (bench/telemetry.py): cost on a trivial endpoint (`GET /api/v1/info`): off vs
+   everything on, production defaults, without exemplars, without semantic-convention metrics,
+   collector black-holed; the fast pipeline against the SDK pipeline there and on
+   create-mandate.
 2. Create-mandate (bench/create.py): closed-loop throughput against the telemetry-off
    trivial endpoint, CPU per create per process, and an open-loop overload sweep.
 3. Webhooks (bench/webhooks.py): end to end latency of one subscription, a noisy
@@ -26,17 +27,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-import statistics
 import sys
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import create as bench_create
+from bench import telemetry as bench_telemetry
 from bench import webhooks as bench_webhooks
 from bench.parts import Bench
-from mandate_vault_harness.load import Throughput, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,70 +47,6 @@ LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "3" if QUICK els
 REPORTS = Path(os.environ.get("BENCH_REPORTS_DIR", ROOT / "reports"))
 SECTIONS = ("telemetry", "create", "webhooks")
 ONLY = [name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()]
-
-
-@dataclass
-class Series:
-    name: str
-    runs: list[Throughput] = field(default_factory=list)
-
-    def median(self, attribute: str) -> float:
-        return float(statistics.median(getattr(run, attribute) for run in self.runs))
-
-
-def _ratio_row(series: Series, baseline: Series) -> str:
-    ratios = [run.rps / base.rps for run, base in zip(series.runs, baseline.runs, strict=True)]
-    return (
-        f"| {series.name} | {', '.join(f'{run.rps:,.0f}' for run in series.runs)} "
-        f"| {series.median('rps'):,.0f} | {statistics.median(ratios):.0%} "
-        f"| {series.median('p50_ms'):.2f} | {series.median('p99_ms'):.2f} "
-        f"| {sum(run.errors for run in series.runs)} |"
-    )
-
-
-def _table(title: str, baseline: Series, others: list[Series]) -> list[str]:
-    return [
-        f"### {title}",
-        "",
-        f"| configuration | rounds req/s | median req/s | vs {baseline.name} (paired median) "
-        "| p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
-        *(_ratio_row(series, baseline) for series in [baseline, *others]),
-        "",
-    ]
-
-
-def telemetry_pairs(stack: Bench) -> list[str]:
-    configs: list[tuple[Series, dict[str, str]]] = [
-        (Series("telemetry off"), {"TELEMETRY_ENABLED": "false"}),
-        (Series("on, 100 % traces"), stack.otlp_env()),
-        (Series("on, 10 % traces"), {**stack.otlp_env(), "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
-        (
-            Series("usual stack: contrib instrumentation, 100 %"),
-            {**stack.otlp_env(), "TELEMETRY_HTTP_MIDDLEWARE": "contrib"},
-        ),
-        (Series("on, 100 %, collector black-holed"), stack.blackhole_env()),
-    ]
-    if QUICK:  # a smoke run of the tooling: one configuration of each kind is enough
-        configs = [configs[0], configs[2], configs[4]]
-    for round_number in range(1, ROUNDS + 1):
-        for series, env in configs:
-            with stack.api(env) as process:
-                api = process.url
-                wrk(f"{api}/api/v1/info", 1, 4)  # warm up
-                result = wrk(f"{api}/api/v1/info", SECONDS, CONNECTIONS)
-            series.runs.append(result)
-            _progress(round_number, series.name, result)
-    off, *others = (series for series, _ in configs)
-    return _table("Telemetry cost, trivial endpoint (GET /api/v1/info)", off, others)
-
-
-def _progress(round_number: int, name: str, result: Throughput) -> None:
-    print(
-        f"round {round_number}  {name:<46} {result.rps:>8,.0f} req/s  "
-        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms",
-        flush=True,
-    )
 
 
 def _machine() -> str:
@@ -150,8 +85,10 @@ def main() -> None:
     figures: dict[str, Any] = {}
     lines: list[str] = []
     with Bench() as stack:
-        if _wanted("telemetry"):
-            lines += telemetry_pairs(stack)
+        if _wanted("telemetry"):  # telemetry.* keys (bench/telemetry.py)
+            telemetry_lines, telemetry_figures = bench_telemetry.section(stack)
+            lines += telemetry_lines
+            figures |= telemetry_figures
         if _wanted("create"):  # create.* and overload.* keys (bench/create.py)
             create_lines, create_figures = bench_create.section(stack, REPORTS, _stem(started))
             lines += create_lines

@@ -631,6 +631,31 @@ def test_guide_metrics_carry_the_guide_labels(live: Live) -> None:
     assert not problems, problems
 
 
+@pytest.mark.parametrize(
+    ("histogram", "services"),
+    [
+        ("http_request_duration_seconds_bucket", {"api", "jwt-verifier"}),
+        ("http_server_request_duration_seconds_bucket", {"api", "jwt-verifier"}),
+        ("webhook_delivery_duration_seconds_bucket", {"webhook-worker"}),  # its HTTP is probes
+    ],
+)
+def test_latency_exemplars_point_at_traces(live: Live, histogram: str, services: set[str]) -> None:
+    """Prometheus (exemplar storage on) keeps the trace ids the services attach to their latency
+    histograms in the OpenMetrics scrape: the Grafana exemplar link has a trace to open."""
+    found = live.monitoring.exemplars(histogram)
+    jobs = {series["seriesLabels"]["job"] for series in found}
+    wanted = {job for job, service in live.monitoring.jobs.items() if service in services}
+    trace_ids = {
+        exemplar["labels"].get("trace_id", "")
+        for series in found
+        for exemplar in series["exemplars"]
+    }
+    print_table("exemplars", [(histogram, f"{len(trace_ids)} trace ids", ", ".join(sorted(jobs)))])
+    assert jobs == wanted
+    assert trace_ids
+    assert all(len(trace_id) == 32 and int(trace_id, 16) for trace_id in trace_ids)
+
+
 def test_outage_telemetry_is_counted(live: Live) -> None:
     """The closed OTLP port is a collector that is down: every service counts what it drops."""
     try:

@@ -75,11 +75,11 @@ CASES = {
         {
             "API_DATABASE_URL": "postgresql://mv:pw@db/mandate_vault",
             "API_KAFKA__BOOTSTRAP_SERVERS": "kafka-1",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
         },
         [
-            "invalid setting OTEL_EXPORTER_OTLP_PROTOCOL: grpc is not supported: use "
-            "http/protobuf (the collector's port 4318)",
+            "invalid setting OTEL_EXPORTER_OTLP_PROTOCOL: http/json is not supported: use "
+            "http/protobuf (port 4318) or grpc (port 4317)",
             f"invalid setting API_DATABASE_URL: postgresql:// {POSTGRES_FIX}",
             "invalid setting API_KAFKA__BOOTSTRAP_SERVERS: entry 'kafka-1' is not host:port, "
             "e.g. kafka-1:9092,kafka-2:9092",

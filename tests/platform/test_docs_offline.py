@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from mandate_vault_harness.net import free_port, wait_for_port
 from mandate_vault_harness.services import ServiceProcess
+from mandate_vault_harness.telemetry import telemetry_for
 
 # One rendered operation of Swagger UI: <div class="opblock opblock-post ...">
 _OPERATION = re.compile(r'class="opblock opblock-(get|post|put|patch|delete)\b')
@@ -94,10 +95,17 @@ def test_control_a_cdn_docs_page_renders_nothing_here() -> None:
 
 def _service_apps() -> dict[str, Callable[[], FastAPI]]:
     from mandate_vault_api.main import create_app as api
+    from mandate_vault_api.settings import ApiSettings
     from mandate_vault_verifier.main import create_app as verifier
+    from mandate_vault_verifier.settings import VerifierSettings
     from mandate_vault_worker.main import create_app as worker
+    from mandate_vault_worker.settings import WorkerSettings
 
-    return {"api": api, "jwt-verifier": verifier, "webhook-worker": worker}
+    return {
+        "api": lambda: api(ApiSettings(), telemetry_for("api")),
+        "jwt-verifier": lambda: verifier(VerifierSettings(), telemetry_for("jwt-verifier")),
+        "webhook-worker": lambda: worker(WorkerSettings(), telemetry_for("webhook-worker")),
+    }
 
 
 @pytest.mark.parametrize("service", ["api", "jwt-verifier", "webhook-worker"])

@@ -1,4 +1,6 @@
-"""Metrics, logs and spans of real requests, read the way Prometheus, Loki and the collector would."""
+"""Metrics, logs and spans of real requests, read the way Prometheus, Loki and the collector would.
+
+The api runs in both telemetry pipelines (TELEMETRY_PIPELINE=fast|sdk): they keep one contract."""
 
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ def otlp_env(receiver: OtlpReceiver) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def api(otlp: OtlpReceiver):
-    process = ServiceProcess("api", otlp_env(otlp)).start()
+@pytest.fixture(params=["fast", "sdk"])
+def api(otlp: OtlpReceiver, request: pytest.FixtureRequest):
+    process = ServiceProcess("api", {**otlp_env(otlp), "TELEMETRY_PIPELINE": request.param})
+    process.start()
     yield process
     process.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from mandate_vault_harness.otlp import OtlpReceiver
 from mandate_vault_harness.sentry import SentrySink
@@ -18,11 +19,16 @@ CANARY_PASSWORD = "hunter2-canary-password"
 CANARIES = (CANARY_JWT, CANARY_API_KEY, CANARY_WEBHOOK_SECRET, CANARY_REFRESH, CANARY_PASSWORD)
 
 
+@pytest.mark.parametrize("pipeline", ["fast", "sdk"])
 def test_canaries_never_leave_the_process(
-    otlp: OtlpReceiver, sentry_sink: SentrySink, canary_service: Callable[..., ServiceProcess]
+    otlp: OtlpReceiver,
+    sentry_sink: SentrySink,
+    canary_service: Callable[..., ServiceProcess],
+    pipeline: str,
 ) -> None:
     process = canary_service(
         {
+            "TELEMETRY_PIPELINE": pipeline,
             "SENTRY_DSN": sentry_sink.dsn,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",

@@ -160,6 +160,6 @@ async def test_refusals_are_503_in_the_error_shape_and_probes_are_never_shed() -
     }
     assert probes == [200, 200, 200]
     assert ran == ["a", "login"]  # the refused request never reached its handler
-    shed = next(c for c in metrics.counters if c.name == "requests_shed_total")
+    shed = metrics.counters["requests_shed_total"]
     assert shed.values[("svc", "/things/{name}", "queue_full")] == 1.0
     assert sum(shed.values.values()) == 1.0  # every other series starts at zero

@@ -18,7 +18,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mandate_vault_shared.telemetry.fast_metrics import FastMetrics, MergingMetricExporter
+from mandate_vault_shared.telemetry.fast_metrics import FastMetrics
+from mandate_vault_shared.telemetry.fast_otlp import MergingMetricExporter
 
 SCOPE = InstrumentationScope("mandate_vault", "1")
 
@@ -41,15 +42,15 @@ class Capture(MetricExporter):
         pass
 
 
-def populated() -> FastMetrics:
-    fast = FastMetrics()
+def populated(fast: FastMetrics | None = None) -> FastMetrics:
+    fast = fast or FastMetrics()
     requests = fast.counter("http_requests_total", "Total HTTP requests", ("method", "status_code"))
     requests.add(("GET", "200"))
     requests.add(("GET", "200"))
-    latency = fast.histogram("latency_seconds", "Latency", ("method",), (0.01, 0.1, 1.0))
+    latency = fast.histogram("latency_seconds", "Latency", ("method",), bounds=(0.01, 0.1, 1.0))
     for value in (0.005, 0.01, 0.05, 2.0):
         latency.record(("GET",), value)
-    fast.gauge("connections_active", "Now").add(3)
+    fast.up_down("connections_active", "Now").add(3)
     return fast
 
 
@@ -76,12 +77,14 @@ def test_prometheus_text() -> None:
 
 def test_otlp_batches_carry_them_in_the_sdk_scope() -> None:
     capture = Capture()
-    fast = populated()
+    fast = FastMetrics()
     exporter = MergingMetricExporter(capture, fast, Resource.create({}), SCOPE)
     provider = MeterProvider(
         resource=Resource.create({}),
         metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)],
     )
+    fast.bind(provider.get_meter(SCOPE.name, SCOPE.version))
+    populated(fast)
     provider.get_meter(SCOPE.name, SCOPE.version).create_counter("sdk_total").add(1)
     provider.force_flush()
     (batch,) = capture.batches

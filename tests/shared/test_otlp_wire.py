@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -16,7 +14,6 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from mandate_vault_harness.otlp import attributes as decoded_attributes
-from mandate_vault_shared.telemetry.export import sender_of
 from mandate_vault_shared.telemetry.otlp_wire import WireLog, encode_logs, encode_spans
 
 
@@ -94,13 +91,3 @@ def test_log_records_decode_to_what_was_logged() -> None:
     assert first.flags == 1
     assert (second.severity_number, second.trace_id) == (17, b"")
     assert decoded_attributes(second.attributes) == {"ratio": 0.25}
-
-
-def test_the_sdk_http_client_seam_still_exists() -> None:
-    for exporter in (
-        OTLPSpanExporter(endpoint="http://127.0.0.1:1/v1/traces"),
-        OTLPLogExporter(endpoint="http://127.0.0.1:1/v1/logs"),
-    ):
-        sender = sender_of(exporter)
-        assert callable(sender.export)
-        assert callable(sender.shutdown)

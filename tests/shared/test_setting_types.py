@@ -48,6 +48,7 @@ def problem(annotation: Any, value: str) -> str:
         (SentryDsn, "https://public@sentry.example.com/42"),
         (OtlpEndpoint, "http://otel-collector:4318"),
         (OtlpProtocol, "http/protobuf"),
+        (OtlpProtocol, "grpc"),
         # empty is "unset" for the standard variables (compose passes SENTRY_DSN= when unset)
         (SentryDsn, ""),
         (OtlpEndpoint, ""),
@@ -89,7 +90,7 @@ def test_postgres_urls_without_the_async_driver_say_which_to_use(scheme: str) ->
         (SentryDsn, "https://sentry.example.com/42", "is not a Sentry DSN"),
         (OtlpEndpoint, "otel-collector:4318", "http:// or https://"),
         (OtlpEndpoint, "http://collector:4318/?x=1", "must not carry a query"),
-        (OtlpProtocol, "grpc", "grpc is not supported: use http/protobuf"),
+        (OtlpProtocol, "http/json", "http/json is not supported: use http/protobuf"),
     ],
 )
 def test_bad_values_say_what_is_wrong(annotation: object, value: str, expected: str) -> None:

@@ -12,6 +12,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+TELEMETRY_KEYS = (
+    "telemetry.full_ratio",
+    "telemetry.production_ratio",
+    "telemetry.fast_vs_sdk.trivial",
+    "telemetry.fast_vs_sdk.create",
+)
 CREATE_KEYS = (
     "create.closed_loop_rps",
     "create.ratio_to_trivial_off",
@@ -54,6 +60,7 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
     report = (tmp_path / "bench-quick.md").read_text()
     for heading in (
         "Telemetry cost, trivial endpoint",
+        "Fast pipeline vs SDK pipeline",
         "Create-mandate: closed loop and CPU per create",
         "Create-mandate under overload",
         "Webhooks, one subscription at",
@@ -63,14 +70,15 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
         assert heading in report
     for row in (
         "| telemetry off |",
-        "| on, 10 % traces |",
-        "collector black-holed",
+        "| all on, fast pipeline |",
+        "| all on, SDK pipeline |",
+        "| production defaults",
         "| create, production defaults",
         "| 200% |",
     ):
         assert row in report
     figures = json.loads((tmp_path / "bench-quick.json").read_text())
-    for key in (*CREATE_KEYS, *WEBHOOK_KEYS):
+    for key in (*TELEMETRY_KEYS, *CREATE_KEYS, *WEBHOOK_KEYS):
         assert isinstance(figures[key], int | float), key
     assert figures["create.closed_loop_rps"] > 0
     assert figures["webhook.one_subscription.lost"] == 0

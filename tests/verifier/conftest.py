@@ -22,6 +22,7 @@ from mandate_vault_harness.jose import (
     rsa_key,
 )
 from mandate_vault_shared.ssrf import SsrfPolicy, guarded_session
+from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
 from mandate_vault_verifier.resolver import DidWebResolver
 from mandate_vault_verifier.truststore import parse_truststore
 from mandate_vault_verifier.verifier import Verifier
@@ -85,7 +86,7 @@ async def make_verifier(tls: TlsFiles) -> AsyncIterator[VerifierFactory]:
         session = guarded_session(SsrfPolicy(allowlist=allowlist), timeout, ssl_context=context)
         extra = {"clock": clock} if clock is not None else {}
         resolver = DidWebResolver(
-            session, NoOpTracer(), max_bytes=max_bytes, ttl_seconds=ttl,
+            session, HttpClientTelemetry(NoOpTracer()), max_bytes=max_bytes, ttl_seconds=ttl,
             failure_ttl_seconds=failure_ttl, **extra,
         )  # fmt: skip
         cleanups.append((resolver, session))

@@ -46,13 +46,15 @@ def jobs(tenant_id: str, subscription_ids: list[str]) -> list[tuple[str, Webhook
 async def produce(stack: System, batch: list[tuple[str, WebhookJob]]) -> None:
     from opentelemetry.trace import NoOpTracer
 
+    from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
+
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, linger_ms=5)
     await producer.start()
     try:
         pending = []
         for subscription_id, job in batch:
             headers = job.headers()
-            with producer_span(NoOpTracer(), stack.topic, headers):
+            with producer_span(MessagingTelemetry(NoOpTracer()), stack.topic, headers):
                 pending.append(
                     await producer.send(
                         stack.topic, job.encode(), key=subscription_id.encode(), headers=headers

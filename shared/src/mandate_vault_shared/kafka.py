@@ -8,6 +8,7 @@ so one trace runs from the HTTP request that caused an event to the webhook it b
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Literal, Self
@@ -16,10 +17,11 @@ from aiokafka.helpers import create_ssl_context
 from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel, Field, FilePath, SecretStr, model_validator
 
 from mandate_vault_shared.setting_types import BrokerList
+from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 
 Headers = list[tuple[str, bytes]]
 
@@ -159,7 +161,7 @@ def header(headers: Sequence[tuple[str, bytes]] | None, key: str) -> str | None:
 
 
 @contextmanager
-def producer_span(tracer: Tracer, topic: str, headers: Headers) -> Iterator[Span]:
+def producer_span(messaging: MessagingTelemetry, topic: str, headers: Headers) -> Iterator[Span]:
     """A PRODUCER span whose context is injected into ``headers`` (which must be a list)."""
     attributes = {
         "messaging.system": _MESSAGING_SYSTEM,
@@ -167,15 +169,22 @@ def producer_span(tracer: Tracer, topic: str, headers: Headers) -> Iterator[Span
         "messaging.operation.type": "send",
         "messaging.operation.name": "send",
     }
-    with tracer.start_as_current_span(
-        f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes
-    ) as span:
-        inject_trace_context(headers)
-        yield span
+    started, error = time.perf_counter(), ""
+    try:
+        with messaging.tracer.start_as_current_span(
+            f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            inject_trace_context(headers)
+            yield span
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        messaging.sent(topic, time.perf_counter() - started, error)
 
 
 @contextmanager
-def consumer_span(tracer: Tracer, record: Any, group: str) -> Iterator[Span]:
+def consumer_span(messaging: MessagingTelemetry, record: Any, group: str) -> Iterator[Span]:
     """A CONSUMER processing span, child of the trace context the producer put in the headers."""
     attributes = {
         "messaging.system": _MESSAGING_SYSTEM,
@@ -186,10 +195,17 @@ def consumer_span(tracer: Tracer, record: Any, group: str) -> Iterator[Span]:
         "messaging.destination.partition.id": str(record.partition),
         "messaging.kafka.offset": record.offset,
     }
-    with tracer.start_as_current_span(
-        f"process {record.topic}",
-        context=extract_trace_context(record.headers),
-        kind=SpanKind.CONSUMER,
-        attributes=attributes,
-    ) as span:
-        yield span
+    started, error = time.perf_counter(), ""
+    try:
+        with messaging.tracer.start_as_current_span(
+            f"process {record.topic}",
+            context=extract_trace_context(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            yield span
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        messaging.processed(record.topic, time.perf_counter() - started, error)

@@ -1,4 +1,4 @@
-"""Run a service: settings, telemetry once, one uvicorn process (uvloop + httptools)."""
+"""Run a service: settings, its one telemetry object, one uvicorn process (uvloop + httptools)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from mandate_vault_shared.settings import ServiceSettings, load_settings
-from mandate_vault_shared.telemetry import Telemetry, configure_telemetry
+from mandate_vault_shared.telemetry import Telemetry, create_telemetry
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -30,7 +30,7 @@ def run_service(
     app_factory: Callable[[S, Telemetry], FastAPI],
 ) -> None:
     settings = load_settings(settings_type)
-    telemetry = configure_telemetry(service, package_version(distribution), settings)
+    telemetry = create_telemetry(service, package_version(distribution), settings)
     try:
         uvicorn.run(
             app_factory(settings, telemetry),

@@ -162,8 +162,8 @@ def _delays(value: str) -> str:
 
 
 def _otlp_protocol(value: str) -> str:
-    if value not in ("", "http/protobuf"):
-        msg = f"{value} is not supported: use http/protobuf (the collector's port 4318)"
+    if value not in ("", "http/protobuf", "grpc"):
+        msg = f"{value} is not supported: use http/protobuf (port 4318) or grpc (port 4317)"
         raise ValueError(msg)
     return value
 

@@ -3,8 +3,8 @@
 The names of the shared variables (`ENVIRONMENT`, `LOG_LEVEL`, `LOG_FORMAT`, `SENTRY_DSN`, ...)
 are part of the operators' contract, so they carry no service prefix. Each service subclasses
 `ServiceSettings` with its own `env_prefix` for everything else. `OTEL_*` variables belong to
-the OpenTelemetry SDK; the only one read here is the sampler ratio, so that one knob keeps its
-standard name while its default follows the environment.
+the OpenTelemetry SDK; the ones read here are checked on load, and where a project default
+overlaps (the sampler ratio follows `ENVIRONMENT`) the standard variable, when set, wins.
 """
 
 from __future__ import annotations
@@ -21,6 +21,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from mandate_vault_shared.setting_types import OtlpEndpoint, OtlpProtocol, SentryDsn
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+TracesSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+ExemplarFilter = Literal["trace_based", "always_on", "always_off"]
 
 # Values that look like a secret but are obviously not one: refused outside development.
 _MIN_SECRET_LENGTH = 16
@@ -96,9 +105,23 @@ class ServiceSettings(BaseSettings):
     telemetry_enabled: bool = Field(
         True, validation_alias=_alias("telemetry_enabled", "TELEMETRY_ENABLED")
     )
-    telemetry_http_middleware: Literal["lean", "contrib"] = Field(
-        "lean",
-        validation_alias=_alias("telemetry_http_middleware", "TELEMETRY_HTTP_MIDDLEWARE"),
+    # fast: our encoders, log shipper, dict-backed instruments and request middleware; sdk: the
+    # OpenTelemetry packages (FastAPI/asyncpg instrumentation, SDK instruments and exporters).
+    telemetry_pipeline: Literal["fast", "sdk"] = Field(
+        "fast", validation_alias=_alias("telemetry_pipeline", "TELEMETRY_PIPELINE")
+    )
+    telemetry_semconv_metrics: bool = Field(
+        True, validation_alias=_alias("telemetry_semconv_metrics", "TELEMETRY_SEMCONV_METRICS")
+    )
+    otel_sdk_disabled: bool = Field(
+        False, validation_alias=_alias("otel_sdk_disabled", "OTEL_SDK_DISABLED")
+    )
+    otel_traces_sampler: TracesSampler | None = Field(
+        None, validation_alias=_alias("otel_traces_sampler", "OTEL_TRACES_SAMPLER")
+    )
+    otel_metrics_exemplar_filter: ExemplarFilter | None = Field(
+        None,
+        validation_alias=_alias("otel_metrics_exemplar_filter", "OTEL_METRICS_EXEMPLAR_FILTER"),
     )
 
     # The OpenTelemetry SDK reads these itself; they are here to be checked on load.
@@ -169,6 +192,17 @@ class ServiceSettings(BaseSettings):
     def effective_log_level(self) -> LogLevel:
         assert self.log_level is not None  # filled by the validator
         return self.log_level
+
+    @property
+    def telemetry_on(self) -> bool:
+        """Request telemetry runs: neither `TELEMETRY_ENABLED=false` nor `OTEL_SDK_DISABLED`."""
+        return self.telemetry_enabled and not self.otel_sdk_disabled
+
+    @property
+    def traces_sampler(self) -> str:
+        """`OTEL_TRACES_SAMPLER` when set, else a parent-based ratio (`OTEL_TRACES_SAMPLER_ARG`,
+        by default the environment's)."""
+        return self.otel_traces_sampler or "parentbased_traceidratio"
 
     @property
     def effective_log_format(self) -> LogFormat:

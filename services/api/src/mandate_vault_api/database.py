@@ -15,7 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mandate_vault_shared.telemetry.fast_metrics import FastGauge, FastHistogram
+from mandate_vault_shared.telemetry.instruments import UpDown
+from mandate_vault_shared.telemetry.semconv import DbTelemetry
 
 # Raised when the database is unreachable or the pool is exhausted: answered 503 + Retry-After.
 # The asyncpg ones escape from the create transaction, which talks to asyncpg directly.
@@ -50,9 +51,7 @@ class HotPool:
     ``db_connections_active`` while checked out.
     """
 
-    def __init__(
-        self, dsn: str, size: int, timeout: float, in_use: FastGauge | None = None
-    ) -> None:
+    def __init__(self, dsn: str, size: int, timeout: float, in_use: UpDown | None = None) -> None:
         self._dsn = dsn
         self._size = size
         self._timeout = timeout
@@ -98,15 +97,15 @@ class Database:
     def __init__(
         self,
         engine: AsyncEngine,
-        query_timings: FastHistogram | None = None,
+        telemetry: DbTelemetry | None = None,
         *,
         hot_pool_size: int = 20,
         pool_timeout: float = 5.0,
-        connections_in_use: FastGauge | None = None,
+        connections_in_use: UpDown | None = None,
     ) -> None:
         self.engine = engine
-        # db_query_duration_seconds, for statements that bypass SQLAlchemy (see fast_writes)
-        self.query_timings = query_timings
+        # Metrics and spans of statements that bypass SQLAlchemy (see fast_writes)
+        self.telemetry = telemetry
         self.hot: HotPool | None = None
         if self.dialect == "postgresql":
             dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -14,7 +14,8 @@ PostgreSQL database and compares every row they wrote):
   here, too much for the hot path on PostgreSQL: so two paths, kept equal by that test.
 
 Both take the outbox columns an event shares from `webhooks.event_columns`, so what an outbox
-row holds is defined once. Query timings still land in ``db_query_duration_seconds``.
+row holds is defined once. Its timing lands in ``db_query_duration_seconds`` and the database
+spans like any other statement's.
 """
 
 from __future__ import annotations
@@ -131,12 +132,16 @@ async def store_created(
     arguments = statement.arguments(values, shared, idempotency_row)
     assert db.hot is not None  # every PostgreSQL database has one
     async with db.hot.connection() as conn:
-        started = time.perf_counter()
+        started, error = time.perf_counter(), ""
         try:
             queued = await conn.fetchval(statement.sql, *arguments)
+        except Exception as exc:
+            error = type(exc).__name__
+            raise
         finally:
-            if db.query_timings is not None:
-                db.query_timings.record(("insert",), time.perf_counter() - started)
+            if db.telemetry is not None:
+                seconds = time.perf_counter() - started
+                db.telemetry.finished("insert", statement.sql, seconds, error)
     return int(queued)
 
 

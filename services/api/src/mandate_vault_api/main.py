@@ -43,11 +43,10 @@ from mandate_vault_api.routes import (
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_api.verifier_client import VerifierClient
-from mandate_vault_shared.db.engine import DB_CONNECTIONS_IN_USE, DB_QUERY_TIMINGS, create_engine
+from mandate_vault_shared.db.engine import create_engine
 from mandate_vault_shared.kafka import producer_options
 from mandate_vault_shared.keepalive import KeepAliveClient
-from mandate_vault_shared.serve import package_version
-from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
+from mandate_vault_shared.telemetry import Telemetry, get_logger
 from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl, Route
 from mandate_vault_shared.web.app import build_app
 from mandate_vault_shared.web.middleware import QUIET_PATHS
@@ -166,42 +165,34 @@ def _background_tasks(
     return [asyncio.create_task(job, name=name) for name, job in jobs.items()]
 
 
-def create_app(
-    settings: ApiSettings | None = None,
-    telemetry: Telemetry | None = None,
-    clock: Clock = utc_now,
-) -> FastAPI:
-    settings = settings or ApiSettings()
-    telemetry = telemetry or configure_telemetry(
-        SERVICE_NAME, package_version(DISTRIBUTION), settings
-    )
+def create_app(settings: ApiSettings, telemetry: Telemetry, clock: Clock = utc_now) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[ApiState]:
         engine = create_engine(
             settings.database_url,
-            metrics=telemetry.fast,
+            telemetry=telemetry,
             pool_size=settings.db_pool_size,
             pool_timeout=settings.db_pool_timeout_seconds,
         )
         db = Database(
             engine,
-            telemetry.fast.histogram(*DB_QUERY_TIMINGS),
+            telemetry.database(engine.dialect.name),
             hot_pool_size=settings.db_create_pool_size,
             pool_timeout=settings.db_pool_timeout_seconds,
-            connections_in_use=telemetry.fast.gauge(*DB_CONNECTIONS_IN_USE),
+            connections_in_use=telemetry.connections(),
         )
         verifier = VerifierClient(
             KeepAliveClient(settings.verifier_url),
-            telemetry.tracer,
+            telemetry.http_client,
             settings.verifier_timeout_seconds,
         )
-        metrics = ApiMetrics(telemetry.meter, telemetry.fast, telemetry.service)
+        metrics = ApiMetrics(telemetry.metrics, telemetry.service)
         election = LeaderElection(db)
         relay = OutboxRelay(
             db,
             lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
-            telemetry.tracer,
+            telemetry.messaging,
             settings.jobs_topic,
             clock,
             batch_size=settings.outbox_batch_size,
@@ -209,14 +200,14 @@ def create_app(
         )
         tasks = _background_tasks(settings, db, metrics, election, relay, clock)
         policy = auth_policy(settings)
-        limiter = RateLimiter(settings.rate_limits, telemetry.meter, _shared_limits(settings))
+        limiter = RateLimiter(settings.rate_limits, telemetry.metrics, _shared_limits(settings))
         revocations = Revocations(
             Authenticator(db, policy, clock, settings.auth_cache_seconds),
             TtlCache(settings.auth_cache_seconds),
         )
         listener = None
         if db.dialect == "postgresql":
-            listener = revocations.listener(settings.database_url, telemetry.meter)
+            listener = revocations.listener(settings.database_url, telemetry.metrics)
             tasks.append(asyncio.create_task(listener.run(), name="revocations"))
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
@@ -266,7 +257,7 @@ def create_app(
         admission=AdmissionControl(
             SERVICE_NAME,
             {DEFAULT_BUDGET: settings.admission, LOGIN_BUDGET: settings.login_admission},
-            telemetry.fast,
+            telemetry.metrics,
             routes=[Route("POST", "/api/v1/auth/login", LOGIN_BUDGET)],
             exempt=QUIET_PATHS,
         ),

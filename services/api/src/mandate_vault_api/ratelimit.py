@@ -27,11 +27,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
-from opentelemetry.metrics import Meter
-
 from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_shared.errors import RateLimited
 from mandate_vault_shared.telemetry import get_logger, names
+from mandate_vault_shared.telemetry.instruments import Metrics
 
 _MAX_KEYS: Final = 50_000
 FALLBACK_SECONDS: Final = 1.0  # after a Redis failure, decide locally this long before retrying
@@ -80,24 +79,23 @@ class TokenBuckets:
 
 class RateLimiter:
     def __init__(
-        self, limits: dict[str, Limit], meter: Meter, shared: RedisWindows | None = None
+        self, limits: dict[str, Limit], metrics: Metrics, shared: RedisWindows | None = None
     ) -> None:
         self._buckets = {scope: TokenBuckets(limit) for scope, limit in limits.items()}
         self._shared = shared
         self._shared_down_until = 0.0
-        self._refused = meter.create_counter(
-            names.RATE_LIMITED_TOTAL, description="Requests refused by a rate limit, by scope"
+        self._refused = metrics.counter(
+            names.RATE_LIMITED_TOTAL, "Requests refused by a rate limit, by scope", ("scope",)
         )
-        self._fallback = meter.create_counter(
+        self._fallback = metrics.counter(
             names.RATE_LIMIT_FALLBACK_TOTAL,
-            description="Rate-limit checks decided per process because Redis was unreachable",
+            "Rate-limit checks decided per process because Redis was unreachable",
+            ("scope",),
         )
-        self._attributes = {scope: {"scope": scope} for scope in limits}
+        self._attributes = {scope: (scope,) for scope in limits}
         for scope in limits:  # the series exist from the start, so rate() sees the first one
-            self._refused.add(0, self._attributes[scope])
-            self._fallback.add(
-                0, self._attributes[scope]
-            )  # 0 also without Redis: nothing fell back
+            self._refused.add(self._attributes[scope], 0)
+            self._fallback.add(self._attributes[scope], 0)  # 0 also without Redis
 
     async def check(self, *hits: Hit) -> None:
         """Raise `RateLimited` (429 + Retry-After) when a (scope, key) is over its limit."""
@@ -111,13 +109,13 @@ class RateLimiter:
         now = time.monotonic()
         for scope, key in hits:
             if self._shared is not None:
-                self._fallback.add(1, self._attributes[scope])
+                self._fallback.add(self._attributes[scope])
             wait = self._buckets[scope].take(key, now)
             if wait > 0:
                 self._refuse(scope, wait)
 
     def _refuse(self, scope: str, wait: float) -> None:
-        self._refused.add(1, self._attributes[scope])
+        self._refused.add(self._attributes[scope])
         raise RateLimited(retry_after=max(1, math.ceil(wait)))
 
     async def _shared_waits(

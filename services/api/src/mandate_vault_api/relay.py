@@ -25,7 +25,6 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from opentelemetry.trace import Tracer
 from sqlalchemy import Row, select, update
 
 from mandate_vault_api.clock import Clock, as_utc
@@ -34,6 +33,7 @@ from mandate_vault_shared.db.schema import outbox
 from mandate_vault_shared.kafka import Headers, producer_span
 from mandate_vault_shared.messages import EventType, WebhookJob
 from mandate_vault_shared.telemetry import get_logger
+from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 
 _RETRY_DELAY_SECONDS: Final = 1.0
 _PARTITIONER: Final = DefaultPartitioner()  # the producer's choice for a key (murmur2)
@@ -46,7 +46,7 @@ class OutboxRelay:
         self,
         db: Database,
         producer_factory: Callable[[], AIOKafkaProducer],
-        tracer: Tracer,
+        messaging: MessagingTelemetry,
         topic: str,
         clock: Clock,
         *,
@@ -56,7 +56,7 @@ class OutboxRelay:
         self._db = db
         self._factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
-        self._tracer = tracer
+        self._messaging = messaging
         self._topic = topic
         self._clock = clock
         self._batch_size = batch_size
@@ -156,7 +156,7 @@ class OutboxRelay:
             )
             token = otel_context.attach(parent) if parent is not None else None
             try:
-                with producer_span(self._tracer, self._topic, headers):
+                with producer_span(self._messaging, self._topic, headers):
                     pending.append(
                         await producer.send(
                             self._topic,

@@ -19,11 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from opentelemetry.metrics import Meter
-
 from mandate_vault_api.cache import TtlCache
 from mandate_vault_shared.invalidation import Handler, Listener, announce
 from mandate_vault_shared.telemetry import names
+from mandate_vault_shared.telemetry.instruments import Metrics
 
 if TYPE_CHECKING:
     from mandate_vault_api.auth import Authenticator
@@ -58,15 +57,16 @@ class Revocations:
         self.authenticator.forget_all()
         self.issuer_cache.clear()
 
-    def listener(self, database_url: str, meter: Meter) -> Listener:
-        received = meter.create_counter(
+    def listener(self, database_url: str, metrics: Metrics) -> Listener:
+        received = metrics.counter(
             names.CACHE_INVALIDATIONS_TOTAL,
-            description="Cache invalidations received from the channel, by kind ('gap': "
+            "Cache invalidations received from the channel, by kind ('gap': "
             "everything cleared after the channel (re)connected)",
+            ("kind",),
         )
         return Listener(
             database_url,
             self.handlers(),
             self.forget_everything,
-            lambda kind: received.add(1, {"kind": kind}),
+            lambda kind: received.add((kind,)),
         )

@@ -16,13 +16,13 @@ from decimal import Decimal
 from typing import Any, Final
 
 import orjson
-from opentelemetry.trace import Tracer
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from mandate_vault_shared.errors import PayloadTooLarge, ServiceUnavailable
-from mandate_vault_shared.http_client import client_span, record_answer
+from mandate_vault_shared.http_client import client_call
 from mandate_vault_shared.keepalive import KeepAliveClient
+from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
 
 VERIFIER_RETRY_AFTER = 5
 VERIFY_PATH: Final = "/api/v1/verify"
@@ -58,7 +58,7 @@ class VerifierUnavailable(ServiceUnavailable):
 @dataclass
 class VerifierClient:
     http: KeepAliveClient
-    tracer: Tracer
+    calls: HttpClientTelemetry
     timeout_seconds: float
     _target: URL = field(init=False)
 
@@ -69,18 +69,18 @@ class VerifierClient:
         body = orjson.dumps(
             {"jwt": token, "allowed_issuers": list(allowed_issuers), "include_claims": False}
         )
-        with client_span(self.tracer, "POST", self._target, _JSON_HEADERS) as (span, headers):
+        with client_call(self.calls, "POST", self._target, _JSON_HEADERS) as call:
             try:
                 # Verification reads nothing but its input: safe to send again on a new
                 # connection when an idle one turns out closed.
                 async with asyncio.timeout(self.timeout_seconds):
                     answer = await self.http.post(
-                        self._target.raw_path, body, headers, idempotent=True
+                        self._target.raw_path, body, call.headers, idempotent=True
                     )
             except (OSError, TimeoutError) as exc:  # ConnectionError is an OSError
-                span.set_attribute("error.type", type(exc).__name__)
+                call.failed(exc)
                 raise VerifierUnavailable(retry_after=VERIFIER_RETRY_AFTER) from exc
-            record_answer(span, answer.status)
+            call.answered(answer.status)
         if answer.status == 413:
             raise PayloadTooLarge("The mandate token is too large.")
         if answer.status != 200:

@@ -9,10 +9,9 @@ from typing import Final
 
 from fastapi import FastAPI, Request
 
-from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.settings import Environment
 from mandate_vault_shared.ssrf import guarded_session
-from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
+from mandate_vault_shared.telemetry import Telemetry, get_logger
 from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl
 from mandate_vault_shared.web.app import build_app
 from mandate_vault_shared.web.middleware import QUIET_PATHS
@@ -48,13 +47,7 @@ def _log_truststore(truststore: Truststore, settings: VerifierSettings) -> None:
         log.warning("ssrf_allowlist_in_use", entries=settings.ssrf_allowlist)
 
 
-def create_app(
-    settings: VerifierSettings | None = None, telemetry: Telemetry | None = None
-) -> FastAPI:
-    settings = settings or VerifierSettings()
-    telemetry = telemetry or configure_telemetry(
-        SERVICE_NAME, package_version(DISTRIBUTION), settings
-    )
+def create_app(settings: VerifierSettings, telemetry: Telemetry) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -71,7 +64,7 @@ def create_app(
         )
         resolver = DidWebResolver(
             session,
-            telemetry.tracer,
+            telemetry.http_client,
             max_bytes=settings.did_web_max_bytes,
             ttl_seconds=settings.did_web_cache_ttl_seconds,
             failure_ttl_seconds=settings.did_web_failure_ttl_seconds,
@@ -86,7 +79,7 @@ def create_app(
         try:
             yield State(
                 verifier=verifier,
-                recorder=VerificationRecorder(telemetry.fast),
+                recorder=VerificationRecorder(telemetry.metrics),
                 max_request_bytes=settings.max_request_bytes,
             )
         finally:
@@ -102,7 +95,10 @@ def create_app(
         readiness={"truststore": truststore_ready},
         openapi_tags=[{"name": "verify", "description": "Mandate JWT verification"}],
         admission=AdmissionControl(
-            SERVICE_NAME, {DEFAULT_BUDGET: settings.admission}, telemetry.fast, exempt=QUIET_PATHS
+            SERVICE_NAME,
+            {DEFAULT_BUDGET: settings.admission},
+            telemetry.metrics,
+            exempt=QUIET_PATHS,
         ),
     )
     app.include_router(verify.router)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
-from opentelemetry.trace import Tracer
 
 from mandate_vault_shared.http_client import traced_request
 from mandate_vault_shared.ssrf import ResponseTooLarge, SsrfBlocked, read_capped
 from mandate_vault_shared.telemetry import get_logger
+from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
 from mandate_vault_verifier.didweb import InvalidDidDocument, parse_did_document
 from mandate_vault_verifier.keys import TrustedKey
 from mandate_vault_verifier.truststore import Issuer
@@ -50,7 +50,7 @@ class DidWebResolver:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        tracer: Tracer,
+        http: HttpClientTelemetry,
         *,
         max_bytes: int,
         ttl_seconds: float,
@@ -58,7 +58,7 @@ class DidWebResolver:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
-        self._tracer = tracer
+        self._http = http
         self._max_bytes = max_bytes
         self._ttl = ttl_seconds
         self._failure_ttl = failure_ttl_seconds
@@ -127,7 +127,7 @@ class DidWebResolver:
         assert issuer.did_web_url is not None
         async with traced_request(
             self._session,
-            self._tracer,
+            self._http,
             "GET",
             issuer.did_web_url,
             headers={"Accept": _ACCEPT},

@@ -8,7 +8,7 @@ from typing import Final
 from opentelemetry import trace
 
 from mandate_vault_shared.telemetry import get_logger, names
-from mandate_vault_shared.telemetry.fast_metrics import FastMetrics
+from mandate_vault_shared.telemetry.instruments import Metrics
 from mandate_vault_verifier.verifier import VerificationResult
 
 # Label keys and event names of this service (candidates for telemetry.names).
@@ -22,9 +22,8 @@ log = get_logger(__name__)
 
 
 class VerificationRecorder:
-    def __init__(self, fast: FastMetrics) -> None:
-        # A fast instrument: recorded on every request (see telemetry.fast_metrics).
-        self._counter = fast.counter(
+    def __init__(self, metrics: Metrics) -> None:
+        self._counter = metrics.counter(
             names.JWT_VERIFICATIONS_TOTAL,
             "JWT verifications by status and issuer",
             (LABEL_STATUS, LABEL_ISSUER),

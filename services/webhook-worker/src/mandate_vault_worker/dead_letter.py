@@ -10,9 +10,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from opentelemetry.trace import Tracer
 
 from mandate_vault_shared.kafka import Headers, producer_span
+from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 
 HEADER_TOPIC = "dlq-original-topic"
 HEADER_PARTITION = "dlq-original-partition"
@@ -22,10 +22,12 @@ HEADER_ATTEMPTS = "dlq-attempts"
 
 
 class DeadLetters:
-    def __init__(self, factory: Callable[[], AIOKafkaProducer], tracer: Tracer, topic: str) -> None:
+    def __init__(
+        self, factory: Callable[[], AIOKafkaProducer], messaging: MessagingTelemetry, topic: str
+    ) -> None:
         self._factory = factory
         self._producer: AIOKafkaProducer | None = None
-        self._tracer = tracer
+        self._messaging = messaging
         self.topic = topic
 
     async def publish(
@@ -48,7 +50,7 @@ class DeadLetters:
         headers += [(HEADER_ERROR, error[:500].encode()), (HEADER_ATTEMPTS, str(attempts).encode())]
         producer = await self._ensure()
         try:
-            with producer_span(self._tracer, self.topic, headers):
+            with producer_span(self._messaging, self.topic, headers):
                 await producer.send_and_wait(self.topic, value, key=key, headers=headers)
         except (KafkaError, OSError):
             await self.close()

@@ -22,11 +22,11 @@ from enum import StrEnum
 from typing import Final
 
 import aiohttp
-from opentelemetry.trace import Tracer
 
 from mandate_vault_shared.http_client import traced_request
 from mandate_vault_shared.ssrf import SsrfBlocked
 from mandate_vault_shared.telemetry.redact import REDACTED, is_sensitive_key, redact_text
+from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry
 from mandate_vault_shared.webhooks import signature_header
 
 USER_AGENT: Final = "MandateVault-Webhooks/1.0"
@@ -122,7 +122,7 @@ def _classify(status: int) -> Outcome:
 
 async def attempt_delivery(
     session: aiohttp.ClientSession,
-    tracer: Tracer,
+    http: HttpClientTelemetry,
     target: Target,
     event_id: str,
     body: bytes,
@@ -140,7 +140,7 @@ async def attempt_delivery(
     try:
         async with traced_request(
             session,
-            tracer,
+            http,
             "POST",
             target.url,
             headers=headers,

@@ -118,7 +118,7 @@ class Dispatcher:
         replay: bool,
     ) -> None:
         try:
-            with consumer_span(self._deps.tracer, record, self._deps.settings.consumer_group):
+            with consumer_span(self._deps.messaging, record, self._deps.settings.consumer_group):
                 if isinstance(job, ValidationError):
                     await self._poison(record, job)
                 elif replay:

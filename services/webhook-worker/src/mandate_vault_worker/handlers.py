@@ -25,6 +25,7 @@ from yarl import URL
 
 from mandate_vault_shared.messages import EventType, WebhookJob
 from mandate_vault_shared.telemetry import get_logger, names
+from mandate_vault_shared.telemetry.semconv import HttpClientTelemetry, MessagingTelemetry
 from mandate_vault_worker import store
 from mandate_vault_worker.dead_letter import DeadLetters, parse_origin
 from mandate_vault_worker.delivery import AttemptResult, Outcome, Target, attempt_delivery
@@ -54,6 +55,8 @@ class WorkerDeps:
     engine: AsyncEngine
     session: aiohttp.ClientSession
     tracer: Tracer
+    http: HttpClientTelemetry  # delivery requests: spans and http.client.request.duration
+    messaging: MessagingTelemetry  # processing spans and messaging.* metrics
     dead_letters: DeadLetters
     metrics: WorkerMetrics
     writer: DeliveryWriter
@@ -124,7 +127,7 @@ async def _send(
             return target, None
         result = await attempt_delivery(
             deps.session,
-            deps.tracer,
+            deps.http,
             target,
             delivery.event_id,
             delivery.payload.encode(),

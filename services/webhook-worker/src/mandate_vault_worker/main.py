@@ -12,11 +12,10 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from mandate_vault_shared.db.engine import DB_QUERY_TIMINGS, create_engine
+from mandate_vault_shared.db.engine import create_engine
 from mandate_vault_shared.kafka import producer_options
-from mandate_vault_shared.serve import package_version
 from mandate_vault_shared.ssrf import guarded_session
-from mandate_vault_shared.telemetry import Telemetry, configure_telemetry, get_logger
+from mandate_vault_shared.telemetry import Telemetry, get_logger
 from mandate_vault_shared.web.app import build_app
 from mandate_vault_shared.webhooks import SecretBox
 from mandate_vault_worker import store
@@ -72,7 +71,7 @@ def _repeat(
 
 def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
     engine = create_engine(
-        settings.database_url, metrics=telemetry.fast, pool_size=settings.db_pool_size
+        settings.database_url, telemetry=telemetry, pool_size=settings.db_pool_size
     )
     # Every job in flight may hold a connection: the pool must not make one tenant's slow
     # endpoint queue another's requests.
@@ -81,13 +80,13 @@ def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
     )
     dead_letters = DeadLetters(
         lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
-        telemetry.tracer,
+        telemetry.messaging,
         settings.dead_letter_topic,
     )
-    metrics = WorkerMetrics(telemetry.meter, telemetry.service)
+    metrics = WorkerMetrics(telemetry.metrics, telemetry.service)
     box = SecretBox(settings.encryption_key)
     fast = (
-        PgFastPath(engine, telemetry.fast.histogram(*DB_QUERY_TIMINGS))
+        PgFastPath(engine, telemetry.database("postgresql"))
         if engine.dialect.name == "postgresql"
         else None
     )
@@ -96,6 +95,8 @@ def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
         engine=engine,
         session=session,
         tracer=telemetry.tracer,
+        http=telemetry.http_client,
+        messaging=telemetry.messaging,
         dead_letters=dead_letters,
         metrics=metrics,
         writer=DeliveryWriter(engine, fast),
@@ -134,13 +135,7 @@ async def _stop(
         log.warning("consumer_stop_timed_out")
 
 
-def create_app(
-    settings: WorkerSettings | None = None, telemetry: Telemetry | None = None
-) -> FastAPI:
-    settings = settings or WorkerSettings()
-    telemetry = telemetry or configure_telemetry(
-        SERVICE_NAME, package_version(DISTRIBUTION), settings
-    )
+def create_app(settings: WorkerSettings, telemetry: Telemetry) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WorkerState]:

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mandate_vault_shared.telemetry.fast_metrics import FastHistogram
+from mandate_vault_shared.telemetry.semconv import DbTelemetry
 from mandate_vault_worker import store
 from mandate_vault_worker.store import StateWrite, WriteKind
 
@@ -102,9 +102,9 @@ def _columns(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]])
 
 
 class PgFastPath:
-    def __init__(self, engine: AsyncEngine, timings: FastHistogram | None) -> None:
+    def __init__(self, engine: AsyncEngine, telemetry: DbTelemetry | None) -> None:
         self._engine = engine
-        self._timings = timings
+        self._telemetry = telemetry
 
     @asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
@@ -120,12 +120,16 @@ class PgFastPath:
 
     async def _run(self, operation: str, call: str, sql: str, *args: Any) -> Any:
         async with self._driver() as driver:
-            started = time.perf_counter()
+            started, error = time.perf_counter(), ""
             try:
                 return await getattr(driver, call)(sql, *args)
+            except Exception as exc:
+                error = type(exc).__name__
+                raise
             finally:
-                if self._timings is not None:
-                    self._timings.record((operation,), time.perf_counter() - started)
+                if self._telemetry is not None:
+                    seconds = time.perf_counter() - started
+                    self._telemetry.finished(operation, sql, seconds, error)
 
     async def known(self, event_ids: Sequence[str]) -> set[str]:
         if not event_ids:

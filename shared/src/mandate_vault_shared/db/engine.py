@@ -1,7 +1,10 @@
-"""The async engine, with the monitoring guide's database metrics.
+"""The async engine, with the monitoring guide's database metrics and the statement spans.
 
 - ``db_connections_active``: connections checked out of the pool right now;
-- ``db_query_duration_seconds{operation}``: per statement, ``operation`` in a fixed small set.
+- ``db_query_duration_seconds{operation}``: per statement, ``operation`` in a fixed small set;
+- ``db.client.operation.duration`` and a CLIENT span per statement inside a sampled trace
+  (`telemetry.semconv.DbTelemetry`; in the SDK pipeline the spans come from the
+  asyncpg/sqlalchemy instrumentation).
 
 SQLite (``make run``'s embedded default) gets a pool of one connection in WAL mode: with a pool
 of ten, concurrent writers queued on SQLite's file lock and p99 reached 1.2 s.
@@ -17,25 +20,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from mandate_vault_shared.telemetry import names
-from mandate_vault_shared.telemetry.fast_metrics import FastMetrics
+from mandate_vault_shared.telemetry import Telemetry
+from mandate_vault_shared.telemetry.instruments import UpDown
+from mandate_vault_shared.telemetry.semconv import DbTelemetry
 
 OPERATIONS: Final = ("select", "insert", "update", "delete")
 OTHER_OPERATION: Final = "other"
 _START_KEY: Final = "_mv_query_started"
-
-
-# The arguments of the `db_query_duration_seconds` fast histogram (name, help, labels, buckets).
-DB_QUERY_TIMINGS: Final = (
-    names.DB_QUERY_DURATION,
-    "Database query latency",
-    ("operation",),
-    names.LATENCY_BUCKETS_SECONDS,
-)
-
-
-# The `db_connections_active` fast gauge (name, help): pools other than the engine's count too.
-DB_CONNECTIONS_IN_USE: Final = (names.DB_CONNECTIONS_ACTIVE, "Database connections checked out now")
 
 
 def is_sqlite(url: str) -> bool:
@@ -43,10 +34,13 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(
-    url: str, *, metrics: FastMetrics | None = None, pool_size: int = 20, pool_timeout: float = 5.0
+    url: str,
+    *,
+    telemetry: Telemetry | None = None,
+    pool_size: int = 20,
+    pool_timeout: float = 5.0,
 ) -> AsyncEngine:
-    """The engine; with `metrics`, instrumented with the guide's database metrics (fast
-    instruments: a request runs several queries)."""
+    """The engine; with `telemetry`, instrumented (metrics and statement spans)."""
     if is_sqlite(url):
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=pool_timeout)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -60,8 +54,11 @@ def create_engine(
             # fails its statement (answered 503), is discarded, and the next one is fresh.
             pool_recycle=1800,
         )
-    if metrics is not None:
-        _instrument(engine.sync_engine, metrics)
+    if telemetry is not None:
+        system = engine.dialect.name
+        _instrument(engine.sync_engine, telemetry.database(system), telemetry.connections())
+        if telemetry.engine_instrumentation is not None:
+            telemetry.engine_instrumentation(engine.sync_engine)
     return engine
 
 
@@ -80,11 +77,7 @@ def operation_of(statement: str) -> str:
     return OTHER_OPERATION
 
 
-def _instrument(engine: Engine, metrics: FastMetrics) -> None:
-    active = metrics.gauge(*DB_CONNECTIONS_IN_USE)
-    duration = metrics.histogram(*DB_QUERY_TIMINGS)
-    labels = {op: (op,) for op in (*OPERATIONS, OTHER_OPERATION)}
-
+def _instrument(engine: Engine, db: DbTelemetry, active: UpDown) -> None:
     @event.listens_for(engine, "checkout")
     def _checkout(*_: Any) -> None:
         active.add(1)
@@ -101,4 +94,12 @@ def _instrument(engine: Engine, metrics: FastMetrics) -> None:
     def _after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         started = conn.info.pop(_START_KEY, None)
         if started is not None:
-            duration.record(labels[operation_of(statement)], time.perf_counter() - started)
+            db.finished(operation_of(statement), statement, time.perf_counter() - started)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        started = context.connection.info.pop(_START_KEY, None) if context.connection else None
+        if started is not None and context.statement:
+            error = type(context.original_exception).__name__
+            seconds = time.perf_counter() - started
+            db.finished(operation_of(context.statement), context.statement, seconds, error)

@@ -1,66 +1,45 @@
-"""OTLP export that can never get in a request's way, and counts what it loses.
+"""OTLP export that can never get in a request's way, never ships a secret, and counts losses.
 
-Spans leave through the SDK's batch processor and logs through `log_shipper` (bounded queues,
-background threads): a collector that refuses or black-holes connections costs those threads
-their time, never a request. Losses are counted in ``telemetry_dropped_total{signal,
-reason}``: ``queue_full`` when a queue overflows, ``export_failed`` when the collector does not
-take a batch.
+Spans and logs leave through batch processors (bounded queues, background threads): a
+collector that refuses or black-holes connections costs those threads their time, never a
+request. Losses are counted in ``telemetry_dropped_total{signal, reason}``: ``queue_full``
+when a queue overflows, ``export_failed`` when the collector does not take a batch.
+
+Both pipelines remove secrets from span attributes, event attributes and status messages on the
+way out: the fast one while encoding (`otlp_wire`), the SDK one in `RedactingSpanExporter`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any
 
-from opentelemetry.metrics import Counter
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
 
-from mandate_vault_shared.telemetry.names import LABEL_REASON, LABEL_SIGNAL
+from mandate_vault_shared.telemetry import names
+from mandate_vault_shared.telemetry.instruments import Metrics
 from mandate_vault_shared.telemetry.otlp_wire import encode_spans
-
-_SIGNALS: Final = ("traces", "metrics", "logs")
-
-
-def otlp_configured(signal: str, environ: Mapping[str, str] | None = None) -> bool:
-    """True when the standard variables name an endpoint for `signal` (traces/metrics/logs)."""
-    env = os.environ if environ is None else environ
-    if env.get(f"OTEL_{signal.upper()}_EXPORTER", "otlp").lower() == "none":
-        return False
-    return bool(
-        env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-    )
-
-
-def check_protocol(environ: Mapping[str, str] | None = None) -> None:
-    """Only OTLP over HTTP/protobuf is shipped; say so at start instead of failing later."""
-    env = os.environ if environ is None else environ
-    for key in (
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-        *(f"OTEL_EXPORTER_OTLP_{s.upper()}_PROTOCOL" for s in _SIGNALS),
-    ):
-        value = env.get(key)
-        if value and value != "http/protobuf":
-            msg = f"{key}={value} is not supported: use http/protobuf (collector port 4318)"
-            raise ValueError(msg)
+from mandate_vault_shared.telemetry.redact import redact_text, safe_attribute
+from mandate_vault_shared.telemetry.seams import QUEUE_FULL_MESSAGE, OtlpSender
 
 
 class DropCounter:
     """Counts telemetry the process had to throw away."""
 
-    def __init__(self, counter: Counter) -> None:
-        self._counter = counter
-        self._attributes: dict[tuple[str, str], dict[str, str]] = {}
+    def __init__(self, metrics: Metrics) -> None:
+        self._counter = metrics.counter(
+            names.TELEMETRY_DROPPED_TOTAL,
+            "Telemetry items dropped",
+            (names.LABEL_SIGNAL, names.LABEL_REASON),
+        )
 
     def add(self, signal: str, reason: str, amount: int = 1) -> None:
-        key = (signal, reason)
-        attributes = self._attributes.get(key)
-        if attributes is None:
-            attributes = self._attributes[key] = {LABEL_SIGNAL: signal, LABEL_REASON: reason}
-        self._counter.add(amount, attributes)
+        self._counter.add((signal, reason), amount)
 
 
 class QueueFullFilter(logging.Filter):
@@ -71,35 +50,16 @@ class QueueFullFilter(logging.Filter):
         self._drops = drops
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == "Queue full, dropping %s.":
+        if record.msg == QUEUE_FULL_MESSAGE:
             signal = "traces" if record.args == ("Span",) else "logs"
             self._drops.add(signal, "queue_full")
             return False
         return True
 
 
-class OtlpSender(Protocol):
-    """What the SDK's OTLP/HTTP exporters use to POST a payload (with retries and timeout)."""
-
-    def export(self, data: bytes) -> Any: ...
-
-    def shutdown(self) -> None: ...
-
-
-def sender_of(exporter: Any) -> OtlpSender:
-    """The HTTP client inside an SDK OTLP/HTTP exporter, configured from OTEL_* variables.
-
-    Reusing it keeps the SDK's endpoint, header, timeout, compression and retry handling; only
-    the encoding is ours (see `otlp_wire`). tests/shared/test_otlp_wire.py fails if the SDK
-    moves it.
-    """
-    client: OtlpSender = exporter._client
-    return client
-
-
 class SafeSpanExporter(SpanExporter):
-    """Encodes spans with `otlp_wire` (which removes secrets from attributes, event attributes
-    and status messages on the way) and counts failed batches."""
+    """Fast pipeline: encodes spans with `otlp_wire` (redacting on the way) and posts them with
+    the SDK exporter's HTTP client; counts failed batches."""
 
     def __init__(self, sender: OtlpSender, drops: DropCounter) -> None:
         self._sender = sender
@@ -117,3 +77,78 @@ class SafeSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _clean(values: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:
+    clean = {key: safe_attribute(key, value) for key, value in (values or {}).items()}
+    return clean, any(clean[key] != value for key, value in (values or {}).items())
+
+
+def redacted(span: ReadableSpan) -> ReadableSpan:
+    """The span with secrets removed (the same object when it holds none)."""
+    attributes, changed = _clean(span.attributes)
+    events = []
+    for event in span.events:
+        event_attributes, event_changed = _clean(event.attributes)
+        changed |= event_changed
+        events.append(Event(event.name, event_attributes, event.timestamp))
+    status = span.status
+    if status.description and redact_text(status.description) != status.description:
+        status, changed = Status(status.status_code, redact_text(status.description)), True
+    if not changed:
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactingSpanExporter(SpanExporter):
+    """SDK pipeline: the SDK's OTLP exporter, fed spans without secrets; counts failures."""
+
+    def __init__(self, inner: SpanExporter, drops: DropCounter) -> None:
+        self._inner = inner
+        self._drops = drops
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._inner.export([redacted(span) for span in spans])
+        if result is not SpanExportResult.SUCCESS:
+            self._drops.add("traces", "export_failed", len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class CountingLogExporter(LogRecordExporter):
+    """SDK pipeline: the SDK's OTLP log exporter; counts failed batches (records arrive
+    redacted: the structlog chain removed secrets before they were emitted)."""
+
+    def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
+        self._inner = inner
+        self._drops = drops
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        result = self._inner.export(batch)
+        if result is not LogRecordExportResult.SUCCESS:
+            self._drops.add("logs", "export_failed", len(batch))
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)

@@ -5,6 +5,8 @@ The structlog chain hands each (already redacted) event to `LogShipper`, which k
 them with the SDK exporter's HTTP client. On the hot path that is a tuple and an append (the
 SDK's LoggerProvider cost ~40 us per record there, plus ~40 us to encode). A full queue drops
 the oldest record and counts it; a collector that is down costs the thread, not the request.
+Queue size, batch size and delay come from the standard ``OTEL_BLRP_*`` variables, as for the
+SDK's BatchLogRecordProcessor.
 """
 
 from __future__ import annotations
@@ -12,20 +14,17 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Final
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from structlog.typing import EventDict, WrappedLogger
 
-from mandate_vault_shared.telemetry.export import DropCounter, OtlpSender
+from mandate_vault_shared.telemetry.export import DropCounter
+from mandate_vault_shared.telemetry.logs import SEVERITY, record_attributes
 from mandate_vault_shared.telemetry.otlp_wire import WireLog, encode_logs
-
-_SEVERITY: Final = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
-# Carried by the record itself (body, severity, time, trace fields) or by the resource.
-_ENVELOPE_KEYS: Final = frozenset({"event", "level", "timestamp", "trace_id", "span_id", "service"})
-_PRIMITIVES: Final = (str, bool, int, float)
+from mandate_vault_shared.telemetry.seams import OtlpSender
+from mandate_vault_shared.telemetry.standard import blrp
 
 
 class LogShipper:
@@ -35,19 +34,16 @@ class LogShipper:
         drops: DropCounter,
         resource: Resource,
         scope: InstrumentationScope,
-        *,
-        max_queue: int = 2048,
-        batch_size: int = 512,
-        interval_seconds: float = 1.0,
     ) -> None:
         self._sender = sender
         self._drops = drops
         self._resource = resource
         self._scope = scope
         self._queue: collections.deque[WireLog] = collections.deque()
-        self._max_queue = max_queue
-        self._batch_size = batch_size
-        self._interval = interval_seconds
+        limits = blrp()
+        self._max_queue = limits["OTEL_BLRP_MAX_QUEUE_SIZE"]
+        self._batch_size = min(limits["OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"], self._max_queue)
+        self._interval = limits["OTEL_BLRP_SCHEDULE_DELAY"] / 1000
         self._wake = threading.Event()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="OtlpLogShipper", daemon=True)
@@ -57,17 +53,12 @@ class LogShipper:
         """The structlog processor: queue the event, never block."""
         span = trace.get_current_span().get_span_context()
         level = event.get("level", "info")
-        attributes = {
-            key: value if isinstance(value, _PRIMITIVES) else str(value)
-            for key, value in event.items()
-            if key not in _ENVELOPE_KEYS and value is not None
-        }
         record = WireLog(
             time.time_ns(),
-            _SEVERITY.get(level, 9),
+            SEVERITY.get(level, 9),
             level.upper(),
             str(event.get("event", "")),
-            attributes,
+            record_attributes(event),
             span.trace_id if span.is_valid else 0,
             span.span_id if span.is_valid else 0,
             int(span.trace_flags) if span.is_valid else 0,

@@ -7,6 +7,10 @@ and ``service``, plus ``trace_id``/``span_id`` when a span is current. INFO and 
 kept at ``sample_rate``; WARNING and above always. Records from the standard library (uvicorn,
 aiokafka, the OpenTelemetry SDK) go through the same chain, so every line has one shape. A CR or
 LF inside a value can never start a second line: JSON escapes it and the text renderer quotes it.
+
+Lines also go to the OTLP exporters (when configured), except the export path's own: records of
+the HTTP/gRPC clients and the OpenTelemetry SDK are never shipped, at any level, or each export
+would log, and each log line be exported, in a loop.
 """
 
 from __future__ import annotations
@@ -35,9 +39,30 @@ _QUIET_LIBRARIES: Final = (
     "asyncio",
     "alembic",
     "httpx",
+    "httpcore",
     "opentelemetry",
     "sqlalchemy",
+    "urllib3",
+    "requests",
+    "grpc",
 )
+# Loggers of the export path (the exporters' HTTP and gRPC clients, the SDK): never exported.
+EXPORT_PATH_LOGGERS: Final = (
+    "urllib3",
+    "requests",
+    "charset_normalizer",
+    "opentelemetry",
+    "grpc",
+    "httpx",
+    "httpcore",
+    "h2",
+    "hpack",
+)
+_EXPORT_PATH: Final = tuple(f"{name}." for name in EXPORT_PATH_LOGGERS)
+SEVERITY: Final = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
+# Carried by a log record itself (body, severity, time, trace fields) or by the resource.
+_ENVELOPE_KEYS: Final = frozenset({"event", "level", "timestamp", "trace_id", "span_id", "service"})
+_PRIMITIVES: Final = (str, bool, int, float)
 _TEXT_KEYS_FIRST: Final = ("timestamp", "level", "logger", "event")
 _SAFE_TYPES: Final = frozenset({int, float, bool})  # cannot carry a secret
 _OWN_KEYS: Final = frozenset({"event", "logger_name"})  # event names are code constants
@@ -135,8 +160,34 @@ class _SamplingFilter(logging.Filter):
         return record.levelno >= logging.WARNING or random.random() < self._rate  # noqa: S311
 
 
+def from_export_path(logger: str) -> bool:
+    return logger in EXPORT_PATH_LOGGERS or logger.startswith(_EXPORT_PATH)
+
+
+def record_attributes(event: EventDict) -> dict[str, Any]:
+    """A structlog event's fields as OTLP log attributes (primitives, the rest as text)."""
+    return {
+        key: value if isinstance(value, _PRIMITIVES) else str(value)
+        for key, value in event.items()
+        if key not in _ENVELOPE_KEYS and value is not None
+    }
+
+
+def _shipping(exporters: list[Processor]) -> Processor:
+    """Hands each line to the exporters, unless it comes from the export path itself."""
+
+    def ship(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        if not from_export_path(str(event.get("logger", ""))):
+            for exporter in exporters:
+                exporter(logger, method, event)
+        return event
+
+    return ship
+
+
 def _chain(config: LogConfig, extra: list[Processor]) -> list[Processor]:
-    return [structlog.contextvars.merge_contextvars, _envelope(config.service), *extra]
+    chain = [structlog.contextvars.merge_contextvars, _envelope(config.service)]
+    return [*chain, _shipping(extra)] if extra else chain
 
 
 def configure_logging(

@@ -54,6 +54,38 @@ ADMISSION_QUEUED: Final = "admission_queued"
 DB_CONNECTIONS_ACTIVE: Final = "db_connections_active"
 DB_QUERY_DURATION: Final = "db_query_duration_seconds"
 
+# --- metrics: OpenTelemetry semantic conventions, beside the guide's (TELEMETRY_SEMCONV_METRICS)
+# Prometheus shows them with dots as underscores and a unit suffix:
+# http_server_request_duration_seconds, messaging_client_sent_messages_total, ...
+SEMCONV_HTTP_SERVER_DURATION: Final = "http.server.request.duration"
+SEMCONV_HTTP_CLIENT_DURATION: Final = "http.client.request.duration"
+SEMCONV_DB_OPERATION_DURATION: Final = "db.client.operation.duration"
+SEMCONV_MESSAGING_OPERATION_DURATION: Final = "messaging.client.operation.duration"
+SEMCONV_MESSAGING_SENT: Final = "messaging.client.sent.messages"
+SEMCONV_MESSAGING_PROCESS_DURATION: Final = "messaging.process.duration"
+SEMCONV_MESSAGING_CONSUMED: Final = "messaging.client.consumed.messages"
+# The conventions' advised buckets (seconds).
+SEMCONV_HTTP_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+SEMCONV_DB_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+# Semantic-convention attribute keys.
+ATTR_HTTP_METHOD: Final = "http.request.method"
+ATTR_HTTP_ROUTE: Final = "http.route"
+ATTR_HTTP_STATUS: Final = "http.response.status_code"
+ATTR_URL_SCHEME: Final = "url.scheme"
+ATTR_ERROR_TYPE: Final = "error.type"
+ATTR_SERVER_ADDRESS: Final = "server.address"
+ATTR_SERVER_PORT: Final = "server.port"
+ATTR_DB_SYSTEM: Final = "db.system.name"
+ATTR_DB_OPERATION: Final = "db.operation.name"
+ATTR_DB_QUERY: Final = "db.query.text"
+ATTR_MESSAGING_SYSTEM: Final = "messaging.system"
+ATTR_MESSAGING_OPERATION: Final = "messaging.operation.name"
+ATTR_MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
+ATTR_MESSAGING_DESTINATION: Final = "messaging.destination.name"
+ATTR_MESSAGING_GROUP: Final = "messaging.consumer.group.name"
+
 # --- metric label keys ---
 LABEL_METHOD: Final = "method"
 LABEL_ENDPOINT: Final = "endpoint"

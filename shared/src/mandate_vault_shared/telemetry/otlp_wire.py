@@ -23,7 +23,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind
 
-from mandate_vault_shared.telemetry.redact import REDACTED, is_sensitive_key, redact_text
+from mandate_vault_shared.telemetry.redact import redact_text, safe_attribute
+from mandate_vault_shared.telemetry.seams import plain, span_attributes
 
 _CACHE_LIMIT: Final = 16384
 _CACHEABLE_LENGTH: Final = 256  # long values (stack traces) are encoded, not memoised
@@ -89,18 +90,8 @@ def any_value(value: Any) -> bytes:  # noqa: PLR0911 - one branch per AnyValue c
     return _field(1, str(value).encode("utf-8", "surrogatepass"))
 
 
-def _safe(key: str, value: Any) -> Any:
-    if value and is_sensitive_key(key):
-        return REDACTED
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, list | tuple):
-        return [redact_text(v) if isinstance(v, str) else v for v in value]
-    return value
-
-
 def _key_value(key: str, value: Any) -> bytes:
-    return _string(1, key) + _field(2, any_value(_safe(key, value)))
+    return _string(1, key) + _field(2, any_value(safe_attribute(key, value)))
 
 
 def _attribute(field: int, key: str, value: Any) -> bytes:
@@ -119,17 +110,10 @@ def _attribute(field: int, key: str, value: Any) -> bytes:
     return cached
 
 
-def _plain(values: Mapping[str, Any]) -> Mapping[str, Any]:
-    # The SDK keeps attributes in a BoundedAttributes wrapper (a lock and a Python-level
-    # mapping); its underlying dict iterates at C speed. Reading it is safe: the span ended.
-    inner = getattr(values, "_dict", None)
-    return inner if isinstance(inner, dict) else values
-
-
 def attributes(field: int, values: Mapping[str, Any] | None) -> bytes:
     if not values:
         return b""
-    return b"".join([_attribute(field, k, v) for k, v in _plain(values).items()])
+    return b"".join([_attribute(field, k, v) for k, v in plain(values).items()])
 
 
 def _resource(resource: Resource) -> bytes:
@@ -180,7 +164,7 @@ def _span(span: ReadableSpan) -> bytes:
         _SPAN_KINDS[span.kind],
         b"\x39" + _U64(span.start_time or 0),
         b"\x41" + _U64(span.end_time or 0),
-        attributes(9, span._attributes),
+        attributes(9, span_attributes(span)),
         _enum(10, span.dropped_attributes),
     ]
     for event in span.events:

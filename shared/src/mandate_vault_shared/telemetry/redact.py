@@ -84,3 +84,14 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(redact(item) for item in value)
     return value
+
+
+def safe_attribute(key: str, value: Any) -> Any:
+    """An attribute value with secrets removed: by its key, and by shape in strings."""
+    if value and is_sensitive_key(key):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list | tuple):
+        return [redact_text(v) if isinstance(v, str) else v for v in value]
+    return value

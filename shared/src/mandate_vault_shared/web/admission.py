@@ -40,13 +40,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from pydantic import BaseModel, Field
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mandate_vault_shared.telemetry import get_logger, names
-from mandate_vault_shared.telemetry.fast_metrics import FastCounter, FastMetrics
+from mandate_vault_shared.telemetry.instruments import Counter, Labels, Metrics
 from mandate_vault_shared.web.responses import JsonResponse
 
 REASONS: Final = ("queue_full", "expected_wait", "deadline")
@@ -195,7 +194,7 @@ class AdmissionControl:
         self,
         service: str,
         budgets: Mapping[str, BudgetSettings],
-        metrics: FastMetrics,
+        metrics: Metrics,
         *,
         routes: Iterable[Route] = (),
         exempt: Iterable[str] = (),
@@ -206,7 +205,7 @@ class AdmissionControl:
         }
         self._routes = {(route.method, route.path): route.budget for route in routes}
         self._exempt = frozenset(exempt)
-        self._shed: FastCounter = metrics.counter(
+        self._shed: Counter = metrics.counter(
             names.REQUESTS_SHED_TOTAL,
             "Requests refused by admission control (503 + Retry-After)",
             (names.LABEL_SERVICE, names.LABEL_ENDPOINT, names.LABEL_REASON),
@@ -310,7 +309,7 @@ class AdmissionMiddleware:
         await response(scope, receive, send)
 
 
-def observe_budgets(control: AdmissionControl, meter: Meter) -> None:
+def observe_budgets(control: AdmissionControl, metrics: Metrics) -> None:
     """Gauges of every budget's limit, requests in flight and requests waiting, read only when
     metrics are collected: ``admission_concurrency_limit{service, budget}``, ...."""
     readings: dict[str, Callable[[Budget], float]] = {
@@ -320,17 +319,10 @@ def observe_budgets(control: AdmissionControl, meter: Meter) -> None:
     }
     for name, read in readings.items():
 
-        def observe(
-            _: CallbackOptions, read: Callable[[Budget], float] = read
-        ) -> list[Observation]:
-            return [
-                Observation(
-                    read(budget), {LABEL_SERVICE: control.service, LABEL_BUDGET: budget.name}
-                )
-                for budget in control.budgets.values()
-            ]
+        def observe(read: Callable[[Budget], float] = read) -> list[tuple[Labels, float]]:
+            return [((control.service, b.name), read(b)) for b in control.budgets.values()]
 
-        meter.create_observable_gauge(name, callbacks=[observe], description=_GAUGES[name])
+        metrics.observe(name, _GAUGES[name], (LABEL_SERVICE, LABEL_BUDGET), observe)
 
 
 LABEL_SERVICE, LABEL_BUDGET = names.LABEL_SERVICE, names.LABEL_BUDGET

@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 
 from mandate_vault_shared.telemetry import Telemetry
+from mandate_vault_shared.telemetry.process import FAST
 from mandate_vault_shared.web.admission import (
     AdmissionControl,
     AdmissionMiddleware,
@@ -86,14 +87,15 @@ def build_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_size)
     if admission is not None:  # inside the telemetry middleware: refusals are counted and traced
         app.add_middleware(AdmissionMiddleware, control=admission)
-        observe_budgets(admission, telemetry.meter)
+        observe_budgets(admission, telemetry.metrics)
     if not telemetry.enabled:
         return app
-    lean = telemetry.http_middleware == "lean"
-    app.add_middleware(RequestTelemetryMiddleware, telemetry=telemetry, tracing=lean)
-    if not lean:
-        # The contrib instrumentation, configured as lean as it goes (one server span, no
-        # duplicate HTTP metrics, probes untraced) — kept to measure ours against.
+    fast = telemetry.pipeline == FAST
+    app.add_middleware(RequestTelemetryMiddleware, telemetry=telemetry, tracing=fast)
+    if not fast:
+        # SDK pipeline: server spans from the contrib instrumentation (one per request, probes
+        # untraced); the guide's and semantic-convention metrics and the access log stay with
+        # the middleware above, so both pipelines record the same series.
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=telemetry.tracer_provider,

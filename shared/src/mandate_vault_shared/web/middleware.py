@@ -7,24 +7,26 @@ For every request it:
   ``url.path``, ``url.scheme``, ``http.response.status_code``, ``server.address``,
   ``client.address``, ``user_agent.original``, ``error.type``); attributes are only computed
   for spans that are recorded, so unsampled requests cost almost nothing;
-- records ``http_requests_total{method, endpoint, status_code}`` and
+- records ``http_requests_total{method, endpoint, status_code}``,
   ``http_request_duration_seconds{method, endpoint}`` (``endpoint`` is the route template;
-  unmatched paths collapse to one value);
+  unmatched paths collapse to one value) and ``http.server.request.duration`` — inside the
+  server span, so sampled requests leave exemplars;
 - logs ``http_request`` (and ``http_request_error`` plus ``errors_total`` for every 5xx).
 
 Health, readiness and metrics routes are counted but neither traced nor logged. Requests refused
 by admission control (`admission.py`) are counted and traced but not logged one by one.
 
-It replaces opentelemetry-instrumentation-fastapi's middleware, which on the reference machine
-cost more than the framework itself per request: it builds attributes for unsampled spans,
-looks the route up by iterating the app's routes, and wraps send/receive (see
-README, Performance, for the paired measurements). Set ``TELEMETRY_HTTP_MIDDLEWARE=contrib``
-to run the contrib instrumentation instead (kept for comparison).
+In the fast pipeline it also opens the server span, in place of opentelemetry-instrumentation-
+fastapi's middleware, which builds attributes for unsampled spans, looks the route up by
+iterating the app's routes and wraps send/receive (README, Performance, has the paired
+measurements). In the SDK pipeline (``TELEMETRY_PIPELINE=sdk``) that instrumentation opens it
+and this middleware runs with ``tracing=False``.
 """
 
 from __future__ import annotations
 
-import os
+import logging
+import random
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -45,7 +47,6 @@ from mandate_vault_shared.web.admission import SHED_STATE_KEY
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/api/v1/metrics"})
-_CONTEXT_HEADERS: Final = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 log = get_logger(__name__)
 
@@ -76,7 +77,8 @@ def _incoming_request_id(scope: Scope) -> str:
     candidate = _header(scope.get("headers", ()), _REQUEST_ID_HEADER)
     if candidate is not None and _VALID_REQUEST_ID.fullmatch(candidate):
         return candidate
-    return os.urandom(16).hex()
+    # A correlation id, not a secret: no system call for it (os.urandom cost ~2 us).
+    return format(random.getrandbits(128), "032x")
 
 
 def _endpoint(scope: Scope) -> str:
@@ -110,6 +112,12 @@ class RequestTelemetryMiddleware:
         self.app = app
         self._http = telemetry.http
         self._tracer = telemetry.tracer if tracing else None
+        # At LOG_LEVEL=WARNING (production) no access line is built at all.
+        self._access_log = log.is_enabled_for(logging.INFO)
+        # The headers the configured propagators (OTEL_PROPAGATORS) read.
+        self._context_headers = frozenset(
+            name.lower().encode("latin-1") for name in propagate.get_global_textmap().fields
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,7 +156,7 @@ class RequestTelemetryMiddleware:
             return None, None
         headers = scope.get("headers", ())
         # Most callers send no trace context: skip the propagators' parsing for them.
-        carried = any(key in _CONTEXT_HEADERS for key, _ in headers)
+        carried = any(key in self._context_headers for key, _ in headers)
         parent = propagate.extract(headers, getter=_GETTER) if carried else None
         span = self._tracer.start_span(scope["method"], context=parent, kind=SpanKind.SERVER)
         if span.is_recording():
@@ -165,9 +173,16 @@ class RequestTelemetryMiddleware:
     ) -> None:
         method = scope["method"]
         endpoint = _endpoint(scope)
-        self._http.record_request(method, endpoint, status, seconds)
         if status >= 500:
             error_type = str(error_type or scope["state"].get("error_type") or status)
+        self._http.record_request(
+            method,
+            endpoint,
+            status,
+            seconds,
+            scheme=scope.get("scheme", "http"),
+            error_type=error_type,
+        )
         if span is not None:
             self._end_span(span, method, endpoint, status, error_type)
         if scope["path"] in QUIET_PATHS and status < 500:
@@ -175,9 +190,14 @@ class RequestTelemetryMiddleware:
         if scope["state"].get(SHED_STATE_KEY):
             return  # a refusal under load: counted in requests_shed_total, never logged one by one
         duration_ms = round(seconds * 1000, 2)
-        log.info(
-            "http_request", method=method, route=endpoint, status=status, duration_ms=duration_ms
-        )
+        if self._access_log:
+            log.info(
+                "http_request",
+                method=method,
+                route=endpoint,
+                status=status,
+                duration_ms=duration_ms,
+            )
         if status >= 500:
             severity = "warning" if status == 503 else "error"
             self._http.record_error(str(error_type), severity)

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from mandate_vault_shared.telemetry import Telemetry
 from mandate_vault_shared.web.responses import JsonResponse
@@ -65,8 +64,10 @@ def system_router(
         return JsonResponse(body, status_code=200 if ready else 503)
 
     @router.get("/api/v1/metrics")
-    async def metrics() -> Response:
-        body = await asyncio.to_thread(telemetry.prometheus_text)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text, or OpenMetrics with exemplars when the scraper asks for it."""
+        accept = request.headers.get("accept", "")
+        body, content_type = await asyncio.to_thread(telemetry.exposition, accept)
+        return Response(body, media_type=content_type)
 
     return router

@@ -16,10 +16,11 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from mandate_vault_api import directory, migrate
-from mandate_vault_api.main import create_app
+from mandate_vault_api.main import SERVICE_NAME, create_app
 from mandate_vault_api.roles import Role
 from mandate_vault_api.settings import ApiSettings
 from mandate_vault_harness.system import PASSWORD
+from mandate_vault_harness.telemetry import telemetry_for
 
 SIGNING_KEY = "test-signing-key-0123456789abcdef"
 
@@ -96,7 +97,7 @@ async def running_api(database_url: str, verifier_url: str, **overrides: Any) ->
     await asyncio.to_thread(migrate.upgrade, database_url)
     clock = FakeClock()
     settings = api_settings(database_url, verifier_url, **overrides)
-    app = create_app(settings, clock=clock)
+    app = create_app(settings, telemetry_for(SERVICE_NAME), clock=clock)
     async with LifespanManager(app) as manager:
         state = manager._state
         transport = httpx.ASGITransport(app=with_request_state(app, state))

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from mandate_vault_shared.kafka import header, producer_span
 from mandate_vault_shared.messages import EventType, WebhookJob
+from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 from mandate_vault_worker.dispatch import Window
 from mandate_vault_worker.offsets import PartitionOffsets
 
@@ -114,7 +115,7 @@ async def produce_traced(bootstrap: str, topic: str, job: WebhookJob) -> tuple[s
     await producer.start()
     try:
         headers = job.headers()
-        with producer_span(provider.get_tracer("test"), topic, headers):
+        with producer_span(MessagingTelemetry(provider.get_tracer("test")), topic, headers):
             await producer.send_and_wait(topic, job.encode(), key=b"sub-1", headers=headers)
     finally:
         await producer.stop()

@@ -184,6 +184,8 @@ class Monitoring:
                 f"--config.file={prometheus_config}",
                 f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
                 f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                # Exemplars from the OpenMetrics scrape: trace ids on the latency histograms.
+                "--enable-feature=exemplar-storage",
                 "--log.level=warn",
             ],
         )
@@ -237,6 +239,12 @@ class Monitoring:
         if data["resultType"] != "vector":
             raise PromQLError(f"unexpected result type {data['resultType']} for {expr!r}")
         return list(data["result"])
+
+    def exemplars(self, expr: str, seconds: float = 600) -> list[dict[str, Any]]:
+        """/api/v1/query_exemplars over the last `seconds`: one entry per series."""
+        now = time.time()
+        data = self.api("query_exemplars", query=expr, start=str(now - seconds), end=str(now))
+        return list(data)
 
 
 def finite(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
