@@ -246,7 +246,9 @@ def scrape(url: str) -> tuple[set[Series], dict[str, str]]:
     for family in text_string_to_metric_families(text):
         kinds[family.name + ("_total" if family.type == "counter" else "")] = family.type
         for sample in family.samples:
-            labels = dict(sample.labels)
+            # Prometheus takes a label with an empty value for no label at all (as OTLP, which
+            # leaves the attribute out): e.g. the semantic-convention `error_type` of a success.
+            labels = {k: v for k, v in sample.labels.items() if v != ""}
             if "le" in labels and labels["le"] != "+Inf":
                 labels["le"] = bucket_bound(float(labels["le"]))
             series.add(Series(sample.name, frozenset(labels.items())))

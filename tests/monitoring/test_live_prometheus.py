@@ -108,6 +108,13 @@ NO_LIVE_DATA = {
 NEVER_EVALUATED = "0001-01-01T00:00:00Z"
 # Gauges that are legitimately 0 on an idle system (no connection checked out between requests,
 # an empty outbox, a consumer that has caught up). Every other expression must show a value > 0.
+# The recording rules of the alerts file (SLO error ratios and objectives).
+RECORDED_RULES = [
+    rule["record"]
+    for group in yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))["groups"]
+    for rule in group["rules"]
+    if "record" in rule
+]
 MAY_BE_ZERO = {
     "Panel 7: Database Connections",
     "panel Database Connections [A]",
@@ -483,7 +490,27 @@ def test_every_guide_expression_returns_data(live: Live) -> None:
     )
 
 
+def recording_rules_evaluated(
+    monitoring: Monitoring, count: int, timeout: float = 75
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The recording rules loaded, and those evaluated at least once, waiting (up to
+    `timeout`) for all `count` to have been: their group runs every minute."""
+    deadline = time.monotonic() + timeout
+    while True:
+        loaded = [
+            rule
+            for group in monitoring.api("rules", type="record")["groups"]
+            for rule in group["rules"]
+        ]
+        evaluated = [r for r in loaded if not r["lastEvaluation"].startswith("0001-")]
+        if len(evaluated) == count or time.monotonic() > deadline:
+            return loaded, evaluated
+        time.sleep(1)
+
+
 def test_every_dashboard_target_returns_data(live: Live) -> None:
+    # The SLO panels read recorded series: wait for the rules' first evaluation.
+    recording_rules_evaluated(live.monitoring, len(RECORDED_RULES))
     targets = dashboard_targets()
     # 8 guide panels (3 quantiles), 2 SLO stats and 2 burn-rate panels, the webhook pipeline,
     # load shedding, telemetry drops, 1 annotation
@@ -575,17 +602,7 @@ def test_every_recording_rule_loads_and_evaluates(live: Live) -> None:
         for rule in group["rules"]
         if "record" in rule
     ]
-    deadline = time.monotonic() + 75
-    while True:
-        loaded = [
-            rule
-            for group in live.monitoring.api("rules", type="record")["groups"]
-            for rule in group["rules"]
-        ]
-        evaluated = [r for r in loaded if not r["lastEvaluation"].startswith("0001-")]
-        if len(evaluated) == len(defined) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    loaded, evaluated = recording_rules_evaluated(live.monitoring, len(defined))
     assert len(loaded) == len(defined)
     assert len(evaluated) == len(defined), "recording rules never evaluated"
     unhealthy = [(r["name"], r.get("lastError")) for r in loaded if r["health"] != "ok"]

@@ -46,7 +46,7 @@ def test_the_subscriber_receives_the_trace_that_began_at_the_api(
         return found[0]
 
     api_server = one("mandate-vault-api", SERVER, "POST /api/v1/mandates")
-    api_client = one("mandate-vault-api", CLIENT)
+    api_client = one("mandate-vault-api", CLIENT, "POST")  # the verifier call; db spans too
     verifier_server = one("mandate-vault-jwt-verifier", SERVER)
     producer = one("mandate-vault-api", PRODUCER, f"send {stack.topic}")
     processing = one("mandate-vault-webhook-worker", CONSUMER, f"process {stack.topic}")
