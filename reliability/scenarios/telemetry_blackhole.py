@@ -1,24 +1,35 @@
 """The collector, Loki and Sentry black-holed during load: users notice nothing.
 
-Paired runs on the same database and broker: the api and the jwt-verifier are started with
-telemetry going to healthy endpoints (a process that accepts and discards), then restarted with
-every endpoint black-holed (a TCP port that accepts nothing and answers nothing): OTLP traces
-and metrics (the collector), OTLP logs (Loki's OTLP intake) and the Sentry DSN. Each run drives
-the same open-loop, constant-rate load (scripts/loadgen.py: latency measured from each
-request's scheduled time) of reads and mandate creations. Runs are ordered H B B H ... so drift
-on the shared machine falls on both sides; the p99 of the pooled latencies is compared.
+The machine's capacity for the mix is measured first: closed-loop goodput of 4 reads to 1
+create (wrk, 16 connections) against the first healthy run's api and jwt-verifier. The
+paired runs then drive `LOAD_SHARE` of it (at most half, so the healthy baseline is never past
+capacity), on the same database and broker: the api and the verifier are started with telemetry
+going to healthy endpoints (a process that accepts and discards), or with every endpoint
+black-holed (a TCP port that accepts nothing and answers nothing): OTLP traces and metrics (the
+collector), OTLP logs (Loki's OTLP intake) and the Sentry DSN. Each run drives the same
+open-loop, constant-rate load (scripts/loadgen.py: latency measured from each request's
+scheduled time) of reads and creates. Runs alternate healthy, black-holed, healthy, ... and
+each adjacent (healthy, black-holed) pair gives a p99 ratio per kind; the verdict is the median
+over at least `MIN_PAIRS` pairs (one noisy run on the shared machine cannot decide it), and the
+spread (min and max of the pairs' ratios) is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import cycle
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 
-from mandate_vault_harness.load import OpenLoop, constant_rate
+from mandate_vault_harness.load import OpenLoop, constant_rate, wrk_with_cpu
 from mandate_vault_harness.metrics import scrape, value
 from mandate_vault_harness.net import BlackHole
 from mandate_vault_harness.sinks import DiscardServer
@@ -27,9 +38,12 @@ from reliability.core import Findings, Row, Scale, wait_until
 
 NAME = "telemetry endpoints black-holed"
 P99_TOLERANCE = 1.10
+MIN_PAIRS = 8
 EXPORT_TIMEOUT_SECONDS = 3  # OTEL_EXPORTER_OTLP_TIMEOUT in both variants (SDK default: 10)
-READ_RPS, CREATE_RPS = 80.0, 20.0
+LOAD_SHARE = 0.4  # of the measured capacity: at most half, with room for the shared machine
+READS_PER_CREATE = 4
 TIMEOUT = aiohttp.ClientTimeout(total=10)
+KINDS = ("reads", "creates")
 
 
 def _healthy_env(sink: DiscardServer) -> dict[str, str]:
@@ -51,8 +65,9 @@ def _blackholed_env(collector: BlackHole, loki: BlackHole, sentry: BlackHole) ->
 
 
 async def _load(
-    api: str, tenant: Tenant, mandate_id: str, tokens: list[str], seconds: float
-) -> tuple[OpenLoop, OpenLoop]:
+    api: str, tenant: Tenant, mandate_id: str, tokens: list[str], rates: tuple[float, float],
+    seconds: float,
+) -> tuple[OpenLoop, OpenLoop]:  # fmt: skip
     headers = tenant.headers()
     read_url = f"{api}/api/v1/mandates/{mandate_id}"
     create_url = f"{api}/api/v1/mandates"
@@ -70,48 +85,95 @@ async def _load(
             return r.status
 
     reads, creates = await asyncio.gather(
-        constant_rate(read, READ_RPS, seconds), constant_rate(create, CREATE_RPS, seconds)
+        constant_rate(read, rates[0], seconds), constant_rate(create, rates[1], seconds)
     )
     return reads, creates
 
 
+def _first_mandate(api: str, tenant: Tenant, token: str) -> str:
+    first = httpx.post(
+        f"{api}/api/v1/mandates", json={"vc_jwt": token}, headers=tenant.headers(), timeout=10
+    )
+    first.raise_for_status()
+    return str(first.json()["id"])
+
+
+def _mix_script(read_path: str, token: str, headers: dict[str, str]) -> str:
+    """A wrk script: READS_PER_CREATE reads, then one create, over and over."""
+    table = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    body = json.dumps(json.dumps({"vc_jwt": token}))
+    lua = f"""
+local n = 0
+local headers = {{{table}}}
+local post_headers = {{["Content-Type"] = "application/json"}}
+for k, v in pairs(headers) do post_headers[k] = v end
+request = function()
+  n = n + 1
+  if n % {READS_PER_CREATE + 1} == 0 then
+    return wrk.format("POST", "/api/v1/mandates", post_headers, {body})
+  end
+  return wrk.format("GET", {json.dumps(read_path)}, headers)
+end
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    return script.name
+
+
+@contextmanager
+def _started(system: System, telemetry: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """A jwt-verifier and an api exporting telemetry as `telemetry` says: (api, verifier) URLs."""
+    verifier = system.start_verifier(wait=False, **telemetry)
+    api = system.start_api(wait=False, **telemetry)
+    try:
+        system.ready()
+        yield api.url, verifier.url
+    finally:
+        system.retire(api)
+        system.retire(verifier)
+
+
+def _capacity(api: str, tenant: Tenant, token: str, seconds: int) -> dict[str, float]:
+    """Closed-loop goodput of the mix (wrk -t1, 16 connections)."""
+    read_path = f"/api/v1/mandates/{_first_mandate(api, tenant, token)}"
+    script = _mix_script(read_path, token, tenant.headers())
+    try:
+        wrk_with_cpu(api, 1, script)  # warm-up
+        measured, _, count = wrk_with_cpu(api, seconds, script)
+    finally:
+        Path(script).unlink()
+    goodput = measured.rps * (1 - measured.errors / count) if count else 0.0
+    return {
+        "rps": round(measured.rps, 1),
+        "goodput_rps": round(goodput, 1),
+        "errors": measured.errors,
+        "p99_ms": measured.p99_ms,
+    }
+
+
 def _one_run(
-    system: System,
+    urls: tuple[str, str],
     tenant: Tenant,
-    telemetry: dict[str, Any],
+    rates: tuple[float, float],
     seconds: float,
     tokens: list[str],
     *,
     blackholed: bool,
 ) -> dict[str, Any]:
-    verifier = system.start_verifier(wait=False, **telemetry)
-    api = system.start_api(wait=False, **telemetry)
-    system.ready()
-    try:
-        first = httpx.post(
-            f"{api.url}/api/v1/mandates",
-            json={"vc_jwt": tokens[0]},
-            headers=tenant.headers(),
-            timeout=10,
+    api, verifier = urls
+    target = _first_mandate(api, tenant, tokens[0])
+    asyncio.run(_load(api, tenant, target, tokens, rates, 1.0))  # warm-up, not measured
+    reads, creates = asyncio.run(_load(api, tenant, target, tokens, rates, seconds))
+
+    def dropped_now() -> float:
+        return value(scrape(api), "telemetry_dropped_total") + value(
+            scrape(verifier), "telemetry_dropped_total"
         )
-        first.raise_for_status()
-        target = first.json()["id"]
-        asyncio.run(_load(api.url, tenant, target, tokens, 1.0))  # warm-up, not measured
-        reads, creates = asyncio.run(_load(api.url, tenant, target, tokens, seconds))
 
-        def dropped_now() -> float:
-            return value(scrape(api.url), "telemetry_dropped_total") + value(
-                scrape(verifier.url), "telemetry_dropped_total"
-            )
-
-        if blackholed:
-            # a failed export is counted once its timeout has passed
-            wait_until(lambda: dropped_now() > 0, timeout=EXPORT_TIMEOUT_SECONDS * 3)
-        dropped = dropped_now()
-    finally:
-        system.retire(api)
-        system.retire(verifier)
-    return {"reads": reads, "creates": creates, "dropped": dropped}
+    if blackholed:
+        # a failed export is counted once its timeout has passed
+        wait_until(lambda: dropped_now() > 0, timeout=EXPORT_TIMEOUT_SECONDS * 3)
+    return {"reads": reads, "creates": creates, "dropped": dropped_now()}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -119,77 +181,113 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
 
+def _pair_ratios(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per kind, p99(black-holed) / p99(healthy) of each adjacent pair of runs."""
+    ratios: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for healthy, holed in zip(runs[0::2], runs[1::2], strict=True):
+        for kind in KINDS:
+            base = _percentile(healthy[kind].latencies_ms, 0.99)
+            ratios[kind].append(_percentile(holed[kind].latencies_ms, 0.99) / base)
+    return ratios
+
+
+def _errors(runs: list[dict[str, Any]]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for result in runs:
+        for kind in KINDS:
+            for error, count in result[kind].errors.items():
+                found[error] = found.get(error, 0) + count
+    return found
+
+
+def _measure(scale: Scale, sink: DiscardServer, holes: tuple[BlackHole, ...]) -> dict[str, Any]:
+    """Capacity (on the first healthy run's processes, before its load), then the pairs."""
+    pairs = scale.pick(1, MIN_PAIRS)
+    seconds = scale.pick(4.0, 20.0)
+    capacity: dict[str, float] = {}
+    rates = (0.0, 0.0)
+    runs = []
+    with System(verifier=False) as system:  # each run starts its own verifier and api
+        tenant = system.add_tenant()
+        issuer = system.issuers[0]
+        tokens = [issuer.mandate(expires_in=86_400) for _ in range(scale.pick(60, 400))]
+        for _ in range(pairs):  # healthy, black-holed, healthy, black-holed, ...
+            for holed in (False, True):
+                env = _blackholed_env(*holes) if holed else _healthy_env(sink)
+                with _started(system, env) as urls:
+                    if not capacity:
+                        capacity = _capacity(urls[0], tenant, tokens[0], scale.pick(3, 10))
+                        rate = LOAD_SHARE * capacity["goodput_rps"]
+                        share = READS_PER_CREATE / (READS_PER_CREATE + 1)
+                        rates = (rate * share, rate * (1 - share))
+                    runs.append(_one_run(urls, tenant, rates, seconds, tokens, blackholed=holed))
+    return {"capacity": capacity, "rates": rates, "seconds": seconds, "runs": runs}
+
+
 def run(scale: Scale) -> Row:
-    pairs = scale.pick(1, 2)
-    seconds = scale.pick(4.0, 30.0)
     findings = Findings()
     sink = DiscardServer().start()
     holes = (BlackHole(), BlackHole(), BlackHole())
-    runs: dict[str, list[dict[str, Any]]] = {"healthy": [], "black-holed": []}
-    order = ["healthy", "black-holed", "black-holed", "healthy"] * pairs
-    order = order[: 2 * pairs] if scale is Scale.SHORT else order
     try:
-        with System(verifier=False) as system:  # each run starts its own verifier and api
-            tenant = system.add_tenant()
-            issuer = system.issuers[0]
-            tokens = [issuer.mandate(expires_in=86_400) for _ in range(int(CREATE_RPS * 40))]
-            for variant in order:
-                env = _healthy_env(sink) if variant == "healthy" else _blackholed_env(*holes)
-                runs[variant].append(
-                    _one_run(system, tenant, env, seconds, tokens, blackholed=variant != "healthy")
-                )
+        measured = _measure(scale, sink, holes)
     finally:
         sink.stop()
         for hole in holes:
             hole.close()
-
-    figures: dict[str, Any] = {"runs": len(order), "seconds_per_run": seconds}
-    pooled: dict[str, dict[str, list[float]]] = {}
-    errors: dict[str, dict[str, int]] = {}
-    for variant, results in runs.items():
-        pooled[variant] = {"reads": [], "creates": []}
-        errors[variant] = {}
-        for result in results:
-            for kind in ("reads", "creates"):
-                loop: OpenLoop = result[kind]
-                pooled[variant][kind] += loop.latencies_ms
-                for error, count in loop.errors.items():
-                    errors[variant][error] = errors[variant].get(error, 0) + count
-        figures[f"{variant}_requests"] = sum(len(v) for v in pooled[variant].values())
-        figures[f"{variant}_errors"] = errors[variant]
-        figures[f"{variant}_telemetry_dropped"] = sum(r["dropped"] for r in results)
-    ratios = {}
-    for kind in ("reads", "creates"):
-        healthy = _percentile(pooled["healthy"][kind], 0.99)
-        holed = _percentile(pooled["black-holed"][kind], 0.99)
-        figures[f"{kind}_p99_ms"] = {"healthy": round(healthy, 2), "black-holed": round(holed, 2)}
-        ratios[kind] = holed / healthy if healthy else float("inf")
-    figures["p99_ratio"] = {k: round(v, 3) for k, v in ratios.items()}
+    runs, rates = measured["runs"], measured["rates"]
+    healthy, holed = runs[0::2], runs[1::2]
+    ratios = _pair_ratios(runs)
+    median = {kind: statistics.median(values) for kind, values in ratios.items()}
+    errors = {"healthy": _errors(healthy), "black-holed": _errors(holed)}
+    dropped = sum(r["dropped"] for r in holed)
+    figures: dict[str, Any] = {
+        "capacity_closed_loop": measured["capacity"],
+        "offered_rps": {
+            "reads": round(rates[0], 1),
+            "creates": round(rates[1], 1),
+            "share_of_capacity": LOAD_SHARE,
+        },
+        "pairs": len(holed),
+        "seconds_per_run": measured["seconds"],
+        "healthy_errors": errors["healthy"],
+        "black-holed_errors": errors["black-holed"],
+        "black-holed_telemetry_dropped": dropped,
+    }
+    for kind in KINDS:
+        figures[f"{kind}_p99_ms_per_run"] = {
+            "healthy": [round(_percentile(r[kind].latencies_ms, 0.99), 1) for r in healthy],
+            "black-holed": [round(_percentile(r[kind].latencies_ms, 0.99), 1) for r in holed],
+        }
+        figures[f"{kind}_p99_ratio"] = {
+            "median": round(median[kind], 3),
+            "min": round(min(ratios[kind]), 3),
+            "max": round(max(ratios[kind]), 3),
+        }
 
     visible = sum(errors["black-holed"].values())
     findings.check(visible == 0, f"{visible} user-visible errors while black-holed: {errors}")
+    findings.check(not errors["healthy"], f"errors in the healthy runs too: {errors['healthy']}")
     findings.check(
-        sum(errors["healthy"].values()) == 0, f"errors in the healthy runs too: {errors['healthy']}"
+        dropped > 0, "telemetry_dropped_total stayed 0: the black holes were not in effect"
     )
-    findings.check(
-        figures["black-holed_telemetry_dropped"] > 0,
-        "telemetry_dropped_total stayed 0: the black holes were not in effect",
-    )
-    worst = max(ratios.values())
     if scale is Scale.FULL:
+        worst = max(median.values())
         findings.check(
             worst <= P99_TOLERANCE,
-            f"p99 black-holed/healthy = {worst:.2f} (> {P99_TOLERANCE:.2f}): {ratios}",
+            f"median p99 black-holed/healthy = {worst:.2f} (> {P99_TOLERANCE:.2f}): {median}",
         )
         note = ""
     else:
         note = " (short run: p99 ratio reported, not judged)"
     tried = (
-        f"{len(order)} runs x {seconds:.0f} s of {READ_RPS:.0f} reads/s + {CREATE_RPS:.0f} "
-        "creates/s (open loop), collector + Loki + Sentry black-holed vs healthy"
+        f"{len(runs)} runs x {measured['seconds']:.0f} s, alternating healthy and black-holed "
+        f"(collector + Loki + Sentry), open loop at {LOAD_SHARE:.0%} of the measured capacity "
+        f"({measured['capacity']['goodput_rps']:.0f}/s): {rates[0]:.0f} reads/s + "
+        f"{rates[1]:.0f} creates/s"
     )
-    leaked = (
-        f"{visible} user-visible errors; p99 ratio reads {ratios['reads']:.2f}, "
-        f"creates {ratios['creates']:.2f}{note}"
+    spread = ", ".join(
+        f"{kind} {median[kind]:.2f} [{min(ratios[kind]):.2f}-{max(ratios[kind]):.2f}]"
+        for kind in KINDS
     )
+    leaked = f"{visible} user-visible errors; median p99 ratio of {len(holed)} pairs {spread}{note}"
     return findings.row(NAME, tried, leaked, figures)

@@ -85,6 +85,7 @@ EXTRA_RULES = {
     "WebhookCircuitBreakerOpen",
     "WebhookJobsParked",
     "WebhookScheduledBacklogHigh",
+    "WebhookEventsReconciled",
     "CollectorRefusingData",
     "CollectorExportFailing",
     "TelemetryDropping",
@@ -139,6 +140,8 @@ _CONTRACT = (
     "RATE_LIMITED_TOTAL",
     "RATE_LIMIT_FALLBACK_TOTAL",
     "CACHE_INVALIDATIONS_TOTAL",
+    "WEBHOOK_EVENTS_RECONCILED_TOTAL",
+    "KAFKA_CONSUMER_REBUILDS_TOTAL",
     "DB_CONNECTIONS_ACTIVE",
     "DB_QUERY_DURATION",
     # admission control (shared/web/admission.py)

@@ -115,6 +115,7 @@ MAY_BE_ZERO = {
     "OutboxBacklogGrowing",
     "OutboxStalled",
     "WebhookConsumerLagHigh",
+    "WebhookEventsReconciled",  # 0 unless the broker lost acknowledged events
     "RateLimitStoreUnavailable",  # 0 unless Redis is configured and unreachable
     # Admission control refuses nothing and queues nothing unless the service is overloaded.
     "LoadShedding",
@@ -133,13 +134,9 @@ MAY_BE_ZERO = {
     # Nobody asks for a redelivery, and no endpoint fails for days, in this traffic.
     "panel Webhook Redeliveries and Disabled Endpoints [A]",
     "panel Webhook Redeliveries and Disabled Endpoints [B]",
-}
-# Series another branch adds (webhook reconciliation: webhook_events_reconciled_total{service},
-# kafka_consumer_rebuilds_total{service}). They may be absent until it is merged, and are 0
-# when nothing needed reconciling; their queries must still evaluate without error.
-MAY_BE_ABSENT = {
-    "panel Reconciliation and consumer rebuilds [A]": "webhook_events_reconciled_total",
-    "panel Reconciliation and consumer rebuilds [B]": "kafka_consumer_rebuilds_total",
+    # Nothing is lost by the broker and no consumer group breaks in this traffic.
+    "panel Reconciliation and consumer rebuilds [A]",
+    "panel Reconciliation and consumer rebuilds [B]",
 }
 # Rules that return nothing while all is well (absent(): every service reports).
 EMPTY_WHEN_HEALTHY = {"ServiceNotReporting"}
@@ -394,8 +391,6 @@ def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
 def shows_traffic(name: str, result: list[dict[str, Any]]) -> bool:
     """A finite value, and one above zero unless `name` is an idle-may-be-zero gauge."""
     values = [float(r["value"][1]) for r in finite(result)]
-    if name in MAY_BE_ABSENT:
-        return True
     return bool(values) and (name in MAY_BE_ZERO or any(v > 0 for v in values))
 
 

@@ -11,30 +11,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from mandate_vault_harness.broker import Broker
-from mandate_vault_harness.kafka import a_job, produce_traced
-from mandate_vault_shared.messages import WebhookJob
+from mandate_vault_harness.kafka import RecordingDispatcher, a_job, produce_traced
 from mandate_vault_worker import consumer as consumer_module
 from mandate_vault_worker.consumer import JobConsumer
-from mandate_vault_worker.dispatch import Window
-from mandate_vault_worker.offsets import PartitionOffsets
 from mandate_vault_worker.settings import WorkerSettings
-
-
-class _Recorder:
-    """Stands in for the Dispatcher (not under test here): records what was handed over."""
-
-    def __init__(self) -> None:
-        self.window = Window(100)
-        self.handled: asyncio.Queue[str] = asyncio.Queue()
-
-    def accept(self, records: list[Any], offsets: list[PartitionOffsets]) -> None:
-        for record, partition in zip(records, offsets, strict=True):
-            partition.start(record.offset)
-            partition.finished(record.offset)
-            self.handled.put_nowait(WebhookJob.decode(record.value).event_id)
-
-    async def drain(self, seconds: float) -> int:
-        return 0
 
 
 async def test_a_non_kafka_failure_restarts_consumption(
@@ -46,7 +26,7 @@ async def test_a_non_kafka_failure_restarts_consumption(
         jobs_topic=topic,
         consumer_group=f"group-{topic}",
     )
-    recorder = _Recorder()
+    recorder = RecordingDispatcher()
     consumer = JobConsumer(settings, recorder)  # type: ignore[arg-type]
     real_poll = JobConsumer._poll
     polls = 0

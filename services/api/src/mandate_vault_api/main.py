@@ -27,6 +27,7 @@ from mandate_vault_api.deps import ApiState, AppContext
 from mandate_vault_api.endpoint_health import disable_failing_endpoints
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.ratelimit import RateLimiter
+from mandate_vault_api.reconcile import Reconciler
 from mandate_vault_api.relay import OutboxRelay
 from mandate_vault_api.revocation import Revocations
 from mandate_vault_api.routes import (
@@ -133,6 +134,15 @@ def _background_tasks(
 ) -> list[asyncio.Task[None]]:
     retention = timedelta(days=settings.outbox_retention_days)
     failing_limit = timedelta(seconds=settings.webhook_disable_after_seconds)
+    reconciler = Reconciler(
+        db,
+        relay,
+        clock,
+        metrics.events_reconciled,
+        grace=timedelta(seconds=settings.outbox_reconcile_grace_seconds),
+        lookback=timedelta(seconds=settings.outbox_reconcile_lookback_seconds),
+        batch_size=settings.outbox_reconcile_batch_size,
+    )
 
     async def housekeeping() -> None:
         await sweep_expired(db, clock, relay.wake)
@@ -144,6 +154,9 @@ def _background_tasks(
         "outbox-relay": relay.run(lambda: election.is_leader),
         "expiry-sweep": every(
             settings.expiry_sweep_interval_seconds, election, housekeeping, "housekeeping"
+        )(),
+        "reconcile": every(
+            settings.outbox_reconcile_interval_seconds, election, reconciler.run_pass, "reconcile"
         )(),
         "gauges": report_gauges_forever(
             db, metrics.snapshot, clock, election, settings.gauge_refresh_interval_seconds

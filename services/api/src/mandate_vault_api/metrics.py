@@ -35,6 +35,13 @@ class ApiMetrics:
         )
         self._service_labels = (service,)
         self._endpoints_disabled.add(self._service_labels, 0)
+        self._reconciled = metrics.counter(
+            names.WEBHOOK_EVENTS_RECONCILED_TOTAL,
+            "Events published but never recorded by the worker (the broker lost them), "
+            "published again with the same webhook-id",
+            (names.LABEL_SERVICE,),
+        )
+        self._reconciled.add(self._service_labels, 0)
         self._auth = metrics.counter(
             names.AUTH_ATTEMPTS_TOTAL, "Authentication attempts by result", ("result",)
         )
@@ -76,6 +83,9 @@ class ApiMetrics:
 
     def endpoint_disabled(self) -> None:
         self._endpoints_disabled.add(self._service_labels)
+
+    def events_reconciled(self, count: int) -> None:
+        self._reconciled.add(self._service_labels, count)
 
     def auth_attempt(self, result: str) -> None:
         self._auth.add(self._auth_labels[result])

@@ -6,7 +6,9 @@ replicas instead of queueing on one partition (the worker delivers concurrently 
 partition never promised order; payloads carry `timestamp` and `sequence` for receivers). Rows
 are marked after the broker acknowledged them: a crash in between re-publishes (consumers are
 idempotent by ``webhook-id``, and the same key lands on the same partition), and a marked row is
-never published again. While Kafka is down rows simply wait; nothing is lost.
+never published again (unless reconciliation finds that the broker lost it: `reconcile`, which
+sends the copy to another partition).
+While Kafka is down rows simply wait; nothing is lost.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from sqlalchemy import Row, select, update
@@ -33,6 +36,7 @@ from mandate_vault_shared.telemetry import get_logger
 from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 
 _RETRY_DELAY_SECONDS: Final = 1.0
+_PARTITIONER: Final = DefaultPartitioner()  # the producer's choice for a key (murmur2)
 
 log = get_logger(__name__)
 
@@ -58,6 +62,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
+        self._starting = asyncio.Lock()  # the relay and reconciliation share one producer
         self.last_progress = time.monotonic()
         self.connected = False
 
@@ -110,7 +115,31 @@ class OutboxRelay:
         self.last_progress = time.monotonic()
         return len(rows)
 
-    async def _publish(self, producer: AIOKafkaProducer, rows: Sequence[Row[Any]]) -> None:
+    async def republish(self, rows: Sequence[Row[Any]], moves: Mapping[str, int]) -> None:
+        """Publish outbox `rows` again (same job, same key, same webhook-id), each on the
+        partition `moves[event_id]` places after the one its key chooses: a partition that lost
+        a record, or that no consumer can read any more, is not the only chance of the next
+        copy. Raises when the broker did not acknowledge every one."""
+        try:
+            producer = await self._ensure_producer()
+            partitions = sorted(await producer.partitions_for(self._topic))
+
+            def partition_of(row: Row[Any]) -> int:
+                home = partitions.index(_PARTITIONER(row.event_id.encode(), partitions, partitions))
+                return int(partitions[(home + moves.get(row.event_id, 0)) % len(partitions)])
+
+            await self._publish(producer, rows, partition_of)
+        except (KafkaError, OSError):
+            self.connected = False
+            await self._drop_producer()
+            raise
+
+    async def _publish(
+        self,
+        producer: AIOKafkaProducer,
+        rows: Sequence[Row[Any]],
+        partition_of: Callable[[Row[Any]], int | None] = lambda _: None,
+    ) -> None:
         pending: list[Awaitable[Any]] = []
         for row in rows:
             job = WebhookJob(
@@ -133,6 +162,7 @@ class OutboxRelay:
                             self._topic,
                             job.encode(),
                             key=row.event_id.encode(),
+                            partition=partition_of(row),
                             headers=headers,
                         )
                     )
@@ -142,16 +172,17 @@ class OutboxRelay:
         await asyncio.gather(*pending)
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = self._factory()
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
-            self.connected = True
-        return self._producer
+        async with self._starting:
+            if self._producer is None:
+                producer = self._factory()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+                self.connected = True
+            return self._producer
 
     async def _drop_producer(self) -> None:
         if self._producer is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from mandate_vault_api.credentials import SigningKeys
@@ -84,6 +84,18 @@ class ApiSettings(ServiceSettings):
         description="A subscription whose endpoint has failed every attempt for this long is "
         "disabled (checked every API_EXPIRY_SWEEP_INTERVAL_SECONDS)",
     )
+    # Reconciliation (reconcile.py): published events the worker never recorded are republished.
+    outbox_reconcile_grace_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long a published event may lack a delivery-log row before it is taken "
+        "for lost by the broker and published again (far above the worker's delivery timeout)",
+    )
+    outbox_reconcile_interval_seconds: float = Field(30.0, gt=0)
+    outbox_reconcile_batch_size: int = Field(500, ge=1, le=5000)
+    outbox_reconcile_lookback_seconds: float = Field(
+        3600.0, gt=0, description="How far back a newly elected replica starts reconciling"
+    )
 
     # Admission control (shared/web/admission.py): every route but login, and login (Argon2),
     # whose small budget keeps a login storm from taking the CPU that creates need.
@@ -91,6 +103,20 @@ class ApiSettings(ServiceSettings):
     login_admission: BudgetSettings = BudgetSettings(
         max_concurrency=2, min_concurrency=1, queue_size=16, queue_timeout_ms=1000, adaptive=False
     )
+
+    @model_validator(mode="after")
+    def _reconcile_window(self) -> ApiSettings:
+        grace = self.outbox_reconcile_grace_seconds
+        grace_name = self.variable_name(("outbox_reconcile_grace_seconds",))
+        if self.outbox_reconcile_lookback_seconds < grace:
+            lookback = self.variable_name(("outbox_reconcile_lookback_seconds",))
+            msg = f"{lookback}: must be at least {grace_name} ({grace:g})"
+            raise ValueError(msg)
+        if grace >= self.outbox_retention_days * 86_400:
+            retention = self.variable_name(("outbox_retention_days",))
+            msg = f"{grace_name}: must be shorter than {retention} ({self.outbox_retention_days} d)"
+            raise ValueError(msg)
+        return self
 
     @field_validator("token_signing_key")
     @classmethod

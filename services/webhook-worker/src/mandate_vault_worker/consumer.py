@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from mandate_vault_shared.kafka import connection_options
-from mandate_vault_shared.telemetry import get_logger
+from mandate_vault_shared.telemetry import get_logger, names
 from mandate_vault_worker.dispatch import Dispatcher
+from mandate_vault_worker.group_watch import Broken, BrokenGroupState, GroupWatch
 from mandate_vault_worker.offsets import OffsetTracker
 from mandate_vault_worker.settings import WorkerSettings
 
@@ -28,28 +31,41 @@ _RECONNECT_DELAY_SECONDS: Final = 1.0
 _POLL_TIMEOUT_MS: Final = 500
 _PAUSED_WAIT_SECONDS: Final = 0.5
 _REVOKE_GRACE_SECONDS: Final = 2.0
+_LAG_FETCH_SECONDS: Final = 5.0
+_CLOSE_TIMEOUT_SECONDS: Final = 10.0  # leaving a group whose coordinator is broken may hang
 
 log = get_logger(__name__)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: JobConsumer) -> None:
+    def __init__(self, owner: JobConsumer, consumer: AIOKafkaConsumer) -> None:
         self._owner = owner
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._owner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions_assigned", partitions=sorted(p.partition for p in assigned))
+        await self._owner.assigned(self._consumer, assigned)
 
 
 class JobConsumer:
-    def __init__(self, settings: WorkerSettings, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        dispatcher: Dispatcher,
+        on_rebuilt: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self._settings = settings
         self._dispatcher = dispatcher
+        self._on_rebuilt = on_rebuilt
         self._consumer: AIOKafkaConsumer | None = None
         self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._stopping = asyncio.Event()
+        self._watch = GroupWatch(settings.consumer_stall_seconds)
+        # partitions to read from the beginning of the log when next assigned (after a rebuild)
+        self._from_start: set[TopicPartition] = set()
 
     @property
     def connected(self) -> bool:
@@ -73,11 +89,13 @@ class JobConsumer:
         while not self._stopping.is_set():
             consumer = self._build()
             try:
-                consumer.subscribe([self._settings.jobs_topic], listener=_Rebalance(self))
+                consumer.subscribe([self._settings.jobs_topic], listener=_Rebalance(self, consumer))
                 await consumer.start()
                 self._consumer = consumer
                 log.info("consumer_started", topic=self._settings.jobs_topic)
                 await self._poll(consumer)
+            except BrokenGroupState as broken:
+                self._rebuilding(broken)  # at once: the broker answers, the group state is bad
             except KafkaError as exc:
                 log.warning("consumer_disconnected", error_type=type(exc).__name__)
                 await self._pause_before_reconnect()
@@ -86,10 +104,21 @@ class JobConsumer:
                 # aiokafka raise ValueError) must not end consumption for the process's life:
                 # start over from the committed offsets.
                 log.error("consumer_failed", error_type=type(exc).__name__, error=str(exc))
+                self._rebuilding(BrokenGroupState(Broken.UNEXPECTED_ERROR, set()))
                 await self._pause_before_reconnect()
             finally:
                 self._consumer = None
                 await self._close(consumer)
+
+    def _rebuilding(self, broken: BrokenGroupState) -> None:
+        self._from_start = broken.partitions
+        self._on_rebuilt(broken.reason.value)
+        log.warning(
+            names.EVENT_KAFKA_CONSUMER_REBUILT,
+            reason=broken.reason.value,
+            topic=self._settings.jobs_topic,
+            from_start=sorted(p.partition for p in broken.partitions),
+        )
 
     async def _pause_before_reconnect(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -97,9 +126,14 @@ class JobConsumer:
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
         committer = asyncio.create_task(self._commit_every(consumer))
+        every = min(1.0, self._settings.consumer_stall_seconds / 4)
+        checked = time.monotonic()
         try:
             while not self._stopping.is_set():
                 await self._fetch(consumer)
+                if time.monotonic() - checked >= every:
+                    await self._watch.check(consumer)
+                    checked = time.monotonic()
             # Stopping: let deliveries in flight finish for a moment, then commit what finished
             # (the rest is replayed by whoever consumes these partitions next).
             left = await self._dispatcher.drain(self._settings.shutdown_grace_seconds)
@@ -165,15 +199,25 @@ class JobConsumer:
             await self._commit(consumer, partitions)
         self._offsets.forget(partitions)
 
+    async def assigned(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
+        """After a rebuild, partitions whose committed offsets were unreadable or pointed past
+        the log start from the beginning (the delivery log drops what it already knows)."""
+        restart, self._from_start = self._from_start & partitions, set()
+        if restart:
+            self._offsets.forget(restart)
+            await consumer.seek_to_beginning(*restart)
+            log.info("partitions_read_from_start", partitions=sorted(p.partition for p in restart))
+
     def stop(self) -> None:
         """Stop fetching; `run` returns once deliveries in flight finished (or the shutdown
         grace is over) and the finished offsets are committed."""
         self._stopping.set()
 
     async def _close(self, consumer: AIOKafkaConsumer) -> None:
-        with contextlib.suppress(KafkaError, OSError):
-            await consumer.stop()
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            await asyncio.wait_for(consumer.stop(), _CLOSE_TIMEOUT_SECONDS)
         self._offsets = OffsetTracker()
+        self._watch = GroupWatch(self._settings.consumer_stall_seconds)
 
     async def measure_lag(self, lag: dict[tuple[str, int], int]) -> None:
         """Highwater minus committed offset for every partition this member owns."""
@@ -183,7 +227,12 @@ class JobConsumer:
         current: dict[tuple[str, int], int] = {}
         for partition in consumer.assignment():
             highwater = consumer.highwater(partition)
-            committed = await consumer.committed(partition)
+            try:  # aiokafka retries an offset fetch forever: a broken group must not hang this
+                committed = await asyncio.wait_for(
+                    consumer.committed(partition), _LAG_FETCH_SECONDS
+                )
+            except TimeoutError:
+                continue
             if highwater is not None:
                 current[(partition.topic, partition.partition)] = max(
                     highwater - (committed or 0), 0

@@ -141,7 +141,7 @@ def create_app(settings: WorkerSettings, telemetry: Telemetry) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[WorkerState]:
         deps = _build_deps(settings, telemetry)
         dispatcher = Dispatcher(deps)
-        consumer = JobConsumer(settings, dispatcher)
+        consumer = JobConsumer(settings, dispatcher, deps.metrics.consumer_rebuilt)
         writer = asyncio.create_task(deps.writer.run(), name="writer")
         consuming = asyncio.create_task(consumer.run(), name="consumer")
         background = [

@@ -17,11 +17,22 @@ Readings = Iterable[tuple[Labels, float]]
 REDELIVERY_SOURCES = ("api", "cli")
 REDELIVERY_KINDS = ("retry", "recover", "replay")
 OTHER = "other"
+# Why the consumer was rebuilt (see consumer.py and group_watch.py).
+REBUILD_REASONS = ("no_fetch_progress", "offsets_past_log_end", "unexpected_error")
 
 
 class WorkerMetrics:
     def __init__(self, metrics: Metrics, service: str = "mandate-vault-webhook-worker") -> None:
         self._service = service
+        self._counters(metrics)
+        self._gauges(metrics)
+        self.lag: dict[tuple[str, int], int] = {}
+        self.scheduled: int | None = None  # from the database, refreshed periodically
+        self._in_flight: Callable[[], int] = lambda: 0
+        self._breakers: Callable[[], int] = lambda: 0
+        self._start_at_zero()
+
+    def _counters(self, metrics: Metrics) -> None:
         self._deliveries = metrics.counter(
             names.WEBHOOK_DELIVERIES_TOTAL,
             "Webhook delivery attempts by event type and status (success|failed)",
@@ -52,6 +63,14 @@ class WorkerMetrics:
             "up by this worker, by kind (retry|recover|replay)",
             (names.LABEL_SERVICE, names.LABEL_SOURCE, names.LABEL_KIND),
         )
+        self._rebuilds = metrics.counter(
+            names.KAFKA_CONSUMER_REBUILDS_TOTAL,
+            "Kafka consumers rebuilt because the consumer-group state was broken, by reason "
+            "(no_fetch_progress|offsets_past_log_end|unexpected_error)",
+            (names.LABEL_SERVICE, names.LABEL_REASON),
+        )
+
+    def _gauges(self, metrics: Metrics) -> None:
         metrics.observe(
             names.WEBHOOK_CONSUMER_LAG,
             "Messages not yet consumed: highwater minus committed offset",
@@ -73,10 +92,8 @@ class WorkerMetrics:
             ),
         ):
             metrics.observe(name, description, (), read)
-        self.lag: dict[tuple[str, int], int] = {}
-        self.scheduled: int | None = None  # from the database, refreshed periodically
-        self._in_flight: Callable[[], int] = lambda: 0
-        self._breakers: Callable[[], int] = lambda: 0
+
+    def _start_at_zero(self) -> None:
         # Every series exists from the start at 0, so the first failure or dead letter after a
         # restart shows in rate()/increase() (and fires its alert).
         for event_type in EventType:
@@ -90,6 +107,11 @@ class WorkerMetrics:
         for source in REDELIVERY_SOURCES:
             for kind in REDELIVERY_KINDS:
                 self._redeliveries.add((self._service, source, kind), 0)
+        for reason in REBUILD_REASONS:
+            self._rebuilds.add((self._service, reason), 0)
+
+    def consumer_rebuilt(self, reason: str) -> None:
+        self._rebuilds.add((self._service, reason if reason in REBUILD_REASONS else OTHER))
 
     def redelivered(self, marker: str) -> None:
         """One requested redelivery taken up; `marker` is the row's `<source>:<kind>`."""

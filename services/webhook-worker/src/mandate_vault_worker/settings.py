@@ -67,6 +67,12 @@ class WorkerSettings(ServiceSettings):
     subscription_cache_seconds: float = Field(
         2.0, ge=0, le=300, description="How long a subscription's URL and secrets are reused"
     )
+    consumer_stall_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long an assigned partition may go without a fetch answer, or with its "
+        "position past the log end, before the consumer is rebuilt",
+    )
     shutdown_grace_seconds: float = Field(
         5.0, ge=0, le=300, description="How long a stopping worker lets deliveries in flight end"
     )

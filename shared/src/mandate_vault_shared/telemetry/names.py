@@ -30,6 +30,10 @@ WEBHOOK_BREAKER_TRANSITIONS_TOTAL: Final = "webhook_circuit_breaker_transitions_
 # redelivery and endpoint health
 WEBHOOK_REDELIVERIES_TOTAL: Final = "webhook_redeliveries_total"
 WEBHOOK_ENDPOINTS_DISABLED_TOTAL: Final = "webhook_endpoints_disabled_total"
+# end-to-end reconciliation: events the broker acknowledged and lost, published again (api)
+WEBHOOK_EVENTS_RECONCILED_TOTAL: Final = "webhook_events_reconciled_total"
+# the worker's consumer rebuilt after its consumer-group state broke (webhook-worker)
+KAFKA_CONSUMER_REBUILDS_TOTAL: Final = "kafka_consumer_rebuilds_total"
 OUTBOX_BACKLOG: Final = "outbox_backlog"
 OUTBOX_OLDEST_AGE: Final = "outbox_oldest_unpublished_age_seconds"
 AUTH_ATTEMPTS_TOTAL: Final = "auth_attempts_total"
@@ -117,6 +121,8 @@ EVENT_WEBHOOK_BREAKER: Final = "webhook_circuit_breaker"
 EVENT_WEBHOOK_PARKED: Final = "webhook_job_parked"
 EVENT_WEBHOOK_REDELIVERY_REQUESTED: Final = "webhook_redelivery_requested"
 EVENT_WEBHOOK_ENDPOINT_DISABLED: Final = "webhook_endpoint_disabled"
+EVENT_WEBHOOK_RECONCILED: Final = "webhook_event_reconciled"
+EVENT_KAFKA_CONSUMER_REBUILT: Final = "kafka_consumer_rebuilt"
 
 # --- span names and attributes of our own ---
 SPAN_KAFKA_PROCESS: Final = "process"

@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from mandate_vault_shared.kafka import header, producer_span
 from mandate_vault_shared.messages import EventType, WebhookJob
 from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
+from mandate_vault_worker.dispatch import Window
+from mandate_vault_worker.offsets import PartitionOffsets
 
 
 def publishes_per_event(
@@ -119,3 +121,21 @@ async def produce_traced(bootstrap: str, topic: str, job: WebhookJob) -> tuple[s
         await producer.stop()
     (span,) = exporter.get_finished_spans()
     return format(span.context.trace_id, "032x"), format(span.context.span_id, "016x")
+
+
+class RecordingDispatcher:
+    """Stands in for the worker's Dispatcher where the consumer is under test: every record
+    handed over is finished at once and its event id recorded in `handled`."""
+
+    def __init__(self) -> None:
+        self.window = Window(100)
+        self.handled: asyncio.Queue[str] = asyncio.Queue()
+
+    def accept(self, records: list[Any], offsets: list[PartitionOffsets]) -> None:
+        for record, partition in zip(records, offsets, strict=True):
+            partition.start(record.offset)
+            partition.finished(record.offset)
+            self.handled.put_nowait(WebhookJob.decode(record.value).event_id)
+
+    async def drain(self, seconds: float) -> int:
+        return 0

@@ -86,6 +86,18 @@ class Tenant:
         return {"X-API-Key": self.keys[role]}
 
 
+def worker_wiring(database_url: str, bootstrap: str, topic: str) -> dict[str, str]:
+    """A webhook-worker's environment for one database, broker and topic (and its DLQ)."""
+    return {
+        "WORKER_DATABASE_URL": database_url,
+        "WORKER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "WORKER_JOBS_TOPIC": topic,
+        "WORKER_DEAD_LETTER_TOPIC": f"{topic}.dlq",
+        "WORKER_CONSUMER_GROUP": f"group-{topic}",
+        "WORKER_SSRF_ALLOWLIST": "127.0.0.1",
+    }
+
+
 def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
@@ -253,14 +265,7 @@ class System:
 
     def worker_env(self, **overrides: str) -> dict[str, str]:
         assert self.broker is not None
-        wiring = {
-            "WORKER_DATABASE_URL": self.database_url,
-            "WORKER_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
-            "WORKER_JOBS_TOPIC": self.topic,
-            "WORKER_DEAD_LETTER_TOPIC": f"{self.topic}.dlq",
-            "WORKER_CONSUMER_GROUP": f"group-{self.topic}",
-            "WORKER_SSRF_ALLOWLIST": "127.0.0.1",
-        }
+        wiring = worker_wiring(self.database_url, self.broker.bootstrap, self.topic)
         return {**wiring, **self.worker_tuning, **self.service_env, **overrides}
 
     def start_worker(self, wait: bool = True, **overrides: str) -> ServiceProcess:
