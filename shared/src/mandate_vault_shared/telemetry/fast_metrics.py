@@ -23,13 +23,13 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar as PromExemplar
+from prometheus_client.samples import Sample
 
 from mandate_vault_shared.telemetry.instruments import (
     DEFAULT_BOUNDS,
@@ -179,49 +179,64 @@ class FastMetrics(Collector):
         )
 
     # --- Prometheus ---
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
+        """The families, each sample with its present labels only (an empty value is an absent
+        attribute, as over OTLP and as Prometheus stores it)."""
         for counter in list(self.counters.values()):
-            family = CounterMetricFamily(
-                prometheus_name(counter.name).removesuffix("_total"),
-                counter.description,
-                labels=[label_name(key) for key in counter.labels],
-            )
-            for labels, value in list(counter.values.items()):
-                family.add_metric(list(labels), value)
+            base = prometheus_name(counter.name).removesuffix("_total")
+            family = Metric(base, counter.description, "counter")
+            for values, value in list(counter.values.items()):
+                labels = _present(counter.labels, values)
+                family.samples.append(Sample(f"{base}_total", labels, value))
             yield family
         for gauge in list(self.up_downs.values()):
             yield GaugeMetricFamily(gauge.name, gauge.description, value=gauge.value)
         for histogram in list(self.histograms.values()):
-            buckets = HistogramMetricFamily(
-                prometheus_name(histogram.name, histogram.unit),
-                histogram.description,
-                labels=[label_name(key) for key in histogram.labels],
-            )
-            for labels, series in list(histogram.series.items()):
-                buckets.add_metric(
-                    list(labels), _cumulative(histogram.bounds, series), series.total
-                )
-            yield buckets
+            name = prometheus_name(histogram.name, histogram.unit)
+            family = Metric(name, histogram.description, "histogram")
+            for values, series in list(histogram.series.items()):
+                labels = _present(histogram.labels, values)
+                family.samples += _histogram_samples(name, labels, histogram.bounds, series)
+            yield family
 
 
-def _prom_exemplar(sampled: _Sampled | None) -> tuple[PromExemplar, ...]:
+def _prom_exemplar(sampled: _Sampled | None) -> PromExemplar | None:
     if sampled is None:
-        return ()
+        return None
     labels = {}
     if sampled.trace_id:
         labels = {
             "trace_id": format(sampled.trace_id, "032x"),
             "span_id": format(sampled.span_id, "016x"),
         }
-    return (PromExemplar(labels, sampled.value, sampled.time_unix_nano / 1e9),)
+    return PromExemplar(labels, sampled.value, sampled.time_unix_nano / 1e9)
 
 
-def _cumulative(bounds: Sequence[float], series: Buckets) -> list[Any]:
+def _present(keys: Sequence[str], values: Labels) -> dict[str, str]:
+    return {label_name(k): v for k, v in zip(keys, values, strict=True) if v != ""}
+
+
+def _histogram_samples(
+    name: str, labels: dict[str, str], bounds: Sequence[float], series: Buckets
+) -> list[Sample]:
+    samples = [
+        Sample(f"{name}_bucket", {**labels, "le": le}, value, None, exemplar)
+        for le, value, exemplar in _cumulative(bounds, series)
+    ]
+    samples.append(Sample(f"{name}_count", labels, float(series.count)))
+    samples.append(Sample(f"{name}_sum", labels, series.total))
+    return samples
+
+
+def _cumulative(
+    bounds: Sequence[float], series: Buckets
+) -> list[tuple[str, float, PromExemplar | None]]:
+    """(le, cumulative count, exemplar) per bucket."""
     running, points = 0, []
     for index, (bound, count) in enumerate(
         zip([*bounds, float("inf")], series.counts, strict=True)
     ):
         running += count
         le = "+Inf" if bound == float("inf") else repr(float(bound))
-        points.append((le, float(running), *_prom_exemplar(series.exemplars.get(index))))
+        points.append((le, float(running), _prom_exemplar(series.exemplars.get(index))))
     return points
