@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Final
 
@@ -165,80 +165,100 @@ def _background_tasks(
     return [asyncio.create_task(job, name=name) for name, job in jobs.items()]
 
 
-def create_app(settings: ApiSettings, telemetry: Telemetry, clock: Clock = utc_now) -> FastAPI:
+def _database(settings: ApiSettings, telemetry: Telemetry) -> Database:
+    engine = create_engine(
+        settings.database_url,
+        telemetry=telemetry,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
+    return Database(
+        engine,
+        telemetry.database(engine.dialect.name),
+        hot_pool_size=settings.db_create_pool_size,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connections_in_use=telemetry.connections(),
+    )
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[ApiState]:
-        engine = create_engine(
-            settings.database_url,
-            telemetry=telemetry,
-            pool_size=settings.db_pool_size,
-            pool_timeout=settings.db_pool_timeout_seconds,
-        )
-        db = Database(
-            engine,
-            telemetry.database(engine.dialect.name),
-            hot_pool_size=settings.db_create_pool_size,
-            pool_timeout=settings.db_pool_timeout_seconds,
-            connections_in_use=telemetry.connections(),
-        )
-        verifier = VerifierClient(
+
+def _context(settings: ApiSettings, telemetry: Telemetry, clock: Clock) -> AppContext:
+    """Every client the routes use, built once per process by the lifespan."""
+    db = _database(settings, telemetry)
+    relay = OutboxRelay(
+        db,
+        lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
+        telemetry.messaging,
+        settings.jobs_topic,
+        clock,
+        batch_size=settings.outbox_batch_size,
+        poll_interval=settings.outbox_poll_interval_seconds,
+    )
+    policy = auth_policy(settings)
+    revocations = Revocations(
+        Authenticator(db, policy, clock, settings.auth_cache_seconds),
+        TtlCache(settings.auth_cache_seconds),
+    )
+    return AppContext(
+        settings=settings,
+        db=db,
+        verifier=VerifierClient(
             KeepAliveClient(settings.verifier_url),
             telemetry.http_client,
             settings.verifier_timeout_seconds,
+        ),
+        metrics=ApiMetrics(telemetry.metrics, telemetry.service),
+        clock=clock,
+        policy=policy,
+        relay=relay,
+        box=SecretBox(settings.encryption_key),
+        authenticator=revocations.authenticator,
+        issuer_cache=revocations.issuer_cache,
+        limiter=RateLimiter(settings.rate_limits, telemetry.metrics, _shared_limits(settings)),
+        revocations=revocations,
+        listener=(
+            revocations.listener(settings.database_url, telemetry.metrics)
+            if db.dialect == "postgresql"
+            else None
+        ),
+    )
+
+
+async def _shut_down(
+    context: AppContext, election: LeaderElection, tasks: list[asyncio.Task[None]]
+) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await context.relay.close()
+    await context.limiter.close()
+    await election.close()
+    await context.verifier.close()
+    await context.db.close()
+
+
+def _lifespan(
+    settings: ApiSettings, telemetry: Telemetry, clock: Clock
+) -> Callable[[FastAPI], AbstractAsyncContextManager[ApiState]]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[ApiState]:
+        context = _context(settings, telemetry, clock)
+        election = LeaderElection(context.db)
+        tasks = _background_tasks(
+            settings, context.db, context.metrics, election, context.relay, clock
         )
-        metrics = ApiMetrics(telemetry.metrics, telemetry.service)
-        election = LeaderElection(db)
-        relay = OutboxRelay(
-            db,
-            lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
-            telemetry.messaging,
-            settings.jobs_topic,
-            clock,
-            batch_size=settings.outbox_batch_size,
-            poll_interval=settings.outbox_poll_interval_seconds,
-        )
-        tasks = _background_tasks(settings, db, metrics, election, relay, clock)
-        policy = auth_policy(settings)
-        limiter = RateLimiter(settings.rate_limits, telemetry.metrics, _shared_limits(settings))
-        revocations = Revocations(
-            Authenticator(db, policy, clock, settings.auth_cache_seconds),
-            TtlCache(settings.auth_cache_seconds),
-        )
-        listener = None
-        if db.dialect == "postgresql":
-            listener = revocations.listener(settings.database_url, telemetry.metrics)
-            tasks.append(asyncio.create_task(listener.run(), name="revocations"))
+        if context.listener is not None:
+            tasks.append(asyncio.create_task(context.listener.run(), name="revocations"))
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
-            yield ApiState(
-                context=AppContext(
-                    settings=settings,
-                    db=db,
-                    verifier=verifier,
-                    metrics=metrics,
-                    clock=clock,
-                    policy=policy,
-                    relay=relay,
-                    box=SecretBox(settings.encryption_key),
-                    authenticator=revocations.authenticator,
-                    issuer_cache=revocations.issuer_cache,
-                    limiter=limiter,
-                    revocations=revocations,
-                    listener=listener,
-                )
-            )
+            yield ApiState(context=context)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await relay.close()
-            await limiter.close()
-            await election.close()
-            await verifier.close()
-            await db.close()
+            await _shut_down(context, election, tasks)
             log.info("service_stopped")
 
+    return lifespan
+
+
+def create_app(settings: ApiSettings, telemetry: Telemetry, clock: Clock = utc_now) -> FastAPI:
     app = build_app(
         title="Mandate Vault API",
         description=(
@@ -247,7 +267,7 @@ def create_app(settings: ApiSettings, telemetry: Telemetry, clock: Clock = utc_n
             "bearer token from `/api/v1/auth/login` or an `X-API-Key`."
         ),
         telemetry=telemetry,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, telemetry, clock),
         readiness={"database": _database_ready},
         advisories={"outbox_relay": _relay_progress, "revocations": _revocations_listening}
         | ({"redis": _redis_reachable} if settings.redis_url is not None else {}),
