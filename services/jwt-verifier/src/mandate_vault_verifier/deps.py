@@ -11,7 +11,7 @@ from typing import TypedDict, cast
 
 from fastapi import Request
 
-from mandate_vault_verifier.telemetry import VerificationRecorder
+from mandate_vault_verifier.metrics import VerificationRecorder
 from mandate_vault_verifier.verifier import Verifier
 
 

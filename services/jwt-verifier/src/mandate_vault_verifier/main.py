@@ -16,10 +16,10 @@ from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl
 from mandate_vault_shared.web.app import build_app
 from mandate_vault_shared.web.middleware import QUIET_PATHS
 from mandate_vault_verifier.deps import State
+from mandate_vault_verifier.metrics import VerificationRecorder
 from mandate_vault_verifier.resolver import DidWebResolver
 from mandate_vault_verifier.routes import verify
 from mandate_vault_verifier.settings import VerifierSettings
-from mandate_vault_verifier.telemetry import VerificationRecorder
 from mandate_vault_verifier.truststore import Truststore, TruststoreError, load_truststore
 from mandate_vault_verifier.verifier import Verifier
 
