@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from mandate_vault_api.settings import DEV_SIGNING_KEY, ApiSettings
-from mandate_vault_harness.k8s import K8S, KUBERNETES_VERSION, of_kind, one, tool
+from mandate_vault_harness.k8s import K8S, KUBERNETES_VERSION, of_kind, one, strict_validation, tool
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY
 from mandate_vault_verifier.settings import VerifierSettings
 from mandate_vault_worker.settings import WorkerSettings
@@ -130,18 +130,9 @@ def test_renders_and_passes_strict_schema_validation(
 ) -> None:
     docs = rendered[variant]
     assert docs
-    path = tmp_path / f"{variant}.yaml"
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
-    validator = tool("kubernetes-validate", "it is a dev dependency: uv sync --all-packages")
-    result = subprocess.run(
-        [validator, "--strict", "--quiet", "-k", KUBERNETES_VERSION, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ERROR" not in result.stdout + result.stderr
+    status, output = strict_validation(docs, tmp_path / f"{variant}.yaml")
+    assert status == 0, output
+    assert "ERROR" not in output
 
 
 def test_secret_example_passes_schema_validation() -> None:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as operator
 
-from mandate_vault_harness.k8s import K8S, KUBERNETES_VERSION, of_kind, one, tool
+from mandate_vault_harness.k8s import K8S, of_kind, one, strict_validation, tool
 from mandate_vault_harness.services import REPO_ROOT as REPO
 
 OPERATOR_OVERLAY = K8S / "overlays" / "prod-operator"
@@ -88,17 +88,8 @@ def test_rules_inside_the_prometheus_rule_pass_promtool(
 
 
 def _strict_validate(docs: list[dict[str, Any]], tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
-    validator = tool("kubernetes-validate", "a dev dependency: uv sync --all-packages")
-    result = subprocess.run(
-        [validator, "--strict", "--quiet", "-k", KUBERNETES_VERSION, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    status, output = strict_validation(docs, tmp_path / f"{name}.yaml")
+    assert status == 0, output
 
 
 def test_builtin_objects_pass_strict_schema_validation(

@@ -4,9 +4,12 @@ are validated against, the command-line tools that render them, and lookups by k
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mandate_vault_harness.services import REPO_ROOT
 
@@ -34,3 +37,17 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = of_kind(docs, kind)
     assert name in found, f"no {kind} {name}"
     return found[name]
+
+
+def strict_validation(docs: list[dict[str, Any]], path: Path) -> tuple[int, str]:
+    """kubernetes-validate --strict on `docs` (written to `path`): exit status and output."""
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+    validator = tool("kubernetes-validate", "a dev dependency: uv sync --all-packages")
+    result = subprocess.run(
+        [validator, "--strict", "--quiet", "-k", KUBERNETES_VERSION, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
