@@ -57,14 +57,18 @@ class AppContext:
         return Creation(self.db, self.verifier, self.relay, self.issuer_cache, self.clock)
 
 
-class ApiState(TypedDict):
+class State(TypedDict):
     context: AppContext
 
 
-async def get_context(request: Request) -> AppContext:
+def context_of(request: Request) -> AppContext:
     # uvicorn copies the lifespan's state into every request's scope
-    state = cast(ApiState, request.scope["state"])
-    return state["context"]
+    return cast(State, request.scope["state"])["context"]
+
+
+async def get_context(request: Request) -> AppContext:
+    """`context_of` as a dependency (async: FastAPI runs a sync one in a thread)."""
+    return context_of(request)
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
