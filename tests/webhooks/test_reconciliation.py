@@ -42,6 +42,7 @@ from mandate_vault_harness.system import QUICK_WORKER, worker_wiring
 from mandate_vault_shared.db.engine import create_engine
 from mandate_vault_shared.db.schema import outbox, webhook_deliveries
 from mandate_vault_shared.messages import EventType, WebhookJob
+from mandate_vault_shared.producer import ManagedProducer
 from mandate_vault_shared.telemetry import names
 from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 from mandate_vault_shared.webhooks import DEV_ENCRYPTION_KEY, SecretBox
@@ -86,7 +87,7 @@ def replica(database_url: str, broker: Broker, topic: str, drop: int = 0) -> Rep
     counts: list[int] = []
     producer = AckAndDrop(drop, bootstrap_servers=broker.bootstrap)
     relay = OutboxRelay(
-        db, lambda: producer, MessagingTelemetry(trace.get_tracer("test")), topic, utc_now,
+        db, ManagedProducer(lambda: producer), MessagingTelemetry(trace.get_tracer("test")), topic, utc_now,
         batch_size=1, poll_interval=0.1,
     )  # fmt: skip
     reconciler = Reconciler(

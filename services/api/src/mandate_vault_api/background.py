@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Final
 
@@ -141,34 +141,16 @@ async def sweep_expired(db: Database, clock: Clock, on_events: Callable[[], None
     return len(expired)
 
 
-def every(
-    seconds: float, election: LeaderElection, job: Callable[[], Awaitable[object]], name: str
-) -> Callable[[], Coroutine[None, None, None]]:
-    """A loop running `job` every `seconds` while this replica leads; errors are logged."""
-
-    async def loop() -> None:
-        while True:
-            if election.is_leader:
-                try:
-                    await job()
-                except Exception as exc:
-                    log.warning("background_job_failed", job=name, error_type=type(exc).__name__)
-            await asyncio.sleep(seconds)
-
-    return loop
-
-
-async def report_gauges_forever(
-    db: Database, snapshot: GaugeSnapshot, clock: Clock, election: LeaderElection, seconds: float
-) -> None:
+def gauge_reporter(
+    db: Database, snapshot: GaugeSnapshot, clock: Clock, election: LeaderElection
+) -> Callable[[], Awaitable[None]]:
     """Refresh the gauges while leading; report nothing (not stale values) otherwise."""
-    while True:
-        if election.is_leader:
-            try:
-                await refresh_gauges(db, snapshot, clock)
-                snapshot.reporting = True
-            except Exception as exc:
-                log.warning("background_job_failed", job="gauges", error_type=type(exc).__name__)
-        else:
+
+    async def report() -> None:
+        if not election.is_leader:
             snapshot.reporting = False
-        await asyncio.sleep(seconds)
+            return
+        await refresh_gauges(db, snapshot, clock)
+        snapshot.reporting = True
+
+    return report

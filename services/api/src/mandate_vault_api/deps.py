@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict, cast
+from typing import Annotated, Any, TypedDict, TypeVar, cast
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from mandate_vault_api import directory
 from mandate_vault_api.auth import Authenticator, AuthPolicy
@@ -28,6 +29,9 @@ from mandate_vault_shared.invalidation import Listener
 from mandate_vault_shared.telemetry.logs import bind_context
 from mandate_vault_shared.telemetry.sentry import set_identity
 from mandate_vault_shared.webhooks import SecretBox
+
+M = TypeVar("M", bound=BaseModel)
+TenantQuery = Callable[..., Awaitable[Any]]  # (conn, tenant_id, *ids) -> row(s)
 
 
 @dataclass(frozen=True)
@@ -57,14 +61,18 @@ class AppContext:
         return Creation(self.db, self.verifier, self.relay, self.issuer_cache, self.clock)
 
 
-class ApiState(TypedDict):
+class State(TypedDict):
     context: AppContext
 
 
-async def get_context(request: Request) -> AppContext:
+def context_of(request: Request) -> AppContext:
     # uvicorn copies the lifespan's state into every request's scope
-    state = cast(ApiState, request.scope["state"])
-    return state["context"]
+    return cast(State, request.scope["state"])["context"]
+
+
+async def get_context(request: Request) -> AppContext:
+    """`context_of` as a dependency (async: FastAPI runs a sync one in a thread)."""
+    return context_of(request)
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
@@ -132,6 +140,16 @@ class TenantCall:
     principal: Principal
     tenant_id: str
     ctx: AppContext
+
+    async def one(self, model: type[M], query: TenantQuery, *ids: str) -> M:
+        """The tenant's row `query(conn, tenant_id, *ids)` finds, as `model` (404 when none)."""
+        async with self.ctx.db.read() as conn:
+            return model.model_validate(await query(conn, self.tenant_id, *ids))
+
+    async def all(self, model: type[M], query: TenantQuery) -> list[M]:
+        """Every row `query(conn, tenant_id)` returns, as `model`."""
+        async with self.ctx.db.read() as conn:
+            return [model.model_validate(row) for row in await query(conn, self.tenant_id)]
 
 
 def tenant_call(permission: Permission) -> Callable[..., Coroutine[Any, Any, TenantCall]]:

@@ -8,22 +8,20 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Final
 
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 from mandate_vault_api.auth import Authenticator, AuthPolicy
 from mandate_vault_api.background import (
     LeaderElection,
-    every,
+    gauge_reporter,
     prune_outbox,
-    report_gauges_forever,
     sweep_expired,
 )
 from mandate_vault_api.cache import TtlCache
 from mandate_vault_api.clock import Clock, utc_now
 from mandate_vault_api.database import DATABASE_DOWN_ERRORS, Database
-from mandate_vault_api.deps import ApiState, AppContext
+from mandate_vault_api.deps import AppContext, State, context_of
 from mandate_vault_api.endpoint_health import disable_failing_endpoints
 from mandate_vault_api.metrics import ApiMetrics
 from mandate_vault_api.ratelimit import RateLimiter
@@ -44,8 +42,9 @@ from mandate_vault_api.settings import ApiSettings
 from mandate_vault_api.shared_limits import RedisWindows
 from mandate_vault_api.verifier_client import VerifierClient
 from mandate_vault_shared.db.engine import create_engine
-from mandate_vault_shared.kafka import producer_options
 from mandate_vault_shared.keepalive import KeepAliveClient
+from mandate_vault_shared.periodic import every
+from mandate_vault_shared.producer import ManagedProducer
 from mandate_vault_shared.telemetry import Telemetry, get_logger
 from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl, Route
 from mandate_vault_shared.web.app import build_app
@@ -81,14 +80,14 @@ def auth_policy(settings: ApiSettings) -> AuthPolicy:
 
 
 async def _database_ready(request: Request) -> str | None:
-    context: AppContext = request.scope["state"]["context"]
+    context = context_of(request)
     async with context.db.engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
     return None
 
 
 async def _relay_progress(request: Request) -> str | None:
-    context: AppContext = request.scope["state"]["context"]
+    context = context_of(request)
     stalled = context.relay.stalled_for()
     if stalled > context.settings.outbox_stall_seconds:
         return f"outbox relay stalled for {stalled:.0f}s (Kafka unreachable?)"
@@ -109,7 +108,7 @@ def _shared_limits(settings: ApiSettings) -> RedisWindows | None:
 
 async def _revocations_listening(request: Request) -> str | None:
     """Reported, never gating: while the channel is down the cache TTL bounds staleness."""
-    context: AppContext = request.scope["state"]["context"]
+    context = context_of(request)
     if context.listener is not None and not context.listener.connected:
         return "not listening for revocations: caches expire after API_AUTH_CACHE_SECONDS"
     return None
@@ -118,7 +117,7 @@ async def _revocations_listening(request: Request) -> str | None:
 async def _redis_reachable(request: Request) -> str | None:
     """Reported, never gating: the limiter falls back per process while Redis is away, so
     taking every replica out of the load balancer would turn a Redis outage into an outage."""
-    context: AppContext = request.scope["state"]["context"]
+    context = context_of(request)
     if not await context.limiter.shared_store_ok():
         return "Redis unreachable: rate limits are per process until it is back"
     return None
@@ -144,6 +143,9 @@ def _background_tasks(
         batch_size=settings.outbox_reconcile_batch_size,
     )
 
+    def leading() -> bool:
+        return election.is_leader
+
     async def housekeeping() -> None:
         await sweep_expired(db, clock, relay.wake)
         await disable_failing_endpoints(db, clock, failing_limit, metrics, relay.wake)
@@ -151,15 +153,20 @@ def _background_tasks(
 
     jobs = {
         "leader-election": election.run(),
-        "outbox-relay": relay.run(lambda: election.is_leader),
+        "outbox-relay": relay.run(leading),
         "expiry-sweep": every(
-            settings.expiry_sweep_interval_seconds, election, housekeeping, "housekeeping"
-        )(),
+            settings.expiry_sweep_interval_seconds, "housekeeping", housekeeping, when=leading
+        ),
         "reconcile": every(
-            settings.outbox_reconcile_interval_seconds, election, reconciler.run_pass, "reconcile"
-        )(),
-        "gauges": report_gauges_forever(
-            db, metrics.snapshot, clock, election, settings.gauge_refresh_interval_seconds
+            settings.outbox_reconcile_interval_seconds,
+            "reconcile",
+            reconciler.run_pass,
+            when=leading,
+        ),
+        "gauges": every(
+            settings.gauge_refresh_interval_seconds,
+            "gauges",
+            gauge_reporter(db, metrics.snapshot, clock, election),
         ),
     }
     return [asyncio.create_task(job, name=name) for name, job in jobs.items()]
@@ -186,7 +193,7 @@ def _context(settings: ApiSettings, telemetry: Telemetry, clock: Clock) -> AppCo
     db = _database(settings, telemetry)
     relay = OutboxRelay(
         db,
-        lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
+        ManagedProducer.from_settings(settings.kafka),
         telemetry.messaging,
         settings.jobs_topic,
         clock,
@@ -238,9 +245,9 @@ async def _shut_down(
 
 def _lifespan(
     settings: ApiSettings, telemetry: Telemetry, clock: Clock
-) -> Callable[[FastAPI], AbstractAsyncContextManager[ApiState]]:
+) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[ApiState]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         context = _context(settings, telemetry, clock)
         election = LeaderElection(context.db)
         tasks = _background_tasks(
@@ -250,7 +257,7 @@ def _lifespan(
             tasks.append(asyncio.create_task(context.listener.run(), name="revocations"))
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
-            yield ApiState(context=context)
+            yield State(context=context)
         finally:
             await _shut_down(context, election, tasks)
             log.info("service_stopped")

@@ -21,7 +21,6 @@ from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
@@ -32,6 +31,7 @@ from mandate_vault_api.database import Database
 from mandate_vault_shared.db.schema import outbox
 from mandate_vault_shared.kafka import Headers, producer_span
 from mandate_vault_shared.messages import EventType, WebhookJob
+from mandate_vault_shared.producer import BROKER_ERRORS, ManagedProducer
 from mandate_vault_shared.telemetry import get_logger
 from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 
@@ -45,7 +45,7 @@ class OutboxRelay:
     def __init__(
         self,
         db: Database,
-        producer_factory: Callable[[], AIOKafkaProducer],
+        producer: ManagedProducer,
         messaging: MessagingTelemetry,
         topic: str,
         clock: Clock,
@@ -54,17 +54,14 @@ class OutboxRelay:
         poll_interval: float,
     ) -> None:
         self._db = db
-        self._factory = producer_factory
-        self._producer: AIOKafkaProducer | None = None
+        self._producer = producer
         self._messaging = messaging
         self._topic = topic
         self._clock = clock
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
-        self._starting = asyncio.Lock()  # the relay and reconciliation share one producer
         self.last_progress = time.monotonic()
-        self.connected = False
 
     def wake(self) -> None:
         """New rows were committed here: publish now rather than at the next poll."""
@@ -76,10 +73,8 @@ class OutboxRelay:
             if is_leader():
                 try:
                     published = await self.publish_batch()
-                except (KafkaError, OSError) as exc:
-                    self.connected = False
+                except BROKER_ERRORS as exc:
                     log.warning("outbox_publish_failed", error_type=type(exc).__name__)
-                    await self._drop_producer()
                     await asyncio.sleep(_RETRY_DELAY_SECONDS)
                     continue
                 except Exception as exc:  # the database is down: rows wait, the relay lives on
@@ -105,8 +100,8 @@ class OutboxRelay:
             if not rows:
                 self.last_progress = time.monotonic()
                 return 0
-            producer = await self._ensure_producer()
-            await self._publish(producer, rows)
+            async with self._producer.use() as producer:
+                await self._publish(producer, rows)
             await conn.execute(
                 update(outbox)
                 .where(outbox.c.id.in_([row.id for row in rows]))
@@ -120,8 +115,7 @@ class OutboxRelay:
         partition `moves[event_id]` places after the one its key chooses: a partition that lost
         a record, or that no consumer can read any more, is not the only chance of the next
         copy. Raises when the broker did not acknowledge every one."""
-        try:
-            producer = await self._ensure_producer()
+        async with self._producer.use() as producer:
             partitions = sorted(await producer.partitions_for(self._topic))
 
             def partition_of(row: Row[Any]) -> int:
@@ -129,10 +123,6 @@ class OutboxRelay:
                 return int(partitions[(home + moves.get(row.event_id, 0)) % len(partitions)])
 
             await self._publish(producer, rows, partition_of)
-        except (KafkaError, OSError):
-            self.connected = False
-            await self._drop_producer()
-            raise
 
     async def _publish(
         self,
@@ -171,27 +161,8 @@ class OutboxRelay:
                     otel_context.detach(token)
         await asyncio.gather(*pending)
 
-    async def _ensure_producer(self) -> AIOKafkaProducer:
-        async with self._starting:
-            if self._producer is None:
-                producer = self._factory()
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()
-                    raise
-                self._producer = producer
-                self.connected = True
-            return self._producer
-
-    async def _drop_producer(self) -> None:
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            with contextlib.suppress(KafkaError, OSError):
-                await producer.stop()
-
     async def close(self) -> None:
-        await self._drop_producer()
+        await self._producer.close()
 
     def stalled_for(self) -> float:
         return time.monotonic() - self.last_progress

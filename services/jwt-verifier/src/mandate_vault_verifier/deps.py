@@ -7,6 +7,7 @@ each cost ~15 us, on a route that does ~0.5 ms of work in all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TypedDict, cast
 
 from fastapi import Request
@@ -15,11 +16,18 @@ from mandate_vault_verifier.metrics import VerificationRecorder
 from mandate_vault_verifier.verifier import Verifier
 
 
-class State(TypedDict):
+@dataclass(frozen=True, slots=True)
+class VerifierContext:
+    """Every long-lived client and setting a route may need, built once by the lifespan."""
+
     verifier: Verifier
     recorder: VerificationRecorder
     max_request_bytes: int
 
 
-def service_state(request: Request) -> State:
-    return cast(State, request.scope["state"])
+class State(TypedDict):
+    context: VerifierContext
+
+
+def context_of(request: Request) -> VerifierContext:
+    return cast(State, request.scope["state"])["context"]

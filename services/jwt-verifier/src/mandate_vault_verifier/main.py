@@ -15,7 +15,7 @@ from mandate_vault_shared.telemetry import Telemetry, get_logger
 from mandate_vault_shared.web.admission import DEFAULT_BUDGET, AdmissionControl
 from mandate_vault_shared.web.app import build_app
 from mandate_vault_shared.web.middleware import QUIET_PATHS
-from mandate_vault_verifier.deps import State
+from mandate_vault_verifier.deps import State, VerifierContext
 from mandate_vault_verifier.metrics import VerificationRecorder
 from mandate_vault_verifier.resolver import DidWebResolver
 from mandate_vault_verifier.routes import verify
@@ -78,9 +78,11 @@ def create_app(settings: VerifierSettings, telemetry: Telemetry) -> FastAPI:
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
             yield State(
-                verifier=verifier,
-                recorder=VerificationRecorder(telemetry.metrics),
-                max_request_bytes=settings.max_request_bytes,
+                context=VerifierContext(
+                    verifier=verifier,
+                    recorder=VerificationRecorder(telemetry.metrics),
+                    max_request_bytes=settings.max_request_bytes,
+                )
             )
         finally:
             await resolver.aclose()

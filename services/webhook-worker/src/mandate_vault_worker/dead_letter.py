@@ -4,14 +4,10 @@ headers, and the trace context carried on."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-
 from mandate_vault_shared.kafka import Headers, producer_span
+from mandate_vault_shared.producer import ManagedProducer
 from mandate_vault_shared.telemetry.semconv import MessagingTelemetry
 
 HEADER_TOPIC = "dlq-original-topic"
@@ -23,10 +19,9 @@ HEADER_ATTEMPTS = "dlq-attempts"
 
 class DeadLetters:
     def __init__(
-        self, factory: Callable[[], AIOKafkaProducer], messaging: MessagingTelemetry, topic: str
+        self, producer: ManagedProducer, messaging: MessagingTelemetry, topic: str
     ) -> None:
-        self._factory = factory
-        self._producer: AIOKafkaProducer | None = None
+        self._producer = producer
         self._messaging = messaging
         self.topic = topic
 
@@ -48,30 +43,12 @@ class DeadLetters:
                 (HEADER_OFFSET, str(offset).encode()),
             ]
         headers += [(HEADER_ERROR, error[:500].encode()), (HEADER_ATTEMPTS, str(attempts).encode())]
-        producer = await self._ensure()
-        try:
+        async with self._producer.use() as producer:
             with producer_span(self._messaging, self.topic, headers):
                 await producer.send_and_wait(self.topic, value, key=key, headers=headers)
-        except (KafkaError, OSError):
-            await self.close()
-            raise
-
-    async def _ensure(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = self._factory()
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
-        return self._producer
 
     async def close(self) -> None:
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            with contextlib.suppress(KafkaError, OSError):
-                await producer.stop()
+        await self._producer.close()
 
 
 def parse_origin(source: str | None) -> tuple[str, int, int] | None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final, TypedDict
+from typing import Final
 
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 from mandate_vault_shared.db.engine import create_engine
-from mandate_vault_shared.kafka import producer_options
+from mandate_vault_shared.periodic import every
+from mandate_vault_shared.producer import ManagedProducer
 from mandate_vault_shared.ssrf import guarded_session
 from mandate_vault_shared.telemetry import Telemetry, get_logger
 from mandate_vault_shared.web.app import build_app
@@ -21,6 +21,7 @@ from mandate_vault_shared.webhooks import SecretBox
 from mandate_vault_worker import store
 from mandate_vault_worker.consumer import JobConsumer
 from mandate_vault_worker.dead_letter import DeadLetters
+from mandate_vault_worker.deps import State, WorkerContext, context_of
 from mandate_vault_worker.dispatch import Dispatcher
 from mandate_vault_worker.handlers import WorkerDeps, utc_now
 from mandate_vault_worker.lanes import Lanes
@@ -38,35 +39,14 @@ _WRITER_GRACE_SECONDS: Final = 5.0
 log = get_logger(__name__)
 
 
-class WorkerState(TypedDict):
-    consumer: JobConsumer
-    deps: WorkerDeps
-
-
 async def _consumer_ready(request: Request) -> str | None:
-    consumer: JobConsumer = request.scope["state"]["consumer"]
-    return None if consumer.connected else "not connected to Kafka"
+    return None if context_of(request).consumer.connected else "not connected to Kafka"
 
 
 async def _database_ready(request: Request) -> str | None:
-    deps: WorkerDeps = request.scope["state"]["deps"]
-    async with deps.engine.connect() as conn:
+    async with context_of(request).deps.engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
     return None
-
-
-def _repeat(
-    seconds: float, job: Callable[[], Awaitable[object]], name: str
-) -> Callable[[], Coroutine[None, None, None]]:
-    async def loop() -> None:
-        while True:
-            try:
-                await job()
-            except Exception as exc:  # keep the loop alive; the next round retries
-                log.warning("background_job_failed", job=name, error_type=type(exc).__name__)
-            await asyncio.sleep(seconds)
-
-    return loop
 
 
 def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
@@ -79,7 +59,7 @@ def _build_deps(settings: WorkerSettings, telemetry: Telemetry) -> WorkerDeps:
         settings.ssrf_policy, settings.delivery_timeout_seconds, limit=settings.max_in_flight
     )
     dead_letters = DeadLetters(
-        lambda: AIOKafkaProducer(**producer_options(settings.kafka)),
+        ManagedProducer.from_settings(settings.kafka),
         telemetry.messaging,
         settings.dead_letter_topic,
     )
@@ -138,7 +118,7 @@ async def _stop(
 def create_app(settings: WorkerSettings, telemetry: Telemetry) -> FastAPI:
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[WorkerState]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         deps = _build_deps(settings, telemetry)
         dispatcher = Dispatcher(deps)
         consumer = JobConsumer(settings, dispatcher, deps.metrics.consumer_rebuilt)
@@ -147,11 +127,7 @@ def create_app(settings: WorkerSettings, telemetry: Telemetry) -> FastAPI:
         background = [
             asyncio.create_task(dispatcher.run_retries(), name="retries"),
             asyncio.create_task(
-                _repeat(
-                    settings.lag_interval_seconds,
-                    lambda: _measure(consumer, deps),
-                    "lag",
-                )(),
+                every(settings.lag_interval_seconds, "lag", lambda: _measure(consumer, deps)),
                 name="lag",
             ),
         ]
@@ -163,7 +139,7 @@ def create_app(settings: WorkerSettings, telemetry: Telemetry) -> FastAPI:
             background.append(asyncio.create_task(listener.run(), name="revocations"))
         log.info("service_started", port=settings.port, environment=settings.environment.value)
         try:
-            yield WorkerState(consumer=consumer, deps=deps)
+            yield State(context=WorkerContext(consumer=consumer, deps=deps))
         finally:
             await _stop(consumer, consuming, background, settings.shutdown_grace_seconds)
             dispatcher.cancel()

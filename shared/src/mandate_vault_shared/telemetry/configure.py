@@ -220,7 +220,9 @@ def _tracer_provider(parts: _Parts, drops: DropCounter) -> TracerProvider:
         sampler=standard.sampler(standard.SamplerChoice(settings.traces_sampler, ratio)),
     )
     if standard.otlp_configured("traces"):
-        provider.add_span_processor(BatchSpanProcessor(_span_exporter(parts.pipeline, drops)))
+        provider.add_span_processor(
+            BatchSpanProcessor(_span_exporter(parts.pipeline, drops), **standard.span_batching())
+        )
     for processor in parts.options.span_processors:
         provider.add_span_processor(processor)
     return provider

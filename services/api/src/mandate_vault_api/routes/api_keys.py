@@ -10,7 +10,7 @@ from mandate_vault_api import directory
 from mandate_vault_api.deps import TenantCall, tenant_call
 from mandate_vault_api.revocation import API_KEY, announce
 from mandate_vault_api.roles import Permission
-from mandate_vault_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, rows
+from mandate_vault_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from mandate_vault_shared.telemetry import get_logger, names
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
@@ -47,8 +47,7 @@ async def list_api_keys(
     call: KeyAdmin,
 ) -> list[ApiKeyOut]:
     """The tenant's API keys (never the keys themselves)."""
-    async with call.ctx.db.transaction() as conn:
-        return rows(ApiKeyOut, await directory.list_api_keys(conn, call.tenant_id))
+    return await call.all(ApiKeyOut, directory.list_api_keys)
 
 
 @router.delete("/{key_id}", response_model=ApiKeyOut, responses={404: {}})

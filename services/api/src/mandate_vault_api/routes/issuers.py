@@ -10,7 +10,7 @@ from mandate_vault_api import directory
 from mandate_vault_api.deps import TenantCall, tenant_call
 from mandate_vault_api.revocation import ISSUERS, announce
 from mandate_vault_api.roles import Permission
-from mandate_vault_api.schemas import IssuerCreate, IssuerOut, rows
+from mandate_vault_api.schemas import IssuerCreate, IssuerOut
 from mandate_vault_shared.telemetry import get_logger, names
 
 router = APIRouter(prefix="/api/v1/trusted-issuers", tags=["trusted issuers"])
@@ -53,8 +53,7 @@ async def list_issuers(
     call: IssuerReader,
 ) -> list[IssuerOut]:
     """The issuers this tenant trusts."""
-    async with call.ctx.db.transaction() as conn:
-        return rows(IssuerOut, await directory.list_trusted_issuers(conn, call.tenant_id))
+    return await call.all(IssuerOut, directory.list_trusted_issuers)
 
 
 @router.delete("/{issuer_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {}})

@@ -189,8 +189,7 @@ async def get_mandate(
     call: Reader,
 ) -> MandateOut:
     """One mandate of the tenant (another tenant's id answers 404)."""
-    async with call.ctx.db.read() as conn:
-        return MandateOut.model_validate(await domain.get_mandate(conn, call.tenant_id, mandate_id))
+    return await call.one(MandateOut, domain.get_mandate, mandate_id)
 
 
 @router.post("/{mandate_id}/revoke", response_model=MandateOut, responses={404: {}, 409: {}})

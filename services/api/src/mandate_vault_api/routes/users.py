@@ -10,7 +10,7 @@ from mandate_vault_api import directory
 from mandate_vault_api.deps import TenantCall, tenant_call
 from mandate_vault_api.revocation import USER, announce
 from mandate_vault_api.roles import Permission
-from mandate_vault_api.schemas import UserCreate, UserOut, UserUpdate, rows
+from mandate_vault_api.schemas import UserCreate, UserOut, UserUpdate
 from mandate_vault_shared.telemetry import get_logger, names
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -46,8 +46,7 @@ async def list_users(
     call: UserAdmin,
 ) -> list[UserOut]:
     """The tenant's users."""
-    async with call.ctx.db.transaction() as conn:
-        return rows(UserOut, await directory.list_users(conn, call.tenant_id))
+    return await call.all(UserOut, directory.list_users)
 
 
 @router.get("/{user_id}", response_model=UserOut, responses={404: {}})
@@ -56,8 +55,7 @@ async def get_user(
     call: UserAdmin,
 ) -> UserOut:
     """One user of the tenant."""
-    async with call.ctx.db.transaction() as conn:
-        return UserOut.model_validate(await directory.get_user(conn, call.tenant_id, user_id))
+    return await call.one(UserOut, directory.get_user, user_id)
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses={403: {}, 404: {}})

@@ -65,8 +65,7 @@ async def list_webhooks(
     call: Reader,
 ) -> list[WebhookOut]:
     """The tenant's subscriptions (never their secrets)."""
-    async with call.ctx.db.transaction() as conn:
-        return rows(WebhookOut, await webhooks.list_subscriptions(conn, call.tenant_id))
+    return await call.all(WebhookOut, webhooks.list_subscriptions)
 
 
 @router.get("/{subscription_id}", response_model=WebhookOut, responses={404: {}})
@@ -75,10 +74,7 @@ async def get_webhook(
     call: Reader,
 ) -> WebhookOut:
     """One subscription."""
-    async with call.ctx.db.transaction() as conn:
-        return WebhookOut.model_validate(
-            await webhooks.get_subscription(conn, call.tenant_id, subscription_id)
-        )
+    return await call.one(WebhookOut, webhooks.get_subscription, subscription_id)
 
 
 @router.patch("/{subscription_id}", response_model=WebhookOut, responses={404: {}, 422: {}})

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from mandate_vault_shared.errors import PayloadTooLarge
 from mandate_vault_shared.web.bodies import openapi_body, parse_json_body
 from mandate_vault_shared.web.responses import JsonResponse
-from mandate_vault_verifier.deps import service_state
+from mandate_vault_verifier.deps import context_of
 from mandate_vault_verifier.statuses import VerificationStatus
 from mandate_vault_verifier.verifier import VerificationResult
 
@@ -68,9 +68,9 @@ async def verify(
     request: Request,
 ) -> JsonResponse:
     start = time.perf_counter()
-    state = service_state(request)
-    verifier, recorder = state["verifier"], state["recorder"]
-    body = await _read_body(request, state["max_request_bytes"])
+    context = context_of(request)
+    verifier, recorder = context.verifier, context.recorder
+    body = await _read_body(request, context.max_request_bytes)
     include_claims = True
     if body is None:
         result = VerificationResult(VerificationStatus.TOKEN_TOO_LARGE, "The body is too large.")
