@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -158,15 +158,18 @@ class NoOrphanQueries(Sampler):
 SPAN_BATCH_DEFAULTS: Final = {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 64, "OTEL_BSP_SCHEDULE_DELAY": 200}
 
 
-def span_batching() -> dict[str, int]:
+class SpanBatching(TypedDict):
+    max_export_batch_size: int | None  # None: the SDK reads the variable
+    schedule_delay_millis: float | None
+
+
+def span_batching() -> SpanBatching:
     """Keyword arguments for `BatchSpanProcessor`: our defaults where the variable is unset."""
-    options: dict[str, int] = {}
+    batch, delay = None, None
     if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" not in os.environ:
         queue = os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "")
         largest = int(queue) if queue.isdigit() and int(queue) > 0 else 2048
-        options["max_export_batch_size"] = min(
-            SPAN_BATCH_DEFAULTS["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"], largest
-        )
+        batch = min(SPAN_BATCH_DEFAULTS["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"], largest)
     if "OTEL_BSP_SCHEDULE_DELAY" not in os.environ:
-        options["schedule_delay_millis"] = SPAN_BATCH_DEFAULTS["OTEL_BSP_SCHEDULE_DELAY"]
-    return options
+        delay = SPAN_BATCH_DEFAULTS["OTEL_BSP_SCHEDULE_DELAY"]
+    return SpanBatching(max_export_batch_size=batch, schedule_delay_millis=delay)
