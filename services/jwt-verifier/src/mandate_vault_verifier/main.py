@@ -108,7 +108,7 @@ def create_app(settings: VerifierSettings, telemetry: Telemetry) -> FastAPI:
 
 
 async def truststore_ready(request: Request) -> str | None:
-    verifier = getattr(request.state, "verifier", None)
-    if not isinstance(verifier, Verifier):
+    context = getattr(request.state, "context", None)
+    if not isinstance(context, VerifierContext) or not isinstance(context.verifier, Verifier):
         return "truststore not loaded"
     return None
