@@ -31,7 +31,9 @@ def _start(system: System, rps: float, count: int) -> CreateLoad:
     system.ready()
     tenant = system.add_tenant()
     system.subscribe(tenant, PATH)
-    system.receiver.delay_seconds = 0.005  # a subscriber that takes its time keeps work in flight
+    # A subscriber answering in 100 ms keeps ~6 deliveries in flight at 60/s, so every kill lands
+    # mid-stream (at 5 ms a fast pipeline often had nothing outstanding when the kill came).
+    system.receiver.delay_seconds = 0.1
     issuer = system.issuers[0]
     return CreateLoad(
         system.api.url, tenant.headers(), lambda _: issuer.mandate(), rps, count
