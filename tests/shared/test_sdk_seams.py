@@ -124,3 +124,21 @@ def test_a_full_batch_queue_logs_the_warning_the_drop_counter_reads() -> None:
         f"the SDK no longer logs {seams.QUEUE_FULL_MESSAGE!r} on {seams.QUEUE_FULL_LOGGER}: "
         f"telemetry_dropped_total{{reason='queue_full'}} would stay 0; saw {messages}"
     )
+
+
+def test_a_batch_processor_says_when_its_queue_is_full() -> None:
+    exporter = _Stuck()
+    processor = BatchSpanProcessor(
+        exporter, max_queue_size=2, max_export_batch_size=1, schedule_delay_millis=1
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    try:
+        assert not seams.batch_queue_full(processor)
+        for _ in range(6):  # one in the stuck export, then the queue fills
+            with provider.get_tracer("seams").start_as_current_span("s"):
+                pass
+        assert seams.batch_queue_full(processor)
+    finally:
+        exporter.release.set()
+        provider.shutdown()

@@ -32,7 +32,6 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NoOpTracerProvider
 from prometheus_client import CollectorRegistry
@@ -41,6 +40,7 @@ from structlog.typing import Processor
 from mandate_vault_shared.settings import ServiceSettings
 from mandate_vault_shared.telemetry import instrumentation, names, standard
 from mandate_vault_shared.telemetry.export import (
+    CountingBatchSpanProcessor,
     CountingLogExporter,
     DropCounter,
     QueueFullFilter,
@@ -221,7 +221,9 @@ def _tracer_provider(parts: _Parts, drops: DropCounter) -> TracerProvider:
     )
     if standard.otlp_configured("traces"):
         provider.add_span_processor(
-            BatchSpanProcessor(_span_exporter(parts.pipeline, drops), **standard.span_batching())
+            CountingBatchSpanProcessor(
+                _span_exporter(parts.pipeline, drops), drops, **standard.span_batching()
+            )
         )
     for processor in parts.options.span_processors:
         provider.add_span_processor(processor)

@@ -18,14 +18,14 @@ from typing import Any
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
 from mandate_vault_shared.telemetry import names
 from mandate_vault_shared.telemetry.instruments import Metrics
 from mandate_vault_shared.telemetry.otlp_wire import encode_spans
 from mandate_vault_shared.telemetry.redact import redact_text, safe_attribute
-from mandate_vault_shared.telemetry.seams import QUEUE_FULL_MESSAGE, OtlpSender
+from mandate_vault_shared.telemetry.seams import QUEUE_FULL_MESSAGE, OtlpSender, batch_queue_full
 
 
 class DropCounter:
@@ -55,6 +55,23 @@ class QueueFullFilter(logging.Filter):
             self._drops.add(signal, "queue_full")
             return False
         return True
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """Drops a span at once, counted, when the queue is full (the exporter is stuck: collector
+    down or black-holed). The SDK would log a warning per dropped span on the request's thread,
+    stack walk included, which made a black-holed collector cost requests time."""
+
+    def __init__(self, exporter: SpanExporter, drops: DropCounter, **options: Any) -> None:
+        super().__init__(exporter, **options)
+        self._drops = drops
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is not None and context.trace_flags.sampled and batch_queue_full(self):
+            self._drops.add("traces", "queue_full")
+            return
+        super().on_end(span)
 
 
 class SafeSpanExporter(SpanExporter):

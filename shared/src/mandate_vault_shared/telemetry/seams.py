@@ -31,6 +31,13 @@ def count_before_the_sdk_filters(drop_filter: logging.Filter) -> Callable[[], No
     return lambda: logger.removeFilter(drop_filter)
 
 
+def batch_queue_full(processor: Any) -> bool:
+    """Whether a `BatchSpanProcessor`'s queue is full (the next span would be dropped)."""
+    inner = processor._batch_processor
+    full: bool = len(inner._queue) >= inner._max_queue_size
+    return full
+
+
 class OtlpSender(Protocol):
     """What the SDK's OTLP/HTTP exporters use to POST a payload (with retries and timeout)."""
 
