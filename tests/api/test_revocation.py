@@ -164,9 +164,7 @@ def test_a_deleted_subscription_gets_no_further_attempt() -> None:
     """The worker reads the subscription for every attempt: once deleted, retries stop."""
     with System(partitions=1) as system:
         assert system.receiver is not None
-        system.start_api(wait=False)
-        system.start_worker(wait=False)
-        system.ready()
+        system.start_services()
         tenant = system.add_tenant()
         subscription = system.subscribe(tenant, "/failing")
         system.receiver.register("/failing", subscription["secret"], always(500))

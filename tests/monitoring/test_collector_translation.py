@@ -323,9 +323,7 @@ def run(broker: Broker, postgres_server: None) -> Iterator[Run]:
             worker_tuning=QUICK_WORKER,
         ) as stack:
             tenant = stack.add_tenant("acme-corp", users=True)
-            stack.start_api(wait=False)
-            stack.start_worker(wait=False)
-            stack.ready()
+            stack.start_services()
             assert stack.verifier is not None
             urls = {
                 "mandate-vault-api": stack.api.url,

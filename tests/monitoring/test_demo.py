@@ -45,9 +45,7 @@ def test_demo_drives_the_stack_and_prints_every_guide_metric(
         issuers=[issuer], broker=broker, api_tuning=QUICK_API, worker_tuning=worker
     ) as stack:
         tenant = stack.add_tenant("acme-corp", users=True)
-        stack.start_api(wait=False)
-        stack.start_worker(wait=False)
-        stack.ready()
+        stack.start_services()
         assert stack.verifier is not None
         urls = {
             "api": stack.api.url,

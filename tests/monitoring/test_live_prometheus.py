@@ -345,9 +345,7 @@ def live(monitoring: Monitoring, broker: Broker) -> Iterator[Live]:
         worker_tuning=worker,
     ) as stack:
         tenant = stack.add_tenant("acme-corp", users=True)
-        stack.start_api(wait=False)
-        stack.start_worker(wait=False)
-        stack.ready()
+        stack.start_services()
         assert stack.verifier is not None
         monitoring.set_target("api", stack.api.url)
         monitoring.set_target("jwt-verifier", stack.verifier.url)

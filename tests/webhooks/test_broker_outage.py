@@ -22,9 +22,7 @@ def test_events_created_during_a_broker_outage_are_all_delivered(bank: Issuer) -
         assert stack.broker is not None
         assert stack.receiver is not None
         tenant = stack.add_tenant()
-        stack.start_api(wait=False)
-        stack.start_worker(wait=False)
-        stack.ready()
+        stack.start_services()
         stack.subscribe(tenant, "/outage", ["MandateCreated"])
         created = [stack.create_mandate(tenant, bank.mandate())["id"] for _ in range(5)]
         stack.broker.stop()

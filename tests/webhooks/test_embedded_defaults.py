@@ -40,9 +40,7 @@ def sqlite_stack(tmp_path: Path, broker: Broker, bank: Issuer) -> Iterator[Syste
         worker_tuning=worker,
     ) as stack:
         stack.add_tenant(TENANT)
-        stack.start_api(wait=False)
-        stack.start_worker(wait=False)
-        stack.ready()
+        stack.start_services()
         yield stack
 
 

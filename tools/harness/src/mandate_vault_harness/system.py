@@ -254,6 +254,12 @@ class System:
             env["API_JOBS_TOPIC"] = self.topic
         return {**env, **self.api_tuning, **self.service_env, **overrides}
 
+    def start_services(self) -> None:
+        """One api and one worker, started side by side; returns once every service is up."""
+        self.start_api(wait=False)
+        self.start_worker(wait=False)
+        self.ready()
+
     def start_api(self, wait: bool = True, **overrides: str) -> ServiceProcess:
         process = ServiceProcess("api", self.api_env(**overrides))
         self.apis.append(process)  # before start: a process that never got healthy is stopped too
