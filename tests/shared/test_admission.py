@@ -56,12 +56,48 @@ async def test_a_request_that_cannot_start_before_its_deadline_is_refused() -> N
     assert await b.acquire() is None
 
 
-async def test_refused_at_once_when_the_queue_ahead_cannot_drain_in_time() -> None:
-    b = budget(max_concurrency=1, queue_size=100, queue_timeout_ms=50, adaptive=False)
+async def test_under_a_standing_queue_refused_at_once_when_the_queue_cannot_drain_in_time() -> None:
+    b = budget(max_concurrency=1, queue_size=100, overload_queue_timeout_ms=50, standing_queue_ms=0)
     b._finished.rate = 10.0  # ten requests a second finish: one more waiting means 100 ms
     assert await b.acquire() is None
     assert await b.acquire() == "expected_wait"
     assert b.queued == 0
+
+
+async def test_a_fresh_queue_waits_the_long_deadline_a_standing_one_the_short() -> None:
+    clock = Clock()
+    b = Budget(
+        "codel",
+        BudgetSettings(
+            max_concurrency=1,
+            queue_timeout_ms=5000,
+            overload_queue_timeout_ms=1,
+            standing_queue_ms=100,
+            adaptive=False,
+        ),
+        clock=clock,
+    )
+    b._finished.rate = 100.0  # one more waiting means 10 ms: too long under a standing queue
+    assert await b.acquire() is None
+    burst = [asyncio.create_task(b.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert (b.queued, b.standing) == (3, False)  # a burst: they wait, none is refused
+    clock.now += 0.15  # the queue has not been empty since
+    assert await b.acquire() == "expected_wait"
+    assert b.standing
+    for _ in burst:
+        b.release(0.01, overloaded=False)
+    assert [await task for task in burst] == [None, None, None]
+    clock.now += 0.05  # the budget still full, the queue empty: still standing
+    b._finished.rate = 10_000.0  # it may wait, but only the short deadline
+    assert await b.acquire() == "deadline"
+    assert b.standing
+    clock.now += 0.15  # nobody found the budget full for a while: a new queue is a burst
+    waiting = asyncio.create_task(b.acquire())
+    await asyncio.sleep(0)
+    assert (b.queued, b.standing) == (1, False)
+    b.release(0.01, overloaded=False)
+    assert await waiting is None
 
 
 async def test_a_cancelled_waiter_leaks_no_slot() -> None:

@@ -101,7 +101,12 @@ class ApiSettings(ServiceSettings):
     # whose small budget keeps a login storm from taking the CPU that creates need.
     admission: BudgetSettings = BudgetSettings()
     login_admission: BudgetSettings = BudgetSettings(
-        max_concurrency=2, min_concurrency=1, queue_size=16, queue_timeout_ms=1000, adaptive=False
+        max_concurrency=2,
+        min_concurrency=1,
+        queue_size=16,
+        queue_timeout_ms=1000,
+        overload_queue_timeout_ms=100,
+        adaptive=False,
     )
 
     @model_validator(mode="after")

@@ -3,17 +3,25 @@
 Every request except health, readiness and metrics belongs to one *budget*, chosen by method
 and path (e.g. the api's login, whose Argon2 hashing is expensive, has its own small one; the
 rest share ``default``). A budget runs at most `limit` requests at once. Others wait in a FIFO
-queue, each with a deadline to *start* (`queue_timeout_ms`). A request is refused at once -
-503 with ``Retry-After`` in the one error shape (``{"error": "overloaded", ...}``), counted in
+queue, each with a deadline to *start*. How long depends on the queue, as in CoDel and
+Facebook's adaptive queueing: a queue that formed in the last `standing_queue_ms` is a burst
+(a pause of the event loop, a client's retry wave) and its requests may wait up to
+`queue_timeout_ms`, so a burst is absorbed; a queue that has not been empty for that long is
+standing - the process is overloaded - and new requests may wait only
+`overload_queue_timeout_ms`. It stays standing until no request has found the budget full for
+`standing_queue_ms`. A request is refused at once - 503 with ``Retry-After`` in the one error
+shape (``{"error": "overloaded", ...}``), counted in
 ``requests_shed_total{service, endpoint, reason}`` - when:
 
 - ``queue_full``: `queue_size` requests already wait;
-- ``expected_wait``: at the rate requests have been finishing, the ones ahead of it would not
-  all have started before its deadline (so it is refused now, not after waiting in vain);
-- ``deadline``: it waited and its deadline passed after all (a slow burst).
+- ``expected_wait``: under a standing queue, at the rate requests have been finishing, the
+  ones ahead of it would not all have started before its deadline (so it is refused now, not
+  after waiting in vain);
+- ``deadline``: it waited and its deadline passed after all.
 
 So an overloaded process answers the excess in microseconds and keeps the latency of what it
-admits bounded, instead of letting everything queue until a timeout (congestion collapse).
+admits bounded, instead of letting everything queue until a timeout (congestion collapse),
+while a process with room to spare does not refuse a request because of a short hiccup.
 
 The limit adapts (AIMD, as Netflix's concurrency-limits does) between `min_concurrency` and
 `max_concurrency`: an admitted request that ends slower than `latency_threshold_ms` or with a
@@ -67,12 +75,15 @@ class BudgetSettings(BaseModel):
 
     enabled: bool = True
     # Defaults from `make bench` on 2 cores at 200 % of capacity: 16 at once keep the CPU busy
-    # (goodput at capacity), and a wait of at most 2 ms to start keeps every refusal fast (a
-    # refusal at the deadline takes the deadline; with 32 and 50 ms the refusal p99 was 183 ms).
+    # (goodput at capacity); under a standing queue a wait of at most 2 ms to start keeps every
+    # refusal fast (a refusal at the deadline takes the deadline: with 50 ms the refusal p99 was
+    # 183 ms), while 50 ms for a fresh queue absorbs bursts that a 2 ms deadline refused.
     max_concurrency: int = Field(16, ge=1, le=10_000)
     min_concurrency: int = Field(8, ge=1, le=10_000)
     queue_size: int = Field(128, ge=0, le=100_000)
-    queue_timeout_ms: float = Field(2.0, ge=0, le=60_000)
+    queue_timeout_ms: float = Field(50.0, ge=0, le=60_000)
+    overload_queue_timeout_ms: float = Field(2.0, ge=0, le=60_000)
+    standing_queue_ms: float = Field(100.0, ge=0, le=60_000)
     adaptive: bool = True
     latency_threshold_ms: float = Field(1000.0, gt=0)
     retry_after_seconds: int = Field(1, ge=1, le=3600)
@@ -108,6 +119,9 @@ class Budget:
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     _finished: _Ewma = field(init=False)
     _last_decrease: float = float("-inf")
+    standing: bool = False  # the queue has not been empty for `standing_queue_ms`
+    _empty_at: float = float("-inf")  # when the queue was last seen empty
+    _full_at: float = float("-inf")  # when a request last found the budget full
 
     def __post_init__(self) -> None:
         self.limit = float(self.settings.max_concurrency)
@@ -119,12 +133,29 @@ class Budget:
             self.in_flight += 1
             return None
         if self.queued >= self.settings.queue_size:
+            self._full_at = self.clock()
             return "queue_full"
-        deadline = self.settings.queue_timeout_ms / 1000
+        if not self._standing_queue():
+            return await self._wait(self.settings.queue_timeout_ms / 1000)
+        deadline = self.settings.overload_queue_timeout_ms / 1000
         rate = self._finished.rate
         if rate > 0 and (self.queued + 1) / rate > deadline:
             return "expected_wait"
         return await self._wait(deadline)
+
+    def _standing_queue(self) -> bool:
+        """Called when a request finds the budget full: is the queue standing (overload) or a
+        burst? Once standing, it stays so until requests stop finding the budget full."""
+        now = self.clock()
+        if not self.queued:
+            self._empty_at = now
+        window = self.settings.standing_queue_ms / 1000
+        if self.standing:
+            self.standing = now - self._full_at < window
+        else:
+            self.standing = now - self._empty_at >= window
+        self._full_at = now
+        return self.standing
 
     async def _wait(self, deadline: float) -> str | None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -151,6 +182,11 @@ class Budget:
     def _give_up(self, waiter: asyncio.Future[None]) -> None:
         waiter.cancel()  # left in the queue, skipped when its turn comes
         self.queued -= 1
+        self._note_if_empty()
+
+    def _note_if_empty(self) -> None:
+        if not self.queued:
+            self._empty_at = self.clock()
 
     def release(self, seconds: float, overloaded: bool) -> None:
         """An admitted request ended after `seconds`; `overloaded`: it ended with a 503."""
@@ -179,6 +215,7 @@ class Budget:
             self.queued -= 1
             self.in_flight += 1
             waiter.set_result(None)
+            self._note_if_empty()
 
 
 @dataclass(frozen=True)
