@@ -6,9 +6,12 @@ process that waits for the CPU does not accumulate CPU time while it waits.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -59,3 +62,38 @@ class CpuMeter:
             now = {pid: cpu_seconds(pid) for pid in set(pids()) | set(before)}
             used[name] = sum(max(now[pid] - before.get(pid, 0.0), 0.0) for pid in now)
         return used
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Run every thread of `pid` (``0``: this process) on `cores` only; a thread it starts later
+    inherits its creator's. A process that is gone is skipped."""
+    tasks = Path(f"/proc/{pid or os.getpid()}/task")
+    try:
+        threads = [int(task.name) for task in tasks.iterdir()]
+    except FileNotFoundError:
+        return
+    for thread in threads:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(thread, cores)
+
+
+@contextmanager
+def split_cores(system_pids: Iterable[int]) -> Iterator[bool]:
+    """The system under test (`system_pids`) on every core but the last, this process - the
+    load generator, and anything it starts, such as wrk - on the last, so the generator's own
+    CPU does not come out of the system's; all back on every core afterwards. Yields False (and
+    pins nothing) on a single core."""
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        yield False
+        return
+    generator = {max(cores)}
+    pids = list(system_pids)
+    for pid in pids:
+        pin(pid, cores - generator)
+    pin(0, generator)
+    try:
+        yield True
+    finally:
+        for pid in [0, *pids]:
+            pin(pid, cores)
