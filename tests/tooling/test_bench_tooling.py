@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mandate_vault_harness.cpu import split_cores
+
 ROOT = Path(__file__).resolve().parents[2]
 TELEMETRY_KEYS = (
     "telemetry.full_ratio",
@@ -29,6 +33,7 @@ CREATE_KEYS = (
     "overload.at_200pct.admitted_p99_ms",
     "overload.at_200pct.refused_p99_ms",
     "overload.recovery_s",
+    "overload.shared_cores.at_200pct.goodput_ratio",
 )
 WEBHOOK_KEYS = (
     "webhook.one_subscription.p99_ms",
@@ -62,7 +67,8 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
         "Telemetry cost, trivial endpoint",
         "Fast pipeline vs SDK pipeline",
         "Create-mandate: closed loop and CPU per create",
-        "Create-mandate under overload",
+        "Create-mandate under overload: the system (api, jwt-verifier",
+        "Create-mandate under overload: the load generator on the same two cores",
         "Webhooks, one subscription at",
         "Webhooks, noisy neighbour",
         "Webhooks, capacity of ONE subscription",
@@ -110,3 +116,19 @@ def test_soak_quick_run_reports_memory(tmp_path: Path) -> None:
     text = report.read_text()
     for service in ("| api |", "| jwt-verifier |", "| webhook-worker |"):
         assert service in text
+
+
+def test_split_cores_pins_the_system_and_the_generator_apart_then_back() -> None:
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("one core: nothing to split")
+    system = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with split_cores([system.pid]) as split:
+            assert split
+            assert os.sched_getaffinity(system.pid) == cores - {max(cores)}
+            assert os.sched_getaffinity(0) == {max(cores)}
+        assert os.sched_getaffinity(system.pid) == cores == os.sched_getaffinity(0)
+    finally:
+        system.kill()
+        system.wait()
