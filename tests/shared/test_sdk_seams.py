@@ -56,6 +56,22 @@ def test_finished_spans_keep_their_attributes_in_a_plain_dict() -> None:
     assert dict(seams.plain(raw)) == {"a": 1, "b": "x"}
 
 
+def test_finished_spans_keep_their_events_and_links_in_sized_sequences() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    linked = trace.SpanContext(1, 2, is_remote=True)
+    tracer = provider.get_tracer("seams")
+    with tracer.start_as_current_span("s", links=[trace.Link(linked)]) as span:
+        span.add_event("e")
+    (finished,) = exporter.get_finished_spans()
+    events, links = seams.span_events_and_links(finished)
+    assert len(events) == 1, "ReadableSpan._events moved: see seams.span_events_and_links"
+    assert len(links) == 1, "ReadableSpan._links moved: see seams.span_events_and_links"
+    assert [e.name for e in events] == ["e"]
+    assert [link.context for link in links] == [linked]
+
+
 def test_plain_attributes_land_as_the_sdk_would_set_them() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
