@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from typing import Final
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -24,9 +25,13 @@ from structlog.typing import EventDict, WrappedLogger
 
 from mandate_vault_shared.telemetry.export import DropCounter
 from mandate_vault_shared.telemetry.logs import SEVERITY, record_attributes
-from mandate_vault_shared.telemetry.otlp_wire import WireLog, encode_logs
+from mandate_vault_shared.telemetry.otlp_wire import WireLog, encode_log_records, logs_request
 from mandate_vault_shared.telemetry.seams import OtlpSender
 from mandate_vault_shared.telemetry.standard import blrp
+
+# Records converted and encoded between two yields of the GIL: a full batch (512 by default)
+# in one go held it for milliseconds, and requests waited (p99 of the all-on bench up ~40 %).
+_SLICE: Final = 64
 
 # What the request path queues: when, in which span, and the event's fields (a shallow copy: the
 # chain's later processors may still change the original).
@@ -102,10 +107,17 @@ class LogShipper:
 
     def _send_batch(self) -> None:
         taken = min(self._batch_size, len(self._queue))
-        batch = [_wire_log(self._queue.popleft()) for _ in range(taken)]
-        payload = encode_logs(batch, self._resource, self._scope)
+        queued = [self._queue.popleft() for _ in range(taken)]
+        slices = []
+        for start in range(0, taken, _SLICE):
+            if start:
+                time.sleep(0)  # lets the event loop's thread take the GIL between slices
+            slices.append(
+                encode_log_records([_wire_log(q) for q in queued[start : start + _SLICE]])
+            )
+        payload = logs_request(b"".join(slices), self._resource, self._scope)
         if not self._sender.export(payload).success:
-            self._drops.add("logs", "export_failed", len(batch))
+            self._drops.add("logs", "export_failed", taken)
 
     def shutdown(self, timeout_seconds: float = 5.0) -> None:
         self._stopped = True

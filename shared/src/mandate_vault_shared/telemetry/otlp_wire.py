@@ -284,5 +284,15 @@ def encode_logs(
     records: Sequence[WireLog], resource: Resource, scope: InstrumentationScope
 ) -> bytes:
     """An ExportLogsServiceRequest with one resource and one scope."""
-    scope_logs = _field(1, _scope(scope)) + b"".join([_field(2, _log(r)) for r in records])
+    return logs_request(encode_log_records(records), resource, scope)
+
+
+def encode_log_records(records: Sequence[WireLog]) -> bytes:
+    """The records' repeated LogRecord fields: a batch may be encoded in slices and joined."""
+    return b"".join([_field(2, _log(r)) for r in records])
+
+
+def logs_request(encoded_records: bytes, resource: Resource, scope: InstrumentationScope) -> bytes:
+    """An ExportLogsServiceRequest around records from `encode_log_records`."""
+    scope_logs = _field(1, _scope(scope)) + encoded_records
     return _field(1, _field(1, _resource(resource)) + _field(2, scope_logs))
