@@ -56,6 +56,31 @@ def test_spans_decode_exactly_like_the_sdk_encoding() -> None:
     assert ours == theirs
 
 
+def test_repeated_attribute_blocks_still_decode_like_the_sdk_encoding() -> None:
+    """Attribute blocks are memoised per span shape: equal values of other types (True, 1,
+    1.0) and a span encoded a second time must not reuse a wrong block."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("scope-a")
+    for value in (1, True, 1.0, 1, "1", ["1"]):
+        with tracer.start_as_current_span("s", attributes={"v": value, "token": "t"}):
+            pass
+    spans = list(exporter.get_finished_spans())
+    for _ in range(2):
+        ours = ExportTraceServiceRequest.FromString(encode_spans(spans))
+        theirs = ExportTraceServiceRequest.FromString(sdk_encode_spans(spans).SerializeToString())
+        assert ours.resource_spans[0].scope_spans[0].spans[0].attributes[1].value.string_value == (
+            "[REDACTED]"
+        )
+        for mine, sdk in zip(
+            ours.resource_spans[0].scope_spans[0].spans,
+            theirs.resource_spans[0].scope_spans[0].spans,
+            strict=True,
+        ):
+            assert mine.attributes[0] == sdk.attributes[0]
+
+
 def test_log_records_decode_to_what_was_logged() -> None:
     resource = Resource.create({"service.name": "wire"})
     records = [

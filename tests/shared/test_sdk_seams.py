@@ -9,12 +9,13 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -53,6 +54,50 @@ def test_finished_spans_keep_their_attributes_in_a_plain_dict() -> None:
     assert raw is not None, "ReadableSpan._attributes moved: see seams.span_attributes"
     assert type(seams.plain(raw)) is dict, "BoundedAttributes._dict moved: see seams.plain"
     assert dict(seams.plain(raw)) == {"a": 1, "b": "x"}
+
+
+def test_finished_spans_keep_their_events_and_links_in_sized_sequences() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    linked = trace.SpanContext(1, 2, is_remote=True)
+    tracer = provider.get_tracer("seams")
+    with tracer.start_as_current_span("s", links=[trace.Link(linked)]) as span:
+        span.add_event("e")
+    (finished,) = exporter.get_finished_spans()
+    events, links = seams.span_events_and_links(finished)
+    assert len(events) == 1, "ReadableSpan._events moved: see seams.span_events_and_links"
+    assert len(links) == 1, "ReadableSpan._links moved: see seams.span_events_and_links"
+    assert [e.name for e in events] == ["e"]
+    assert [link.context for link in links] == [linked]
+
+
+def test_plain_attributes_land_as_the_sdk_would_set_them() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("seams").start_span("s", attributes={"a": 1, "b": "x"})
+    seams.set_plain_attributes(span, {"c": "y", "a": 2})
+    span.end()
+    seams.set_plain_attributes(span, {"late": "ignored"})
+    (finished,) = exporter.get_finished_spans()
+    raw = seams.span_attributes(finished)
+    assert raw is not None
+    assert type(seams.plain(raw)) is dict, "BoundedAttributes._dict moved: see seams.plain"
+    assert list((finished.attributes or {}).items()) == [("b", "x"), ("c", "y"), ("a", 2)]
+
+
+def test_plain_attributes_honour_the_sdk_limits() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2, max_attribute_length=3))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("seams").start_span("s")
+    seams.set_plain_attributes(span, {"a": "abcdef", "b": 1, "c": 2})
+    span.end()
+    (finished,) = exporter.get_finished_spans()
+    assert dict(finished.attributes or {}) == {"b": 1, "c": 2}
+    assert finished.dropped_attributes == 1
+    seams.set_plain_attributes(trace.INVALID_SPAN, {"a": "x"})  # not an SDK span: no error
 
 
 def test_metric_exporters_keep_their_preferences() -> None:

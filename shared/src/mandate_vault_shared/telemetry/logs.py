@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import random
 import sys
+import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import orjson
@@ -103,6 +103,23 @@ def _redact_fields(event: EventDict) -> None:
             event[key] = redact_text(str(value))
 
 
+_ISO_SECOND: Final = "%Y-%m-%dT%H:%M:%S"
+_SECOND_PREFIXES: dict[int, str] = {}  # the current second, formatted
+
+
+def _utc_timestamp() -> str:
+    """Now, ISO-8601 UTC with microseconds and a ``Z``; the date and time of day are formatted
+    once per second (datetime.now().isoformat() cost ~2 us a line)."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    prefix = _SECOND_PREFIXES.get(seconds)
+    if prefix is None:
+        _SECOND_PREFIXES.clear()
+        prefix = _SECOND_PREFIXES[seconds] = time.strftime(
+            "%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)
+        )
+    return f"{prefix}.{micros:06d}Z"
+
+
 def _envelope(service: str) -> Processor:
     """Redaction, then the envelope fields: one processor, because each call costs."""
 
@@ -113,7 +130,7 @@ def _envelope(service: str) -> Processor:
         event["level"] = "warning" if method == "warn" else method
         event["logger"] = event.pop("logger_name", None) or event.get("logger") or "root"
         event["service"] = service
-        event["timestamp"] = datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+        event["timestamp"] = _utc_timestamp()
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             event["trace_id"] = format(context.trace_id, "032x")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from mandate_vault_shared.telemetry import names
 from mandate_vault_shared.telemetry.instruments import Histogram, Labels, Metrics
+
+# http_requests_total's, http_request_duration_seconds' and http.server.request.duration's.
+_RequestLabels = tuple[Labels, Labels, Labels]
+_MAX_CACHED_LABELS: Final = 4096
 
 
 class HttpMetrics:
@@ -40,8 +46,8 @@ class HttpMetrics:
                 ),
                 bounds=names.SEMCONV_HTTP_BUCKETS,
             )
-        self._status_text: dict[int, str] = {}
-        self._pairs: dict[tuple[str, str], Labels] = {}
+        # Per (method, endpoint, status, scheme, error type): the three label tuples, built once.
+        self._labels: dict[tuple[str, str, int, str, str | None], _RequestLabels] = {}
 
     def record_request(
         self,
@@ -53,18 +59,28 @@ class HttpMetrics:
         scheme: str = "http",
         error_type: str | None = None,
     ) -> None:
-        status_text = self._status_text.get(status)
-        if status_text is None:
-            status_text = self._status_text[status] = str(status)
-        self._requests.add((method, endpoint, status_text))
-        pair = self._pairs.get((method, endpoint))
-        if pair is None:
-            pair = self._pairs[(method, endpoint)] = (method, endpoint)
-        self._duration.record(pair, seconds)
+        key = (method, endpoint, status, scheme, error_type)
+        labels = self._labels.get(key)
+        if labels is None:
+            labels = self._request_labels(key)
+        self._requests.add(labels[0])
+        self._duration.record(labels[1], seconds)
         if self._semconv is not None:
-            route = "" if endpoint == names.UNMATCHED_ENDPOINT else endpoint
-            error = error_type or (status_text if status >= 500 else "")
-            self._semconv.record((method, route, status_text, scheme, error), seconds)
+            self._semconv.record(labels[2], seconds)
+
+    def _request_labels(self, key: tuple[str, str, int, str, str | None]) -> _RequestLabels:
+        method, endpoint, status, scheme, error_type = key
+        status_text = str(status)
+        route = "" if endpoint == names.UNMATCHED_ENDPOINT else endpoint
+        error = error_type or (status_text if status >= 500 else "")
+        if len(self._labels) >= _MAX_CACHED_LABELS:  # methods come from clients: keep it bounded
+            self._labels.clear()
+        labels = self._labels[key] = (
+            (method, endpoint, status_text),
+            (method, endpoint),
+            (method, route, status_text, scheme, error),
+        )
+        return labels
 
     def record_error(self, error_type: str, severity: str) -> None:
         self._errors.add((error_type, severity))

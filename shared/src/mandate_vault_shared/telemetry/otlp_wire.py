@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from mandate_vault_shared.telemetry.redact import redact_text, safe_attribute
-from mandate_vault_shared.telemetry.seams import plain, span_attributes
+from mandate_vault_shared.telemetry.seams import plain, span_attributes, span_events_and_links
 
 _CACHE_LIMIT: Final = 16384
 _CACHEABLE_LENGTH: Final = 256  # long values (stack traces) are encoded, not memoised
@@ -32,6 +31,10 @@ _U32: Final = struct.Struct("<I").pack
 _U64: Final = struct.Struct("<Q").pack
 _F64: Final = struct.Struct("<d").pack
 _field_cache: dict[tuple[int, str, Any, type], bytes] = {}
+_SPAN_BLOCK_LIMIT: Final = 4096
+_CACHEABLE_BLOCK: Final = 2048  # bytes: longer blocks hold long values, encoded afresh
+# A span's whole attribute block by (items, value types): spans of one route repeat it.
+_span_block_cache: dict[tuple[tuple[tuple[str, Any], ...], tuple[type, ...]], bytes] = {}
 
 
 def _varint(value: int) -> bytes:
@@ -116,6 +119,26 @@ def attributes(field: int, values: Mapping[str, Any] | None) -> bytes:
     return b"".join([_attribute(field, k, v) for k, v in plain(values).items()])
 
 
+def _span_attributes(values: Mapping[str, Any] | None) -> bytes:
+    """Field 9 of a span, memoised as a whole: one C-speed key instead of a call per attribute.
+    The value types are part of the key (True == 1 == 1.0, but each encodes differently)."""
+    if not values:
+        return b""
+    inner = plain(values)
+    try:
+        key = (tuple(inner.items()), tuple(map(type, inner.values())))
+        cached = _span_block_cache.get(key)
+    except TypeError:  # an unhashable value (a list)
+        return attributes(9, inner)
+    if cached is None:
+        cached = attributes(9, inner)
+        if len(cached) <= _CACHEABLE_BLOCK:
+            if len(_span_block_cache) >= _SPAN_BLOCK_LIMIT:
+                _span_block_cache.clear()
+            _span_block_cache[key] = cached
+    return cached
+
+
 def _resource(resource: Resource) -> bytes:
     return attributes(1, resource.attributes)
 
@@ -130,13 +153,21 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
 # Status (field 15) with no description, by code: UNSET 0, OK 1, ERROR 2.
 _BARE_STATUS: Final = {code: _field(15, _enum(3, code)) for code in (0, 1, 2)}
 _SPAN_KINDS: Final = {kind: _enum(6, kind.value + 1) for kind in SpanKind}  # OTLP kinds start at 1
+_SERVER_KIND: Final = _SPAN_KINDS[SpanKind.SERVER]
 
 
-def _span_status(span: ReadableSpan) -> bytes:
-    code = span.status.status_code.value
-    if not span.status.description:
-        return _BARE_STATUS[code]
-    return _field(15, _string(2, redact_text(span.status.description)) + _enum(3, code))
+def _span_kind(kind: SpanKind) -> bytes:
+    # `is` first: hashing an Enum member runs Python code.
+    return _SERVER_KIND if kind is SpanKind.SERVER else _SPAN_KINDS[kind]
+
+
+def _span_status(status: Status) -> bytes:
+    if status.description:
+        code = status.status_code.value
+        return _field(15, _string(2, redact_text(status.description)) + _enum(3, code))
+    if status.status_code is StatusCode.UNSET:
+        return _BARE_STATUS[0]
+    return _BARE_STATUS[status.status_code.value]
 
 
 def _flags(field: int, context: SpanContext | None) -> bytes:
@@ -151,42 +182,60 @@ _LOCAL_SPAN_FLAGS: Final = _flags(16, None)
 def _span(span: ReadableSpan) -> bytes:
     context = span.context
     assert context is not None
+    parent = span.parent
+    raw_attributes = span_attributes(span)
     parts = [
         b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
         b"\x12\x08" + context.span_id.to_bytes(8, "big"),
     ]
     if context.trace_state:
         parts.append(_string(3, ",".join(f"{k}={v}" for k, v in context.trace_state.items())))
-    if span.parent is not None:
-        parts.append(b"\x22\x08" + span.parent.span_id.to_bytes(8, "big"))
+    if parent is not None:
+        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
     parts += [
         _string(5, span.name),
-        _SPAN_KINDS[span.kind],
+        _span_kind(span.kind),
         b"\x39" + _U64(span.start_time or 0),
         b"\x41" + _U64(span.end_time or 0),
-        attributes(9, span_attributes(span)),
-        _enum(10, span.dropped_attributes),
+        _span_attributes(raw_attributes),
+        _enum(10, getattr(raw_attributes, "dropped", 0)),
     ]
-    for event in span.events:
-        encoded = _fixed64(1, event.timestamp) + _string(2, event.name)
-        parts.append(_field(11, encoded + attributes(3, event.attributes)))
-    for link in span.links:
-        linked = link.context
-        encoded = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big")
-        encoded += b"\x12\x08" + linked.span_id.to_bytes(8, "big")
-        parts.append(_field(13, encoded + attributes(4, link.attributes) + _flags(6, linked)))
-    parts.append(_span_status(span))
-    parts.append(_flags(16, span.parent) if span.parent is not None else _LOCAL_SPAN_FLAGS)
+    events, links = span_events_and_links(span)
+    if events:
+        parts += [_event(event) for event in events]
+    if links:
+        parts += [_link(link) for link in links]
+    parts.append(_span_status(span.status))
+    parts.append(_flags(16, parent) if parent is not None else _LOCAL_SPAN_FLAGS)
     return b"".join(parts)
+
+
+def _event(event: Any) -> bytes:
+    encoded = _fixed64(1, event.timestamp) + _string(2, event.name)
+    return _field(11, encoded + attributes(3, event.attributes))
+
+
+def _link(link: Any) -> bytes:
+    linked = link.context
+    encoded = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big")
+    encoded += b"\x12\x08" + linked.span_id.to_bytes(8, "big")
+    return _field(13, encoded + attributes(4, link.attributes) + _flags(6, linked))
 
 
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     """An ExportTraceServiceRequest (resource, then scope, in first-seen order)."""
     groups: dict[int, tuple[Resource, dict[Any, list[bytes]]]] = {}
+    last_scope: Any = None
+    last_resource: Resource | None = None
+    encoded: list[bytes] = []
     for span in spans:
-        resource = span.resource
-        entry = groups.setdefault(id(resource), (resource, {}))
-        entry[1].setdefault(span.instrumentation_scope, []).append(_field(2, _span(span)))
+        scope = span.instrumentation_scope
+        # Consecutive spans nearly always share the scope object: hashing one runs Python code.
+        if scope is not last_scope or span.resource is not last_resource:
+            last_scope, last_resource = scope, span.resource
+            entry = groups.setdefault(id(span.resource), (span.resource, {}))
+            encoded = entry[1].setdefault(scope, [])
+        encoded.append(_field(2, _span(span)))
     out = []
     for resource, scopes in groups.values():
         scope_spans = b"".join(
@@ -198,9 +247,9 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
 
 
 # --- logs ---
-@dataclass(frozen=True, slots=True)
-class WireLog:
-    """One log record as the shipper keeps it: plain values, no SDK objects."""
+class WireLog(NamedTuple):
+    """One log record as the shipper hands it to the encoder: plain values, no SDK objects (a
+    tuple: the cheapest immutable record to build, one per line)."""
 
     time_unix_nano: int
     severity_number: int
@@ -235,5 +284,15 @@ def encode_logs(
     records: Sequence[WireLog], resource: Resource, scope: InstrumentationScope
 ) -> bytes:
     """An ExportLogsServiceRequest with one resource and one scope."""
-    scope_logs = _field(1, _scope(scope)) + b"".join([_field(2, _log(r)) for r in records])
+    return logs_request(encode_log_records(records), resource, scope)
+
+
+def encode_log_records(records: Sequence[WireLog]) -> bytes:
+    """The records' repeated LogRecord fields: a batch may be encoded in slices and joined."""
+    return b"".join([_field(2, _log(r)) for r in records])
+
+
+def logs_request(encoded_records: bytes, resource: Resource, scope: InstrumentationScope) -> bytes:
+    """An ExportLogsServiceRequest around records from `encode_log_records`."""
+    scope_logs = _field(1, _scope(scope)) + encoded_records
     return _field(1, _field(1, _resource(resource)) + _field(2, scope_logs))

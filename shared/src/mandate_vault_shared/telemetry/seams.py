@@ -8,7 +8,7 @@ fails that test by name instead of breaking telemetry quietly at run time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from opentelemetry.sdk.metrics.export import MetricExporter
@@ -57,6 +57,48 @@ def span_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
     """A finished span's attributes without the public property's defensive copy."""
     attributes: Mapping[str, Any] | None = span._attributes
     return attributes
+
+
+def span_events_and_links(span: ReadableSpan) -> tuple[Sequence[Any], Sequence[Any]]:
+    """A finished span's events and links without the public properties' copies (each takes
+    a lock and builds a tuple, for lists that are nearly always empty)."""
+    events: Sequence[Any] = span._events
+    links: Sequence[Any] = span._links
+    return events, links
+
+
+def set_plain_attributes(span: Any, attributes: Mapping[str, str | int]) -> None:
+    """`span.set_attributes` for values already valid (str, int), at the cost of a dict update:
+    the SDK checks and copies each value and takes two locks per call. Falls back to the SDK's
+    own path whenever that would do anything more (a span that is not an SDK span or has ended,
+    a limit of OTEL_ATTRIBUTE_COUNT_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT reached)."""
+    bounded = getattr(span, "_attributes", None)
+    inner = getattr(bounded, "_dict", None)
+    if type(inner) is not dict or not _within_limits(bounded, inner, attributes):
+        span.set_attributes(attributes)
+        return
+    with span._lock:
+        ended = span._end_time is not None
+        if not ended:
+            for key, value in attributes.items():
+                inner.pop(key, None)  # a key set again moves last, as in BoundedAttributes
+                inner[key] = value
+    if ended:
+        span.set_attributes(attributes)  # the SDK's warning, once
+
+
+def _within_limits(bounded: Any, inner: dict[str, Any], attributes: Mapping[str, Any]) -> bool:
+    if bounded.maxlen is not None and len(inner) + len(attributes) > bounded.maxlen:
+        return False
+    longest = bounded.max_value_len
+    for value in attributes.values():
+        kind = type(value)
+        if kind is str:
+            if longest is not None and len(value) > longest:
+                return False
+        elif kind is not int:
+            return False
+    return True
 
 
 def plain(values: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mandate_vault_shared.telemetry import Telemetry, get_logger, names
 from mandate_vault_shared.telemetry.logs import bind_context
+from mandate_vault_shared.telemetry.seams import set_plain_attributes
 from mandate_vault_shared.web.admission import SHED_STATE_KEY
 
 _REQUEST_ID_HEADER: Final = b"x-request-id"
@@ -160,7 +161,7 @@ class RequestTelemetryMiddleware:
         parent = propagate.extract(headers, getter=_GETTER) if carried else None
         span = self._tracer.start_span(scope["method"], context=parent, kind=SpanKind.SERVER)
         if span.is_recording():
-            span.set_attributes(_start_attributes(scope))
+            set_plain_attributes(span, _start_attributes(scope))
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
     def _finish(
@@ -215,11 +216,13 @@ class RequestTelemetryMiddleware:
         span: trace.Span, method: str, endpoint: str, status: int, error_type: str | None
     ) -> None:
         if span.is_recording():
+            attributes: dict[str, str | int] = {}
             if endpoint != names.UNMATCHED_ENDPOINT:
                 span.update_name(f"{method} {endpoint}")
-                span.set_attribute("http.route", endpoint)
-            span.set_attribute("http.response.status_code", status)
+                attributes["http.route"] = endpoint
+            attributes["http.response.status_code"] = status
             if error_type is not None:
-                span.set_attribute("error.type", error_type)
+                attributes["error.type"] = error_type
                 span.set_status(Status(StatusCode.ERROR))
+            set_plain_attributes(span, attributes)
         span.end()
