@@ -16,12 +16,12 @@ uvicorn process per service, wrk and the load generator on the same cores):
    serving the database); and the same create with everything at 100 % (traces, INFO logs);
 2. overload: an open-loop sweep (the harness's `load.run_open_loop`) from 25 % to 200 % of a
    closed-loop capacity, then back to 50 %: goodput, admitted p50/p99, refusals and their p99
-   per step, and how long latency takes to be normal again. Twice: with the system on one core
-   and the load generator on the other (capacity measured that way first; the ``overload.*``
-   keys, plotted to ``reports/bench-<date>-overload.png``), and with the generator sharing both
-   cores with the system against the capacity of 1. (``overload.shared_cores.*``). On shared
-   cores the Python generator's own CPU comes out of the system's: at 200 % it took ~14 % of
-   the machine, so goodput there measures the generator as much as the shedding.
+   per step, and how long latency takes to be normal again. Twice: with the generator sharing
+   both cores with the system, against the capacity of 1. (the ``overload.*`` keys, plotted to
+   ``reports/bench-<date>-overload.png``), and with the system on one core and the generator
+   on the other, capacity measured that way first (``overload.split_cores.*``): there the
+   generator's own CPU does not come out of the system's, so the two sweeps separate what the
+   generator costs from what refusals cost.
 
 It returns markdown lines and the ``create.*`` / ``overload.*`` keys of
 ``reports/bench-<date>.json`` (bench.py merges them into what other sections wrote).
@@ -315,7 +315,7 @@ def section(stack: Bench, reports: Path, stem: str) -> tuple[list[str], dict[str
     shared = overload(stack, capacity)
     split = overload(stack, None)
     png = reports / f"{stem}-overload.png"
-    plot(split.steps, split.capacity, png)
+    plot(shared.steps, shared.capacity, png)
     figures: dict[str, Any] = {
         "create": {
             "closed_loop_rps": round(capacity, 1),
@@ -333,7 +333,7 @@ def section(stack: Bench, reports: Path, stem: str) -> tuple[list[str], dict[str
                 },
             },
         },
-        "overload": {**split.figures(), "plot": png.name, "shared_cores": shared.figures()},
+        "overload": {**shared.figures(), "plot": png.name, "split_cores": split.figures()},
     }
     return _markdown(figures, production, full, split, shared, trivial_off), figures
 
@@ -422,15 +422,15 @@ def _markdown(
         "",
         *_markdown_overload(
             figures["overload"],
-            split,
-            "the system (api, jwt-verifier, their PostgreSQL backends) on one core, the load "
-            "generator and wrk on the other; capacity measured closed-loop that way first",
-        ),
-        *_markdown_overload(
-            figures["overload"]["shared_cores"],
             shared,
             "the load generator on the same two cores as the system, against the closed-loop "
             "capacity above",
+        ),
+        *_markdown_overload(
+            figures["overload"]["split_cores"],
+            split,
+            "the system (api, jwt-verifier, their PostgreSQL backends) on one core, the load "
+            "generator and wrk on the other; capacity measured closed-loop that way first",
         ),
     ]
 
