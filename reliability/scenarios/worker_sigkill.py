@@ -43,7 +43,8 @@ def _start(system: System, rps: float, count: int) -> CreateLoad:
 def _kill_workers(system: System, load: CreateLoad, kills: int, rng: random.Random) -> list[int]:
     """SIGKILL a worker `kills` times over the load, each replaced by a fresh one.
 
-    Returns the events created but not yet delivered at each kill (> 0: it landed mid-stream).
+    Returns the events created but not yet answered by the subscriber at each kill (> 0: it
+    landed mid-stream).
     """
     duration = load.count / load.rps
     outstanding_at_kill = []
@@ -51,8 +52,11 @@ def _kill_workers(system: System, load: CreateLoad, kills: int, rng: random.Rand
         at = duration * (n + 0.7) / kills
         time.sleep(max(0.0, at - load.elapsed()))
         answered = sum(1 for a in load.answers if a.status == 201)
-        arrived = len({d.webhook_id for d in system.receiver.at(PATH)})
-        outstanding_at_kill.append(answered - arrived)
+        # an event is done once the subscriber has answered it (not when its request arrived:
+        # the 100 ms it waits for the answer is when a kill forces a redelivery)
+        received = system.receiver.at(PATH)
+        done = len({d.webhook_id for d in received if d.answered_at is not None})
+        outstanding_at_kill.append(answered - done)
         victim = rng.choice(system.workers)
         system.kill_worker(victim)
         system.start_worker(wait=False)
