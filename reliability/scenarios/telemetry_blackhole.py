@@ -8,10 +8,12 @@ going to healthy endpoints (a process that accepts and discards), or with every 
 black-holed (a TCP port that accepts nothing and answers nothing): OTLP traces and metrics (the
 collector), OTLP logs (Loki's OTLP intake) and the Sentry DSN. Each run drives the same
 open-loop, constant-rate load (scripts/loadgen.py: latency measured from each request's
-scheduled time) of reads and creates. Runs alternate healthy, black-holed, healthy, ... and
-each adjacent (healthy, black-holed) pair gives a p99 ratio per kind; the verdict is the median
-over at least `MIN_PAIRS` pairs (one noisy run on the shared machine cannot decide it), and the
-spread (min and max of the pairs' ratios) is reported.
+scheduled time) of reads and creates. Each pair is one healthy and one black-holed run, in
+alternating order (healthy first, then black-holed first: H B, B H, H B, ...), so a drift of the
+machine or of the growing tables over the scenario favours neither variant; each pair gives a
+p99 ratio per kind. The verdict is the median over `PAIRS` pairs at full scale (one noisy run on
+the shared machine cannot decide it: with 8 pairs of 20 s the same code gave medians from 0.93
+to 1.13), and the spread (min and max of the pairs' ratios) is reported.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from reliability.core import Findings, Row, Scale, wait_until
 
 NAME = "telemetry endpoints black-holed"
 P99_TOLERANCE = 1.10
-MIN_PAIRS = 8
+PAIRS = 12  # at full scale; the issue asks for at least 8
+WARM_UP_SECONDS = 3.0  # of load on fresh processes, not measured: pools and caches filled
 EXPORT_TIMEOUT_SECONDS = 3  # OTEL_EXPORTER_OTLP_TIMEOUT in both variants (SDK default: 10)
 LOAD_SHARE = 0.4  # of the measured capacity: at most half, with room for the shared machine
 READS_PER_CREATE = 4
@@ -162,7 +165,7 @@ def _one_run(
 ) -> dict[str, Any]:
     api, verifier = urls
     target = _first_mandate(api, tenant, tokens[0])
-    asyncio.run(_load(api, tenant, target, tokens, rates, 1.0))  # warm-up, not measured
+    asyncio.run(_load(api, tenant, target, tokens, rates, WARM_UP_SECONDS))
     reads, creates = asyncio.run(_load(api, tenant, target, tokens, rates, seconds))
 
     def dropped_now() -> float:
@@ -173,7 +176,7 @@ def _one_run(
     if blackholed:
         # a failed export is counted once its timeout has passed
         wait_until(lambda: dropped_now() > 0, timeout=EXPORT_TIMEOUT_SECONDS * 3)
-    return {"reads": reads, "creates": creates, "dropped": dropped_now()}
+    return {"reads": reads, "creates": creates, "dropped": dropped_now(), "blackholed": blackholed}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -182,13 +185,26 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _pair_ratios(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Per kind, p99(black-holed) / p99(healthy) of each adjacent pair of runs."""
+    """Per kind, p99(black-holed) / p99(healthy) of each pair of runs."""
     ratios: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    for healthy, holed in zip(runs[0::2], runs[1::2], strict=True):
+    for healthy, holed in zip(_healthy(runs), _holed(runs), strict=True):
         for kind in KINDS:
             base = _percentile(healthy[kind].latencies_ms, 0.99)
             ratios[kind].append(_percentile(holed[kind].latencies_ms, 0.99) / base)
     return ratios
+
+
+def _order(pair: int) -> tuple[bool, bool]:
+    """Black-holed or not, in the order a pair runs them: H B, then B H, alternately."""
+    return (False, True) if pair % 2 == 0 else (True, False)
+
+
+def _healthy(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [run for run in runs if not run["blackholed"]]
+
+
+def _holed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [run for run in runs if run["blackholed"]]
 
 
 def _errors(runs: list[dict[str, Any]]) -> dict[str, int]:
@@ -202,7 +218,7 @@ def _errors(runs: list[dict[str, Any]]) -> dict[str, int]:
 
 def _measure(scale: Scale, sink: DiscardServer, holes: tuple[BlackHole, ...]) -> dict[str, Any]:
     """Capacity (on the first healthy run's processes, before its load), then the pairs."""
-    pairs = scale.pick(1, MIN_PAIRS)
+    pairs = scale.pick(1, PAIRS)
     seconds = scale.pick(4.0, 20.0)
     capacity: dict[str, float] = {}
     rates = (0.0, 0.0)
@@ -211,8 +227,8 @@ def _measure(scale: Scale, sink: DiscardServer, holes: tuple[BlackHole, ...]) ->
         tenant = system.add_tenant()
         issuer = system.issuers[0]
         tokens = [issuer.mandate(expires_in=86_400) for _ in range(scale.pick(60, 400))]
-        for _ in range(pairs):  # healthy, black-holed, healthy, black-holed, ...
-            for holed in (False, True):
+        for pair in range(pairs):
+            for holed in _order(pair):
                 env = _blackholed_env(*holes) if holed else _healthy_env(sink)
                 with _started(system, env) as urls:
                     if not capacity:
@@ -235,7 +251,7 @@ def run(scale: Scale) -> Row:
         for hole in holes:
             hole.close()
     runs, rates = measured["runs"], measured["rates"]
-    healthy, holed = runs[0::2], runs[1::2]
+    healthy, holed = _healthy(runs), _holed(runs)
     ratios = _pair_ratios(runs)
     median = {kind: statistics.median(values) for kind, values in ratios.items()}
     errors = {"healthy": _errors(healthy), "black-holed": _errors(holed)}
@@ -280,7 +296,8 @@ def run(scale: Scale) -> Row:
     else:
         note = " (short run: p99 ratio reported, not judged)"
     tried = (
-        f"{len(runs)} runs x {measured['seconds']:.0f} s, alternating healthy and black-holed "
+        f"{len(runs)} runs x {measured['seconds']:.0f} s, pairs of healthy and black-holed "
+        "(H B, B H, ...) "
         f"(collector + Loki + Sentry), open loop at {LOAD_SHARE:.0%} of the measured capacity "
         f"({measured['capacity']['goodput_rps']:.0f}/s): {rates[0]:.0f} reads/s + "
         f"{rates[1]:.0f} creates/s"

@@ -67,6 +67,19 @@ async def shed_counts(api: Api) -> dict[str, float]:
     }
 
 
+async def create_503s(api: Api) -> float:
+    """``http_requests_total`` of creates answered 503 (refusals are counted like any answer)."""
+    text = (await api.client.get("/api/v1/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "http_requests_total"
+        and sample.labels.get("endpoint") == "/api/v1/mandates"
+        and sample.labels.get("status_code") == "503"
+    )
+
+
 @pytest.fixture
 async def guarded_api(database_url: str, own_verifier: ServiceProcess) -> AsyncIterator[Api]:
     budget = BudgetSettings(
@@ -88,6 +101,7 @@ async def test_a_stalled_verifier_holds_only_the_budget_the_rest_is_refused_at_o
     api = guarded_api
     tenant, headers = await tenant_with_writer(api, bank.did)
     before, shed_before = await stored(api, tenant), await shed_counts(api)
+    answered_503_before = await create_503s(api)
     with frozen(own_verifier):
         creates = [
             asyncio.create_task(
@@ -107,9 +121,11 @@ async def test_a_stalled_verifier_holds_only_the_budget_the_rest_is_refused_at_o
     # Admitted: they reached the stalled verifier and met its timeout. Nothing else did.
     assert errors.count("verifier_unavailable") == ADMITTED
     assert errors.count("overloaded") == 20 - ADMITTED
-    refusal = next(a.json() for a in answers if a.json()["error"] == "overloaded")
+    refused_answer = next(a for a in answers if a.json()["error"] == "overloaded")
+    refusal = refused_answer.json()
     assert set(refusal) == {"error", "detail", "request_id"}
-    assert refusal["request_id"]
+    assert refusal["request_id"] == refused_answer.headers["X-Request-Id"]
+    assert await create_503s(api) - answered_503_before == 20
     assert probes == [200, 200, 200]
     assert await stored(api, tenant) == before  # nothing stored, nothing half-written
     shed = await shed_counts(api)

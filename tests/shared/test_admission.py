@@ -192,7 +192,7 @@ async def test_refusals_are_503_in_the_error_shape_and_probes_are_never_shed() -
     assert refused.json() == {
         "error": "overloaded",
         "detail": refused.json()["detail"],
-        "request_id": "",
+        "request_id": refused.headers["X-Request-Id"],
     }
     assert probes == [200, 200, 200]
     assert ran == ["a", "login"]  # the refused request never reached its handler

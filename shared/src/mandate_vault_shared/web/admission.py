@@ -31,10 +31,11 @@ dependency thus shrinks the number of requests stuck on it to the minimum, and t
 recovers within a few hundred requests once it answers again. `adaptive = false` pins it at the
 maximum.
 
-`AdmissionMiddleware` applies it; `build_app` installs it inside the telemetry middleware, so a
-refusal has a request id, a span and an ``http_requests_total`` sample like any answer, but no
-per-request error log (under overload that would be thousands of lines a second) and no
-``errors_total``: refusals are counted in ``requests_shed_total``.
+`AdmissionMiddleware` applies it; `build_app` installs it outside every other middleware, so a
+refusal is cheap (under overload refusals outnumber what is admitted). A refusal has a request
+id and an ``http_requests_total`` sample like any answer, but no span, no per-request log (under
+overload that would be thousands of lines a second) and no ``errors_total``: refusals are
+counted in ``requests_shed_total``. The time an admitted request waited counts in its duration.
 """
 
 from __future__ import annotations
@@ -48,16 +49,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+import orjson
 from pydantic import BaseModel, Field
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mandate_vault_shared.telemetry import get_logger, names
 from mandate_vault_shared.telemetry.instruments import Counter, Labels, Metrics
-from mandate_vault_shared.web.responses import JsonResponse
+from mandate_vault_shared.telemetry.metrics import HttpMetrics
+from mandate_vault_shared.web.request_id import REQUEST_ID_HEADER, incoming_request_id
 
 REASONS: Final = ("queue_full", "expected_wait", "deadline")
-SHED_STATE_KEY: Final = "shed"  # scope["state"][...] is True on a refused request
+ARRIVED_STATE_KEY: Final = "arrived_at"  # scope["state"][...]: perf_counter() at arrival
+ERROR_TYPE: Final = "Overloaded"  # the error.type of a refusal in the HTTP metrics
 ERROR_CODE: Final = "overloaded"
 DETAIL: Final = "The service is at capacity; retry after the delay in Retry-After."
 DEFAULT_BUDGET: Final = "default"
@@ -305,9 +309,17 @@ class _Templates:
 
 
 class AdmissionMiddleware:
-    def __init__(self, app: ASGIApp, control: AdmissionControl) -> None:
+    """Applies `control` to every request. `build_app` installs it around the whole middleware
+    stack - outside the error handler, Sentry's middleware and the telemetry middleware - so a
+    refusal costs what the answer itself costs: under overload refusals outnumber admitted
+    requests and their cost comes out of the work admitted. A refusal is still counted in
+    ``http_requests_total`` (and the duration histograms) when `http` is given, and in
+    ``requests_shed_total``; it has no span."""
+
+    def __init__(self, app: ASGIApp, control: AdmissionControl, http: HttpMetrics | None = None):
         self.app = app
         self.control = control
+        self._http = http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         budget = (
@@ -318,10 +330,12 @@ class AdmissionMiddleware:
         if budget is None:
             await self.app(scope, receive, send)
             return
+        arrived = time.perf_counter()
         refusal = await budget.acquire()
         if refusal is not None:
-            await self._refuse(scope, receive, send, budget, refusal)
+            await self._refuse(scope, send, budget, refusal, arrived)
             return
+        scope.setdefault("state", {})[ARRIVED_STATE_KEY] = arrived
         admitted = time.monotonic()
         status = 500
 
@@ -337,16 +351,29 @@ class AdmissionMiddleware:
             budget.release(time.monotonic() - admitted, status == 503)
 
     async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, budget: Budget, reason: str
+        self, scope: Scope, send: Send, budget: Budget, reason: str, arrived: float
     ) -> None:
-        state = scope.setdefault("state", {})
-        state[SHED_STATE_KEY] = True
-        state["error_type"] = "Overloaded"  # the span's error.type
-        self.control.refused(budget, self.control.templates.endpoint(scope["path"]), reason)
-        body = {"error": ERROR_CODE, "detail": DETAIL, "request_id": state.get("request_id", "")}
-        retry_after = str(budget.settings.retry_after_seconds)
-        response = JsonResponse(body, status_code=503, headers={"Retry-After": retry_after})
-        await response(scope, receive, send)
+        endpoint = self.control.templates.endpoint(scope["path"])
+        self.control.refused(budget, endpoint, reason)
+        request_id = incoming_request_id(scope)
+        body = orjson.dumps({"error": ERROR_CODE, "detail": DETAIL, "request_id": request_id})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(budget.settings.retry_after_seconds).encode()),
+            (REQUEST_ID_HEADER, request_id.encode("latin-1")),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        if self._http is not None:
+            self._http.record_request(
+                scope["method"],
+                endpoint,
+                503,
+                time.perf_counter() - arrived,
+                scheme=scope.get("scheme", "http"),
+                error_type=ERROR_TYPE,
+            )
 
 
 def observe_budgets(control: AdmissionControl, metrics: Metrics) -> None:

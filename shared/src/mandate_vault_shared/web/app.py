@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
+from starlette.types import ASGIApp
 
 from mandate_vault_shared.telemetry import Telemetry
 from mandate_vault_shared.telemetry.process import FAST
@@ -29,6 +31,18 @@ _UNTRACED_URLS = r"/healthz$,/readyz$,/api/v1/metrics$"
 # Swagger UI and ReDoc come from the fastapi-offline distribution, served by the app itself:
 # the docs work in closed networks (FastAPI's defaults load them from a CDN).
 DOCS_ASSETS_URL = "/docs/assets"
+
+
+def _wrap_middleware_stack(app: FastAPI, edge: Callable[[ASGIApp], ASGIApp]) -> None:
+    """Put `edge` around the whole middleware stack, the error handler included: it answers
+    before any of it runs. (Starlette always puts its error handler outermost; the OpenTelemetry
+    FastAPI instrumentation wraps the stack the same way.)"""
+    build = app.build_middleware_stack
+
+    def build_with_edge() -> ASGIApp:
+        return edge(build())
+
+    app.build_middleware_stack = build_with_edge  # type: ignore[method-assign]
 
 
 def _frozen_after_startup(
@@ -85,11 +99,17 @@ def build_app(
     install_error_schema(app)
     app.include_router(system_router(telemetry, readiness, advisories))
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_size)
-    if admission is not None:  # inside the telemetry middleware: refusals are counted and traced
-        app.add_middleware(AdmissionMiddleware, control=admission)
+    _instrument(app, telemetry)
+    if admission is not None:  # outside everything, instrumentation included: a refusal is cheap
+        http = telemetry.http if telemetry.enabled else None
+        _wrap_middleware_stack(app, partial(AdmissionMiddleware, control=admission, http=http))
         observe_budgets(admission, telemetry.metrics)
+    return app
+
+
+def _instrument(app: FastAPI, telemetry: Telemetry) -> None:
     if not telemetry.enabled:
-        return app
+        return
     fast = telemetry.pipeline == FAST
     app.add_middleware(RequestTelemetryMiddleware, telemetry=telemetry, tracing=fast)
     if not fast:
@@ -103,4 +123,3 @@ def build_app(
             excluded_urls=_UNTRACED_URLS,
             exclude_spans=["receive", "send"],
         )
-    return app

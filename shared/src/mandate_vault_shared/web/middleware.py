@@ -14,7 +14,7 @@ For every request it:
 - logs ``http_request`` (and ``http_request_error`` plus ``errors_total`` for every 5xx).
 
 Health, readiness and metrics routes are counted but neither traced nor logged. Requests refused
-by admission control (`admission.py`) are counted and traced but not logged one by one.
+by admission control never get here: `admission.py` answers and counts them before this runs.
 
 In the fast pipeline it also opens the server span, in place of opentelemetry-instrumentation-
 fastapi's middleware, which builds attributes for unsampled spans, looks the route up by
@@ -26,10 +26,8 @@ and this middleware runs with ``tracing=False``.
 from __future__ import annotations
 
 import logging
-import random
-import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextvars import Token
 from typing import Final
 
@@ -43,10 +41,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mandate_vault_shared.telemetry import Telemetry, get_logger, names
 from mandate_vault_shared.telemetry.logs import bind_context
 from mandate_vault_shared.telemetry.seams import set_plain_attributes
-from mandate_vault_shared.web.admission import SHED_STATE_KEY
+from mandate_vault_shared.web.admission import ARRIVED_STATE_KEY
+from mandate_vault_shared.web.request_id import REQUEST_ID_HEADER, header, incoming_request_id
 
-_REQUEST_ID_HEADER: Final = b"x-request-id"
-_VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/api/v1/metrics"})
 
 log = get_logger(__name__)
@@ -65,21 +62,6 @@ class _AsgiHeaders(Getter[Headers]):
 
 
 _GETTER: Final = _AsgiHeaders()
-
-
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _incoming_request_id(scope: Scope) -> str:
-    candidate = _header(scope.get("headers", ()), _REQUEST_ID_HEADER)
-    if candidate is not None and _VALID_REQUEST_ID.fullmatch(candidate):
-        return candidate
-    # A correlation id, not a secret: no system call for it (os.urandom cost ~2 us).
-    return format(random.getrandbits(128), "032x")
 
 
 def _endpoint(scope: Scope) -> str:
@@ -102,7 +84,7 @@ def _start_attributes(scope: Scope) -> dict[str, str | int]:
     client = scope.get("client")
     if client:
         attributes["client.address"] = client[0]
-    agent = _header(headers, b"user-agent")
+    agent = header(headers, b"user-agent")
     if agent:
         attributes["user_agent.original"] = agent[:256]
     return attributes
@@ -124,10 +106,11 @@ class RequestTelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = incoming_request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         bind_context(request_id=request_id)
-        header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
+        id_header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
         status = 500
         error_type: str | None = None
 
@@ -135,11 +118,12 @@ class RequestTelemetryMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         span, token = self._start_span(scope)
-        start = time.perf_counter()
+        # from its arrival: the time it waited for admission counts in its duration
+        start = state.get(ARRIVED_STATE_KEY) or time.perf_counter()
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as exc:
@@ -188,8 +172,6 @@ class RequestTelemetryMiddleware:
             self._end_span(span, method, endpoint, status, error_type)
         if scope["path"] in QUIET_PATHS and status < 500:
             return
-        if scope["state"].get(SHED_STATE_KEY):
-            return  # a refusal under load: counted in requests_shed_total, never logged one by one
         duration_ms = round(seconds * 1000, 2)
         if self._access_log:
             log.info(
