@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 
+# Ports handed to services that bind them later: below Linux's ephemeral range (32768-60999),
+# where bind(0) and outgoing connections take theirs, in a block per process (by pid), never the
+# same one twice in a process. bind(0) may hand a just-released port straight out again, so two
+# services started side by side (or by tests running in parallel) could get the same one and
+# the second would find the first listening there ("404" from the wrong service).
+_LOW, _HIGH, _BLOCK = 20_000, 32_000, 500
+_next_port: list[int] = []
+_lock = threading.Lock()
+
 
 def free_port() -> int:
+    with _lock:
+        if not _next_port:
+            blocks = (_HIGH - _LOW) // _BLOCK
+            _next_port.append(_LOW + (os.getpid() % blocks) * _BLOCK)
+        for _ in range(_HIGH - _LOW):
+            port = _next_port[0]
+            _next_port[0] = port + 1 if port + 1 < _HIGH else _LOW
+            if _bindable(port):
+                return port
+    msg = f"no free port in {_LOW}-{_HIGH}"
+    raise OSError(msg)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
