@@ -32,7 +32,10 @@ recovers within a few hundred requests once it answers again. `adaptive = false`
 maximum.
 
 `AdmissionMiddleware` applies it; `build_app` installs it outside every other middleware, so a
-refusal is cheap (under overload refusals outnumber what is admitted). A refusal has a request
+refusal is cheap (under overload refusals outnumber what is admitted). In a running service the
+HTTP server answers the refusals that need no wait before the request even has a task
+(`web/edge.py`, through `AdmissionControl.refuse_now`); the middleware admits, queues, and
+refuses at the deadline. A refusal has a request
 id and an ``http_requests_total`` sample like any answer, but no span, no per-request log (under
 overload that would be thousands of lines a second) and no ``errors_total``: refusals are
 counted in ``requests_shed_total``. The time an admitted request waited counts in its duration.
@@ -69,6 +72,7 @@ _DECREASE_INTERVAL_S: Final = 0.1
 _BACKOFF: Final = 0.9
 _RATE_HALF_LIFE_S: Final = 0.5
 _LOG_INTERVAL_S: Final = 10.0
+_SEEN_PATHS: Final = 1024
 EVENT_LOAD_SHEDDING: Final = "load_shedding"
 
 log = get_logger(__name__)
@@ -133,19 +137,35 @@ class Budget:
 
     async def acquire(self) -> str | None:
         """None once admitted (call `release` when done), else why the request is refused."""
-        if self.in_flight < int(self.limit) and not self.queued:
+        if self._has_room():
             self.in_flight += 1
+            return None
+        refusal = self.refusal_now()
+        if refusal is not None:
+            return refusal
+        settings = self.settings
+        timeout_ms = (
+            settings.overload_queue_timeout_ms if self.standing else settings.queue_timeout_ms
+        )
+        return await self._wait(timeout_ms / 1000)
+
+    def _has_room(self) -> bool:
+        return self.in_flight < int(self.limit) and not self.queued
+
+    def refusal_now(self) -> str | None:
+        """Why a request arriving now would be refused without waiting (``queue_full``,
+        ``expected_wait``), else None: it would start, or wait for its turn."""
+        if self._has_room():
             return None
         if self.queued >= self.settings.queue_size:
             self._full_at = self.clock()
             return "queue_full"
         if not self._standing_queue():
-            return await self._wait(self.settings.queue_timeout_ms / 1000)
-        deadline = self.settings.overload_queue_timeout_ms / 1000
+            return None
         rate = self._finished.rate
-        if rate > 0 and (self.queued + 1) / rate > deadline:
+        if rate > 0 and (self.queued + 1) / rate > self.settings.overload_queue_timeout_ms / 1000:
             return "expected_wait"
-        return await self._wait(deadline)
+        return None
 
     def _standing_queue(self) -> bool:
         """Called when a request finds the budget full: is the queue standing (overload) or a
@@ -222,6 +242,14 @@ class Budget:
             self._note_if_empty()
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refusal's answer: 503, these headers, this body."""
+
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
 @dataclass(frozen=True)
 class Route:
     """Requests that go to a budget other than the default."""
@@ -257,6 +285,9 @@ class AdmissionControl:
         self._unlogged = 0
         self._logged_at = float("-inf")
         self.templates = _Templates()
+        # Where refusals are counted like any answer (``http_requests_total``, the durations);
+        # `build_app` sets it when telemetry is on.
+        self.http: HttpMetrics | None = None
 
     def learn_routes(self, paths: Iterable[str]) -> None:
         """The route templates refusals are labelled with (e.g. the OpenAPI paths). Their
@@ -266,6 +297,39 @@ class AdmissionControl:
         for template in templates:
             for reason in REASONS:
                 self._shed.add((self.service, template, reason), 0.0)
+
+    def refuse_now(self, scope: Scope) -> Refusal | None:
+        """The answer to an HTTP request its budget refuses without waiting, counted; else None
+        (exempt, or it would start or wait its turn). For the HTTP server, before a task exists."""
+        budget = self.budget_for(scope["method"], scope["path"])
+        if budget is None:
+            return None
+        reason = budget.refusal_now()
+        return None if reason is None else self.refusal(scope, budget, reason, time.perf_counter())
+
+    def refusal(self, scope: Scope, budget: Budget, reason: str, arrived: float) -> Refusal:
+        """The 503 for a refused request, in the one error shape, counted in
+        ``requests_shed_total`` and (with `http`) in the HTTP metrics."""
+        endpoint = self.templates.endpoint(scope["path"])
+        self.refused(budget, endpoint, reason)
+        request_id = incoming_request_id(scope)
+        body = orjson.dumps({"error": ERROR_CODE, "detail": DETAIL, "request_id": request_id})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(budget.settings.retry_after_seconds).encode()),
+            (REQUEST_ID_HEADER, request_id.encode("latin-1")),
+        ]
+        if self.http is not None:
+            self.http.record_request(
+                scope["method"],
+                endpoint,
+                503,
+                time.perf_counter() - arrived,
+                scheme=scope.get("scheme", "http"),
+                error_type=ERROR_TYPE,
+            )
+        return Refusal(headers, body)
 
     def refused(self, budget: Budget, endpoint: str, reason: str) -> None:
         """Count a refusal; log a summary at most every `_LOG_INTERVAL_S` (never one a request)."""
@@ -297,11 +361,22 @@ class _Templates:
 
     def __init__(self) -> None:
         self._compiled: list[tuple[re.Pattern[str], str]] = []
+        self._seen: dict[str, str] = {}  # path -> template: refusals repeat a few paths
 
     def learn(self, paths: Iterable[str]) -> None:
         self._compiled = [(compile_path(path)[0], path) for path in paths]
+        self._seen.clear()
 
     def endpoint(self, path: str) -> str:
+        template = self._seen.get(path)
+        if template is None:
+            template = self._match(path)
+            if len(self._seen) >= _SEEN_PATHS:  # paths come from clients: keep it bounded
+                self._seen.clear()
+            self._seen[path] = template
+        return template
+
+    def _match(self, path: str) -> str:
         for pattern, template in self._compiled:
             if pattern.match(path):
                 return template
@@ -313,13 +388,12 @@ class AdmissionMiddleware:
     stack - outside the error handler, Sentry's middleware and the telemetry middleware - so a
     refusal costs what the answer itself costs: under overload refusals outnumber admitted
     requests and their cost comes out of the work admitted. A refusal is still counted in
-    ``http_requests_total`` (and the duration histograms) when `http` is given, and in
+    ``http_requests_total`` (and the duration histograms) when the control has `http`, and in
     ``requests_shed_total``; it has no span."""
 
-    def __init__(self, app: ASGIApp, control: AdmissionControl, http: HttpMetrics | None = None):
+    def __init__(self, app: ASGIApp, control: AdmissionControl):
         self.app = app
         self.control = control
-        self._http = http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         budget = (
@@ -353,27 +427,9 @@ class AdmissionMiddleware:
     async def _refuse(
         self, scope: Scope, send: Send, budget: Budget, reason: str, arrived: float
     ) -> None:
-        endpoint = self.control.templates.endpoint(scope["path"])
-        self.control.refused(budget, endpoint, reason)
-        request_id = incoming_request_id(scope)
-        body = orjson.dumps({"error": ERROR_CODE, "detail": DETAIL, "request_id": request_id})
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(budget.settings.retry_after_seconds).encode()),
-            (REQUEST_ID_HEADER, request_id.encode("latin-1")),
-        ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        if self._http is not None:
-            self._http.record_request(
-                scope["method"],
-                endpoint,
-                503,
-                time.perf_counter() - arrived,
-                scheme=scope.get("scheme", "http"),
-                error_type=ERROR_TYPE,
-            )
+        refusal = self.control.refusal(scope, budget, reason, arrived)
+        await send({"type": "http.response.start", "status": 503, "headers": refusal.headers})
+        await send({"type": "http.response.body", "body": refusal.body})
 
 
 def observe_budgets(control: AdmissionControl, metrics: Metrics) -> None:

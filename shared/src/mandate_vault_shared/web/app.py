@@ -101,9 +101,10 @@ def build_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_size)
     _instrument(app, telemetry)
     if admission is not None:  # outside everything, instrumentation included: a refusal is cheap
-        http = telemetry.http if telemetry.enabled else None
-        _wrap_middleware_stack(app, partial(AdmissionMiddleware, control=admission, http=http))
+        admission.http = telemetry.http if telemetry.enabled else None
+        _wrap_middleware_stack(app, partial(AdmissionMiddleware, control=admission))
         observe_budgets(admission, telemetry.metrics)
+        app.state.admission = admission  # the HTTP server refuses at its edge (web/edge.py)
     return app
 
 
