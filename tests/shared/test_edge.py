@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from mandate_vault_harness.net import free_port
@@ -154,6 +155,7 @@ def test_the_uvicorn_internals_the_edge_relies_on_are_still_there() -> None:
     for name in ("keep_alive", "waiting_for_100_continue", "default_headers", "message_event"):
         assert hasattr(cycle, name)
     assert (cycle.response_started, cycle.response_complete) == (False, False)
+    assert FlowControl(None).write_paused is False  # type: ignore[arg-type]
     source = inspect.getsource(HttpToolsProtocol)
     assert "self._start_asgi_task(self.cycle, app)" in source  # a request's start
     assert "self._start_asgi_task(cycle, app)" in source  # a pipelined request's start

@@ -35,10 +35,10 @@ maximum.
 refusal is cheap (under overload refusals outnumber what is admitted). In a running service the
 HTTP server answers the refusals that need no wait before the request even has a task
 (`web/edge.py`, through `AdmissionControl.refuse_now`); the middleware admits, queues, and
-refuses at the deadline. A refusal has a request
-id and an ``http_requests_total`` sample like any answer, but no span, no per-request log (under
-overload that would be thousands of lines a second) and no ``errors_total``: refusals are
-counted in ``requests_shed_total``. The time an admitted request waited counts in its duration.
+refuses at the deadline. A refusal has a request id and an ``http_requests_total`` sample like
+any answer, but no span, no per-request log (under overload that would be thousands of lines a
+second) and no ``errors_total``: refusals are counted in ``requests_shed_total``. The time an
+admitted request waited counts in its duration.
 """
 
 from __future__ import annotations

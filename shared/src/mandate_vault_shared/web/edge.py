@@ -38,11 +38,14 @@ class EdgeProtocol(HttpToolsProtocol):
     admission: ClassVar[AdmissionControl]
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        refusal = self.admission.refuse_now(cast(Scope, cycle.scope))
-        if refusal is None:
-            super()._start_asgi_task(cycle, app)
-            return
-        self._answer(cycle, refusal)
+        # A client that does not read its answers gets them through the app, which waits for
+        # the socket to drain: written here, pipelined refusals would pile up in memory.
+        if not self.flow.write_paused:
+            refusal = self.admission.refuse_now(cast(Scope, cycle.scope))
+            if refusal is not None:
+                self._answer(cycle, refusal)
+                return
+        super()._start_asgi_task(cycle, app)
 
     def _answer(self, cycle: RequestResponseCycle, refusal: Refusal) -> None:
         # A client waiting for "100 Continue" may never send the body the parser expects.
