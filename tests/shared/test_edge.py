@@ -18,6 +18,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from mandate_vault_harness.net import free_port
 from mandate_vault_shared.serve import http_protocol
+from mandate_vault_shared.telemetry import names
 from mandate_vault_shared.telemetry.fast_metrics import FastMetrics
 from mandate_vault_shared.web.admission import AdmissionControl, AdmissionMiddleware, BudgetSettings
 from mandate_vault_shared.web.edge import edge_protocol
@@ -89,16 +90,25 @@ def serving(
         thread.join(10)
 
 
+METRICS = FastMetrics()
+
+
 @pytest.fixture
 def control() -> AdmissionControl:
     budget = BudgetSettings(max_concurrency=1, min_concurrency=1, queue_size=0, adaptive=False)
-    return AdmissionControl("test", {"default": budget}, FastMetrics(), exempt=["/healthz"])
+    return AdmissionControl("test", {"default": budget}, METRICS, exempt=["/healthz"])
+
+
+def shed(reason: str) -> float:
+    counter = METRICS.counters["requests_shed_total"]
+    return counter.values.get(("test", names.UNMATCHED_ENDPOINT, reason), 0.0)
 
 
 def test_a_full_budget_is_refused_by_the_server_before_the_app_runs(
     control: AdmissionControl,
 ) -> None:
     app = App()
+    refused_before = shed("queue_full")
     stack = Counted(AdmissionMiddleware(app, control))
     with serving(control, stack) as (url, loop), httpx.Client(base_url=url) as client:
         holder = threading.Thread(target=lambda: client.post(PATH, content=b"x" * 10), daemon=True)
@@ -134,6 +144,7 @@ def test_a_full_budget_is_refused_by_the_server_before_the_app_runs(
     assert head.content == b""
     assert exempt.status_code == 200
     assert control.budgets["default"].in_flight == 0
+    assert shed("queue_full") - refused_before == 6  # the five POSTs and the HEAD, counted
 
 
 def test_the_uvicorn_internals_the_edge_relies_on_are_still_there() -> None:
