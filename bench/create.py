@@ -3,7 +3,7 @@
     BENCH_ONLY=create make bench          # this section alone (also: python -m bench.run)
     python -m bench.create measure [--config production|full] [--rounds N]
     python -m bench.create ab --base DIR     # A/B CPU per create against another tree
-    python -m bench.create sweep [--capacity R]  # overload alone: split cores, or shared at R
+    python -m bench.create sweep [--split] [--capacity R]  # one overload sweep alone
     python -m bench.create profile --format flamegraph --out docs/perf/after
 
 The section (`section`) measures, in one run on real parts (PostgreSQL, the broker, one
@@ -14,14 +14,15 @@ uvicorn process per service, wrk and the load generator on the same cores):
    (``ENVIRONMENT=production``: 10 % traces, WARNING logs) with every signal exported over
    OTLP; CPU per create of each process from /proc (api, jwt-verifier, the PostgreSQL backends
    serving the database); and the same create with everything at 100 % (traces, INFO logs);
-2. overload: an open-loop sweep (the harness's `load.run_open_loop`) from 25 % to 200 % of a
-   closed-loop capacity, then back to 50 %: goodput, admitted p50/p99, refusals and their p99
-   per step, and how long latency takes to be normal again. Twice: with the generator sharing
-   both cores with the system, against the capacity of 1. (the ``overload.*`` keys, plotted to
-   ``reports/bench-<date>-overload.png``), and with the system on one core and the generator
-   on the other, capacity measured that way first (``overload.split_cores.*``): there the
-   generator's own CPU does not come out of the system's, so the two sweeps separate what the
-   generator costs from what refusals cost.
+2. overload: an open-loop sweep (the harness's `load.run_open_loop`) from 25 % to 200 % of
+   the closed-loop capacity of the sweep's own processes, measured just before it (and once
+   more after, to show how far the machine drifted), then back to 50 %: goodput, admitted
+   p50/p99, refusals and their p99 per step, and how long latency takes to be normal again.
+   Twice: with the generator sharing both cores with the system (the ``overload.*`` keys,
+   plotted to ``reports/bench-<date>-overload.png``), and with the system on one core and the
+   generator on the other (``overload.split_cores.*``): there the generator's own CPU does
+   not come out of the system's, so the two sweeps separate what the generator costs from
+   what refusals cost.
 
 It returns markdown lines and the ``create.*`` / ``overload.*`` keys of
 ``reports/bench-<date>.json`` (bench.py merges them into what other sections wrote).
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -312,8 +314,8 @@ def section(stack: Bench, reports: Path, stem: str) -> tuple[list[str], dict[str
         n: round(statistics.median(r.cpu_ms[n] for r in production), 3)
         for n in production[0].cpu_ms
     }
-    shared = overload(stack, capacity)
-    split = overload(stack, None)
+    shared = overload(stack, split=False)
+    split = overload(stack, split=True)
     png = reports / f"{stem}-overload.png"
     plot(shared.steps, shared.capacity, png)
     figures: dict[str, Any] = {
@@ -346,12 +348,14 @@ class Overload:
     run: Run
     steps: list[Step]
     by_reason: dict[str, float]
+    capacity_after: float  # closed loop on the same processes right after the sweep
 
     def figures(self) -> dict[str, Any]:
         at_200 = self.steps[-1]
         lags = [o.lag * 1000 for o in self.run.outcomes]
         return {
             "capacity_rps": round(self.capacity, 1),
+            "capacity_after_rps": round(self.capacity_after, 1),
             "at_200pct": {
                 "goodput_ratio": round(at_200.goodput_rps / self.capacity, 3),
                 "admitted_p99_ms": round(at_200.admitted_p99_ms, 1),
@@ -367,23 +371,25 @@ class Overload:
         }
 
 
-def overload(stack: Bench, capacity: float | None) -> Overload:
-    """A sweep on fresh processes at production defaults. With `capacity` (the closed loop's,
-    measured on shared cores): the load generator shares the cores with the system. Without:
-    the system (api, verifier, their PostgreSQL backends) runs on one core, the generator and
-    wrk on the other, and the capacity is measured that way first: the generator's own CPU
-    (~0.1 ms a request in Python) no longer comes out of the system's."""
+def overload(stack: Bench, *, split: bool, capacity: float | None = None) -> Overload:
+    """A sweep on fresh processes at production defaults, against the closed-loop capacity of
+    those very processes, measured just before it (median of `ROUNDS` wrk runs; `capacity`
+    overrides it). The machine's speed drifts by 20 % within minutes, so a capacity taken
+    earlier on other processes made the ratio mostly noise; it is measured once more after the
+    sweep to show the drift. `split`: the system (api, verifier, their PostgreSQL backends)
+    runs on one core, the generator and wrk on the other, so the generator's own CPU (~0.1 ms
+    a request in Python) no longer comes out of the system's; else all share both cores."""
     with services(stack, PRODUCTION) as (api, verifier):
-        if capacity is not None:
-            run, steps = overload_sweep(stack, api, capacity)
-            return Overload(capacity, run, steps, _refusals_by_reason(api))
         closed_loop(stack, api, verifier, 1)  # the pool's connections exist before pinning
         database = stack.database_url.rsplit("/", 1)[1]
         system = [api.pid or 0, verifier.pid or 0, *database_backends(database)]
-        with split_cores(system):
-            measured = closed_loop(stack, api, verifier, SECONDS).throughput.rps
-            run, steps = overload_sweep(stack, api, measured)
-        return Overload(measured, run, steps, _refusals_by_reason(api))
+        with split_cores(system) if split else contextlib.nullcontext():
+            if capacity is None:
+                rounds = [closed_loop(stack, api, verifier, SECONDS) for _ in range(ROUNDS)]
+                capacity = _median(rounds, "rps")
+            run, steps = overload_sweep(stack, api, capacity)
+            after = closed_loop(stack, api, verifier, SECONDS).throughput.rps
+        return Overload(capacity, run, steps, _refusals_by_reason(api), after)
 
 
 def _markdown(
@@ -423,8 +429,8 @@ def _markdown(
         *_markdown_overload(
             figures["overload"],
             shared,
-            "the load generator on the same two cores as the system, against the closed-loop "
-            "capacity above",
+            "the load generator on the same two cores as the system; capacity measured "
+            "closed-loop on the sweep's processes first",
         ),
         *_markdown_overload(
             figures["overload"]["split_cores"],
@@ -441,7 +447,10 @@ def _markdown_overload(figures: dict[str, Any], sweep: Overload, how: str) -> li
         f"### Create-mandate under overload: {how} (open loop, capacity "
         f"{figures['capacity_rps']:,.0f} req/s)",
         "",
-        f"Each step {STEP_SECONDS:g} s at a share of the capacity, then {RECOVERY_SECONDS:g} s "
+        f"Capacity: median of {ROUNDS} closed-loop runs on these processes just before the "
+        f"sweep; measured again right after it: {figures['capacity_after_rps']:,.0f} req/s (how "
+        f"far the machine drifted meanwhile). Each step {STEP_SECONDS:g} s at a share of the "
+        f"capacity, then {RECOVERY_SECONDS:g} s "
         "at 50 %. Latency from each request's scheduled send time. The load generator used "
         f"{figures['load_generator_cpu_share']:.0%} of a core; its send lag p99 was "
         f"{figures['load_generator_send_lag_p99_ms']:.1f} ms. Refusals by reason: "
@@ -509,8 +518,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["measure", "ab", "profile", "sweep"])
     parser.add_argument(
-        "--capacity", type=float, help="sweep: req/s taken as 100 %% on shared cores"
+        "--capacity", type=float, help="sweep: req/s taken as 100 %% (else measured first)"
     )
+    parser.add_argument("--split", action="store_true", help="sweep: system, load on a core each")
     parser.add_argument("--config", choices=list(CONFIGS), default="production")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
@@ -526,8 +536,8 @@ def main() -> None:
                     _print("A", closed_loop(stack, *a, args.seconds))
                     _print("B", closed_loop(stack, *b, args.seconds))
             return
-        if args.command == "sweep":  # at --capacity on shared cores, else on split cores
-            sweep = overload(stack, args.capacity)
+        if args.command == "sweep":
+            sweep = overload(stack, split=args.split, capacity=args.capacity)
             print(*_markdown_steps(sweep.steps), sep="\n")
             print(json.dumps({k: v for k, v in sweep.figures().items() if k != "steps"}))
             return
