@@ -15,14 +15,16 @@ uvicorn process per service, wrk and the load generator on the same cores):
    OTLP; CPU per create of each process from /proc (api, jwt-verifier, the PostgreSQL backends
    serving the database); and the same create with everything at 100 % (traces, INFO logs);
 2. overload: an open-loop sweep (the harness's `load.run_open_loop`) from 25 % to 200 % of
-   the closed-loop capacity of the sweep's own processes, measured just before it (and once
-   more after, to show how far the machine drifted), then back to 50 %: goodput, admitted
-   p50/p99, refusals and their p99 per step, and how long latency takes to be normal again.
-   Twice: with the generator sharing both cores with the system (the ``overload.*`` keys,
-   plotted to ``reports/bench-<date>-overload.png``), and with the system on one core and the
-   generator on the other (``overload.split_cores.*``): there the generator's own CPU does
-   not come out of the system's, so the two sweeps separate what the generator costs from
-   what refusals cost.
+   the closed-loop capacity of the sweep's own processes, measured just before it, then back
+   to 50 %: goodput, admitted p50/p99, refusals and their p99 per step, and how long latency
+   takes to be normal again; then rounds of a closed loop followed at once by twice what it
+   measured, whose medians are the ``at_200pct`` figures (capacity and overload seconds
+   apart: the machine's speed drifts too much for a ratio across minutes). Twice: with the
+   generator sharing both cores with the system (the ``overload.*`` keys, plotted to
+   ``reports/bench-<date>-overload.png``), and with the system on one core and the generator
+   on the other (``overload.split_cores.*``): there the generator's own CPU does not come out
+   of the system's, so the two sweeps separate what the generator costs from what refusals
+   cost.
 
 It returns markdown lines and the ``create.*`` / ``overload.*`` keys of
 ``reports/bench-<date>.json`` (bench.py merges them into what other sections wrote).
@@ -38,7 +40,7 @@ import os
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +77,9 @@ RECOVERY_SECONDS = float(os.environ.get("BENCH_RECOVERY_SECONDS", "2" if QUICK e
 STEPS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 WARM_UP_SECONDS = 1.0 if QUICK else 3.0
 RECOVERY_RATE = 0.5  # of capacity, after the 200 % step
+PAIRS = int(os.environ.get("BENCH_PAIRS", "1" if QUICK else "5"))
+PAIR_SECONDS = float(os.environ.get("BENCH_PAIR_SECONDS", "1" if QUICK else "10"))
+PAIR_WARM_UP_SECONDS = 0.5 if QUICK else 2.0
 
 # Production defaults: 10 % traces, WARNING logs (INFO sampled at 10 %), real secrets.
 PRODUCTION = {
@@ -114,6 +119,27 @@ class Step:
             f"| {self.offered:.0%} | {self.target_rps:,.0f} | {self.sent_rps:,.0f} "
             f"| {self.goodput_rps:,.0f} | {self.admitted_p50_ms:.1f} | {self.admitted_p99_ms:.1f} "
             f"| {self.refused:,} | {self.refused_p99_ms:.1f} | {errors} |"
+        )
+
+
+@dataclass
+class Pair:
+    """One round at 200 %: the closed-loop capacity, then twice that offered right after."""
+
+    capacity: float
+    step: Step
+
+    @property
+    def goodput_ratio(self) -> float:
+        return self.step.goodput_rps / self.capacity
+
+    def row(self) -> str:
+        s = self.step
+        errors = ", ".join(f"{k}: {v}" for k, v in s.other_errors.items()) or "none"
+        return (
+            f"| {self.capacity:,.0f} | {s.sent_rps:,.0f} | {s.goodput_rps:,.0f} "
+            f"| {self.goodput_ratio:.0%} | {s.admitted_p99_ms:.1f} | {s.refused:,} "
+            f"| {s.refused_p99_ms:.1f} | {errors} |"
         )
 
 
@@ -246,6 +272,22 @@ def overload_sweep(stack: Bench, api: ServiceProcess, capacity: float) -> tuple[
     return run, steps
 
 
+def paired_rounds(stack: Bench, api: ServiceProcess, verifier: ServiceProcess) -> list[Pair]:
+    """`PAIRS` rounds of: closed-loop capacity (wrk, `SECONDS`), then at once twice that
+    offered open loop (`PAIR_WARM_UP_SECONDS` not counted, then `PAIR_SECONDS`). Capacity and
+    overload seconds apart, so the machine's drift hits both sides of each ratio."""
+    body, headers = _create_request(stack)
+    target = Target(api.url, "/api/v1/mandates", body, headers)
+    pairs = []
+    for _ in range(PAIRS):
+        capacity = closed_loop(stack, api, verifier, SECONDS).throughput.rps
+        rate = capacity * STEPS[-1]
+        phases = [Phase("warm-up", rate, PAIR_WARM_UP_SECONDS), Phase("200%", rate, PAIR_SECONDS)]
+        run = run_open_loop(target, phases)
+        pairs.append(Pair(capacity, summarize_step(run, 1, STEPS[-1])))
+    return pairs
+
+
 def plot(steps: Sequence[Step], capacity: float, path: Path) -> None:
     import matplotlib  # noqa: PLC0415 - only the plot needs it
 
@@ -348,19 +390,35 @@ class Overload:
     run: Run
     steps: list[Step]
     by_reason: dict[str, float]
-    capacity_after: float  # closed loop on the same processes right after the sweep
+    pairs: list[Pair]  # rounds at 200 %, each against the capacity measured just before
 
     def figures(self) -> dict[str, Any]:
         at_200 = self.steps[-1]
         lags = [o.lag * 1000 for o in self.run.outcomes]
+        others: dict[str, int] = {}
+        for pair in self.pairs:
+            for kind, count in pair.step.other_errors.items():
+                others[kind] = others.get(kind, 0) + count
+
+        def median(read: Callable[[Pair], float]) -> float:
+            return round(float(statistics.median(read(p) for p in self.pairs)), 3)
+
         return {
             "capacity_rps": round(self.capacity, 1),
-            "capacity_after_rps": round(self.capacity_after, 1),
             "at_200pct": {
+                "goodput_ratio": median(lambda p: p.goodput_ratio),
+                "admitted_p99_ms": median(lambda p: p.step.admitted_p99_ms),
+                "refused_p99_ms": median(lambda p: p.step.refused_p99_ms),
+                "sent_ratio": median(lambda p: p.step.sent_rps / p.capacity),
+                "other_errors": others,
+                "rounds": [
+                    {"capacity_rps": round(p.capacity, 1), **p.step.__dict__} for p in self.pairs
+                ],
+            },
+            "sweep_at_200pct": {
                 "goodput_ratio": round(at_200.goodput_rps / self.capacity, 3),
                 "admitted_p99_ms": round(at_200.admitted_p99_ms, 1),
                 "refused_p99_ms": round(at_200.refused_p99_ms, 1),
-                "sent_ratio": round(at_200.sent_rps / self.capacity, 3),
                 "other_errors": at_200.other_errors,
             },
             "recovery_s": recovery_seconds(self.run, self.steps[1].admitted_p99_ms),
@@ -374,11 +432,13 @@ class Overload:
 def overload(stack: Bench, *, split: bool, capacity: float | None = None) -> Overload:
     """A sweep on fresh processes at production defaults, against the closed-loop capacity of
     those very processes, measured just before it (median of `ROUNDS` wrk runs; `capacity`
-    overrides it). The machine's speed drifts by 20 % within minutes, so a capacity taken
-    earlier on other processes made the ratio mostly noise; it is measured once more after the
-    sweep to show the drift. `split`: the system (api, verifier, their PostgreSQL backends)
-    runs on one core, the generator and wrk on the other, so the generator's own CPU (~0.1 ms
-    a request in Python) no longer comes out of the system's; else all share both cores."""
+    overrides it), then `paired_rounds` at 200 %: the machine's speed drifts by 20 % within
+    minutes (a capacity taken earlier on other processes made the ratio mostly noise), so the
+    ``at_200pct`` figures are the medians of rounds whose capacity was measured seconds before
+    their overload; the sweep's own 200 % step is reported beside them. `split`: the system
+    (api, verifier, their PostgreSQL backends) runs on one core, the generator and wrk on the
+    other, so the generator's own CPU (~0.1 ms a request in Python) no longer comes out of the
+    system's; else all share both cores."""
     with services(stack, PRODUCTION) as (api, verifier):
         closed_loop(stack, api, verifier, 1)  # the pool's connections exist before pinning
         database = stack.database_url.rsplit("/", 1)[1]
@@ -388,8 +448,8 @@ def overload(stack: Bench, *, split: bool, capacity: float | None = None) -> Ove
                 rounds = [closed_loop(stack, api, verifier, SECONDS) for _ in range(ROUNDS)]
                 capacity = _median(rounds, "rps")
             run, steps = overload_sweep(stack, api, capacity)
-            after = closed_loop(stack, api, verifier, SECONDS).throughput.rps
-        return Overload(capacity, run, steps, _refusals_by_reason(api), after)
+            pairs = paired_rounds(stack, api, verifier)
+        return Overload(capacity, run, steps, _refusals_by_reason(api), pairs)
 
 
 def _markdown(
@@ -442,27 +502,38 @@ def _markdown(
 
 
 def _markdown_overload(figures: dict[str, Any], sweep: Overload, how: str) -> list[str]:
-    at_200 = figures["at_200pct"]
+    at_200, swept = figures["at_200pct"], figures["sweep_at_200pct"]
     return [
         f"### Create-mandate under overload: {how} (open loop, capacity "
         f"{figures['capacity_rps']:,.0f} req/s)",
         "",
         f"Capacity: median of {ROUNDS} closed-loop runs on these processes just before the "
-        f"sweep; measured again right after it: {figures['capacity_after_rps']:,.0f} req/s (how "
-        f"far the machine drifted meanwhile). Each step {STEP_SECONDS:g} s at a share of the "
-        f"capacity, then {RECOVERY_SECONDS:g} s "
-        "at 50 %. Latency from each request's scheduled send time. The load generator used "
-        f"{figures['load_generator_cpu_share']:.0%} of a core; its send lag p99 was "
-        f"{figures['load_generator_send_lag_p99_ms']:.1f} ms. Refusals by reason: "
+        f"sweep. Each step {STEP_SECONDS:g} s at a share of the capacity, then "
+        f"{RECOVERY_SECONDS:g} s at 50 %. Latency from each request's scheduled send time. The "
+        f"load generator used {figures['load_generator_cpu_share']:.0%} of a core; its send lag "
+        f"p99 was {figures['load_generator_send_lag_p99_ms']:.1f} ms. Refusals by reason (sweep "
+        "and rounds below): "
         f"{', '.join(f'{k} {v:,.0f}' for k, v in figures['refusals_by_reason'].items())}.",
         "",
         *_markdown_steps(sweep.steps),
         "",
-        f"At 200 %: goodput {at_200['goodput_ratio']:.0%} of capacity (goal >= 85 %), admitted "
-        f"p99 {at_200['admitted_p99_ms']:.0f} ms (goal <= 300), refusals p99 "
+        f"Then {len(sweep.pairs)} round{'s' * (len(sweep.pairs) != 1)} at 200 %, each a "
+        f"{SECONDS} s closed loop on the same processes and at once twice the req/s it "
+        f"measured, open loop ({PAIR_SECONDS:g} s counted after {PAIR_WARM_UP_SECONDS:g} s): "
+        "the machine's speed drifts by up to 20 % within a minute, so a ratio is only sound "
+        "between measurements seconds apart.",
+        "",
+        "| capacity req/s | sent req/s | goodput req/s | goodput / capacity | admitted p99 ms "
+        "| refused (503) | refused p99 ms | other errors |",
+        "|---|---|---|---|---|---|---|---|",
+        *(pair.row() for pair in sweep.pairs),
+        "",
+        f"At 200 % (medians of the rounds): goodput {at_200['goodput_ratio']:.0%} of capacity "
+        f"(goal >= 85 %; the sweep's 200 % step: {swept['goodput_ratio']:.0%}), admitted p99 "
+        f"{at_200['admitted_p99_ms']:.0f} ms (goal <= 300), refusals p99 "
         f"{at_200['refused_p99_ms']:.1f} ms (goal <= 20), other errors "
         f"{at_200['other_errors'] or 'none'}; back to normal latency "
-        f"{figures['recovery_s']:.1f} s after the overload (goal <= 2).",
+        f"{figures['recovery_s']:.1f} s after the sweep's overload (goal <= 2).",
         "",
     ]
 

@@ -33,6 +33,7 @@ CREATE_KEYS = (
     "overload.at_200pct.admitted_p99_ms",
     "overload.at_200pct.refused_p99_ms",
     "overload.recovery_s",
+    "overload.sweep_at_200pct.goodput_ratio",
     "overload.split_cores.at_200pct.goodput_ratio",
 )
 WEBHOOK_KEYS = (
