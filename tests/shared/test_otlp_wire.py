@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -54,6 +55,14 @@ def test_spans_decode_exactly_like_the_sdk_encoding() -> None:
     ours = ExportTraceServiceRequest.FromString(encode_spans(spans))
     theirs = ExportTraceServiceRequest.FromString(sdk_encode_spans(spans).SerializeToString())
     assert ours == theirs
+
+
+def test_a_batch_encoded_in_slices_is_the_same_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    spans = finished_spans() * 5  # 15 spans
+    pauses: list[float] = []
+    monkeypatch.setattr("mandate_vault_shared.telemetry.otlp_wire.time.sleep", pauses.append)
+    assert encode_spans(spans, pause_every=4) == encode_spans(spans)
+    assert pauses == [0, 0, 0]  # after the 4th, 8th and 12th span: the GIL goes to others
 
 
 def test_repeated_attribute_blocks_still_decode_like_the_sdk_encoding() -> None:

@@ -14,6 +14,7 @@ Field numbers are those of opentelemetry-proto (common/v1, resource/v1, trace/v1
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -222,13 +223,15 @@ def _link(link: Any) -> bytes:
     return _field(13, encoded + attributes(4, link.attributes) + _flags(6, linked))
 
 
-def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
-    """An ExportTraceServiceRequest (resource, then scope, in first-seen order)."""
+def encode_spans(spans: Sequence[ReadableSpan], *, pause_every: int = 0) -> bytes:
+    """An ExportTraceServiceRequest (resource, then scope, in first-seen order). With
+    `pause_every`, the encoding thread lets others have the GIL after every that many spans:
+    a large batch then never stalls the event loop for longer than one slice takes."""
     groups: dict[int, tuple[Resource, dict[Any, list[bytes]]]] = {}
     last_scope: Any = None
     last_resource: Resource | None = None
     encoded: list[bytes] = []
-    for span in spans:
+    for number, span in enumerate(spans, 1):
         scope = span.instrumentation_scope
         # Consecutive spans nearly always share the scope object: hashing one runs Python code.
         if scope is not last_scope or span.resource is not last_resource:
@@ -236,6 +239,8 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
             entry = groups.setdefault(id(span.resource), (span.resource, {}))
             encoded = entry[1].setdefault(scope, [])
         encoded.append(_field(2, _span(span)))
+        if pause_every and not number % pause_every:
+            time.sleep(0)  # releases the GIL: a waiting request thread runs first
     out = []
     for resource, scopes in groups.values():
         scope_spans = b"".join(

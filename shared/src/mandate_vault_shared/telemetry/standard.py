@@ -151,11 +151,17 @@ class NoOrphanQueries(Sampler):
         return f"NoOrphanQueries{{{self._inner.get_description()}}}"
 
 
-# The SDK exports up to 512 spans every 5 s. Encoding such a batch holds the GIL for long
-# enough to stall the event loop: under overload the refusal p99 doubled (`make bench`,
-# 2026-12-06: 22 ms with the SDK's batches, 13 ms with these). Smaller batches, sent sooner,
-# cost the same CPU in shorter slices. Either variable, when set, wins.
-SPAN_BATCH_DEFAULTS: Final = {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 64, "OTEL_BSP_SCHEDULE_DELAY": 200}
+# Batches of up to 512 spans (the SDK's size), sent at least every second (the SDK waits 5 s).
+# Each export costs the request thread far more than the exporter's own CPU: at 10 % traces on
+# the trivial endpoint, batches of 64 every 200 ms cost ~20-45 us a request against ~0 with
+# 512 (paired rounds, 2026-12-07). The fast pipeline encodes a batch in slices
+# (`export.ENCODE_SLICE`), so a large one still does not stall the event loop (with the SDK's
+# unsliced encoding of 512, the refusal p99 under overload had doubled). Either variable,
+# when set, wins.
+SPAN_BATCH_DEFAULTS: Final = {
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
+    "OTEL_BSP_SCHEDULE_DELAY": 1000,
+}
 
 
 class SpanBatching(TypedDict):
