@@ -76,7 +76,7 @@ def test_bench_quick_run_writes_every_table(tmp_path: Path) -> None:
     ):
         assert heading in report
     for row in (
-        "| telemetry off |",
+        "| off beside it, req/s |",
         "| all on, fast pipeline |",
         "| all on, SDK pipeline |",
         "| production defaults",
