@@ -3,10 +3,10 @@
 Pairs run alternately in one invocation (A B A B ...), so drift on a shared machine hits both
 sides; each pair reports its rounds, the medians and the ratio taken pair by pair.
 
-1. Telemetry (bench/telemetry.py): cost on a trivial endpoint (`GET /api/v1/info`): off vs
-   everything on, production defaults, without exemplars, without semantic-convention metrics,
-   collector black-holed; the fast pipeline against the SDK pipeline there and on
-   create-mandate.
+1. Telemetry (bench/telemetry.py): cost on a trivial endpoint (`GET /api/v1/info`), each
+   configuration run at the same time as a telemetry-off twin: everything on, production
+   defaults, without exemplars, without semantic-convention metrics, collector black-holed;
+   the fast pipeline against the SDK pipeline there and on create-mandate.
 2. Create-mandate (bench/create.py): closed-loop throughput against the telemetry-off
    trivial endpoint, CPU per create per process, and an open-loop overload sweep.
 3. Webhooks (bench/webhooks.py): end to end latency of one subscription, a noisy
