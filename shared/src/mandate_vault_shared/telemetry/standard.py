@@ -152,11 +152,11 @@ class NoOrphanQueries(Sampler):
 
 
 # Batches of up to 512 spans (the SDK's size), sent at least every second (the SDK waits 5 s).
-# Each export costs the request thread far more than the exporter's own CPU: at 10 % traces on
-# the trivial endpoint, batches of 64 every 200 ms cost ~20-45 us a request against ~0 with
-# 512 (paired rounds, 2026-12-07). The fast pipeline encodes a batch in slices
-# (`export.ENCODE_SLICE`), so a large one still does not stall the event loop (with the SDK's
-# unsliced encoding of 512, the refusal p99 under overload had doubled). Either variable,
+# Every export also costs the request thread (GIL hand-overs, the HTTP round trip): against
+# batches of 64 every 200 ms, 512 cost ~3 % less api CPU a request at 10 % traces (side-by-side
+# rounds, 2026-12-07). The fast pipeline encodes a batch in slices (`export.ENCODE_SLICE`), so
+# a large one does not stall the event loop (unsliced, 512 had doubled the refusal p99 under
+# overload; the SDK pipeline, the reference, still encodes whole batches). Either variable,
 # when set, wins.
 SPAN_BATCH_DEFAULTS: Final = {
     "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
