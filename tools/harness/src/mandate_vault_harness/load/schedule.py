@@ -1,9 +1,11 @@
 """The one open-loop schedule behind every load shape of the harness.
 
 Request *i* of a phase is due at the phase's start + i / rate whatever the answers to earlier
-requests do, and is sent as its own task at that time: a slow server gets the same offered load
-and its latency counts from the due time (no coordinated omission). Phases follow each other
-without a pause. The clock is the event loop's (`time.monotonic()` under asyncio and uvloop).
+requests do (`due_times`): a slow server gets the same offered load and its latency counts from
+the due time (no coordinated omission). Phases follow each other without a pause. The clock is
+the event loop's (`time.monotonic()` under asyncio and uvloop). `paced` sends each request as
+its own task when due; the lean generator (`openloop`) walks the same times from timer
+callbacks, without a task a request.
 
 While a schedule runs, the generator's own cyclic garbage collector makes no full collections:
 the outcomes a long run keeps grow into hundreds of thousands of objects, and a full
@@ -22,8 +24,8 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-_BATCH_S: Final = 0.0005  # requests due within this are sent together
-_LEAD_S: Final = 0.05  # the first request is due this long after the schedule starts
+BATCH_S: Final = 0.0005  # requests due within this are sent together
+LEAD_S: Final = 0.05  # the first request is due this long after the schedule starts
 _NEVER: Final = 1 << 30  # a threshold the oldest generation's count never reaches
 
 
@@ -40,8 +42,6 @@ class Phase:
 
 # fire(phase index, request index in the whole run, seconds since the start, loop time it is due)
 Fire = Callable[[int, int, float, float], Coroutine[Any, Any, None]]
-# on_phase(phase index, loop time it starts): e.g. open connections for the next phase
-OnPhase = Callable[[int, float], None]
 
 
 class _FullCollections:
@@ -72,44 +72,52 @@ class _FullCollections:
 _FULL_COLLECTIONS: Final = _FullCollections()
 
 
+def full_collections_held_off() -> contextlib.AbstractContextManager[None]:
+    """No full collection while this is held (by any schedule of the process)."""
+    return _FULL_COLLECTIONS.held_off()
+
+
+def due_times(phases: Sequence[Phase]) -> Iterator[tuple[int, int, float]]:
+    """(phase index, request index in the whole run, seconds since the start it is due) of
+    every request of `phases`, in order."""
+    offset, index = 0.0, 0
+    for number, phase in enumerate(phases):
+        for n in range(phase.count):
+            yield number, index, offset + n / phase.rate
+            index += 1
+        offset += phase.seconds
+
+
+def phase_starts(phases: Sequence[Phase]) -> list[float]:
+    """Seconds since the start at which each phase begins."""
+    starts, offset = [], 0.0
+    for phase in phases:
+        starts.append(offset)
+        offset += phase.seconds
+    return starts
+
+
 async def paced(
-    phases: Sequence[Phase],
-    fire: Fire,
-    *,
-    stop: Callable[[], bool] | None = None,
-    on_phase: OnPhase | None = None,
+    phases: Sequence[Phase], fire: Fire, *, stop: Callable[[], bool] | None = None
 ) -> float:
     """Fire every request of `phases` when due (until `stop()` says so), wait for all of them,
     and return the seconds from the first due time to the last answer."""
-    with _FULL_COLLECTIONS.held_off():
-        return await _paced(phases, fire, stop, on_phase)
+    with full_collections_held_off():
+        return await _paced(phases, fire, stop)
 
 
-async def _paced(
-    phases: Sequence[Phase],
-    fire: Fire,
-    stop: Callable[[], bool] | None,
-    on_phase: OnPhase | None,
-) -> float:
+async def _paced(phases: Sequence[Phase], fire: Fire, stop: Callable[[], bool] | None) -> float:
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
-    start = loop.time() + _LEAD_S
-    offset, index = 0.0, 0
-    for number, phase in enumerate(phases):
-        if on_phase is not None:
-            on_phase(number, start + offset)
-        for n in range(phase.count):
-            if stop is not None and stop():
-                await asyncio.gather(*pending)
-                return loop.time() - start
-            at = offset + n / phase.rate
-            delay = start + at - loop.time()
-            if delay > _BATCH_S:
-                await asyncio.sleep(delay)
-            task = loop.create_task(fire(number, index, at, start + at))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            index += 1
-        offset += phase.seconds
+    start = loop.time() + LEAD_S
+    for number, index, at in due_times(phases):
+        if stop is not None and stop():
+            break
+        delay = start + at - loop.time()
+        if delay > BATCH_S:
+            await asyncio.sleep(delay)
+        task = loop.create_task(fire(number, index, at, start + at))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
     return loop.time() - start
