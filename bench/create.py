@@ -437,7 +437,7 @@ def overload(stack: Bench, *, split: bool, capacity: float | None = None) -> Ove
     ``at_200pct`` figures are the medians of rounds whose capacity was measured seconds before
     their overload; the sweep's own 200 % step is reported beside them. `split`: the system
     (api, verifier, their PostgreSQL backends) runs on one core, the generator and wrk on the
-    other, so the generator's own CPU (~0.1 ms a request in Python) no longer comes out of the
+    other, so the generator's own CPU (~40 us a request, wrk's ~22) no longer comes out of the
     system's; else all share both cores."""
     with services(stack, PRODUCTION) as (api, verifier):
         closed_loop(stack, api, verifier, 1)  # the pool's connections exist before pinning
