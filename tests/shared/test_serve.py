@@ -6,6 +6,7 @@ import gc
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
@@ -31,7 +32,7 @@ def test_young_collections_are_rarer_while_the_service_runs(
         return FastAPI()
 
     before = gc.get_threshold()
-    monkeypatch.setattr(serve.uvicorn, "run", run)
+    monkeypatch.setattr(uvicorn, "run", run)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     try:
         serve.run_service(
