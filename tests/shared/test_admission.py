@@ -100,6 +100,41 @@ async def test_a_fresh_queue_waits_the_long_deadline_a_standing_one_the_short() 
     assert await waiting is None
 
 
+async def test_a_queue_whose_requests_start_quickly_is_never_standing() -> None:
+    clock = Clock()
+    b = Budget(
+        "busy",
+        BudgetSettings(
+            max_concurrency=1,
+            queue_timeout_ms=5000,
+            overload_queue_timeout_ms=1,
+            standing_queue_ms=100,
+            standing_wait_ms=5,
+            adaptive=False,
+        ),
+        clock=clock,
+    )
+    b._finished.rate = 100.0  # one more waiting means 10 ms: refused, were the queue standing
+    assert await b.acquire() is None
+    started = [asyncio.create_task(b.acquire())]
+    for _ in range(60):  # 120 ms, never an empty queue, every request waiting 2-4 ms
+        started.append(asyncio.create_task(b.acquire()))
+        await asyncio.sleep(0)
+        assert not b.standing
+        clock.now += 0.002
+        b.release(0.002, overloaded=False)
+    assert b.queued == 1
+    assert [await task for task in started[:-1]] == [None] * 60
+    slow = asyncio.create_task(b.acquire())  # this one waits 150 ms before it starts
+    await asyncio.sleep(0)
+    clock.now += 0.15
+    b.release(0.15, overloaded=False)
+    assert await b.acquire() == "expected_wait"  # a queue that stopped moving is standing
+    assert b.standing
+    b.release(0.01, overloaded=False)
+    assert [await started[-1], await slow] == [None, None]
+
+
 async def test_a_cancelled_waiter_leaks_no_slot() -> None:
     b = budget(max_concurrency=1, queue_size=10, queue_timeout_ms=5000)
     assert await b.acquire() is None
