@@ -34,6 +34,20 @@ def budget(**settings: object) -> Budget:
     return Budget("test", BudgetSettings.model_validate(settings))
 
 
+def one_at_a_time(clock: Clock) -> Budget:
+    """One request at a time; a burst may wait 5 s, a standing queue 1 ms; standing after
+    100 ms of requests that waited 5 ms or more; no adaptation."""
+    settings = BudgetSettings(
+        max_concurrency=1,
+        queue_timeout_ms=5000,
+        overload_queue_timeout_ms=1,
+        standing_queue_ms=100,
+        standing_wait_ms=5,
+        adaptive=False,
+    )
+    return Budget("one", settings, clock=clock)
+
+
 async def test_a_full_budget_queues_then_refuses_when_the_queue_is_full() -> None:
     b = budget(max_concurrency=2, queue_size=1, queue_timeout_ms=5000)
     assert await b.acquire() is None
@@ -66,17 +80,7 @@ async def test_under_a_standing_queue_refused_at_once_when_the_queue_cannot_drai
 
 async def test_a_fresh_queue_waits_the_long_deadline_a_standing_one_the_short() -> None:
     clock = Clock()
-    b = Budget(
-        "codel",
-        BudgetSettings(
-            max_concurrency=1,
-            queue_timeout_ms=5000,
-            overload_queue_timeout_ms=1,
-            standing_queue_ms=100,
-            adaptive=False,
-        ),
-        clock=clock,
-    )
+    b = one_at_a_time(clock)
     b._finished.rate = 100.0  # one more waiting means 10 ms: too long under a standing queue
     assert await b.acquire() is None
     burst = [asyncio.create_task(b.acquire()) for _ in range(3)]
@@ -102,18 +106,7 @@ async def test_a_fresh_queue_waits_the_long_deadline_a_standing_one_the_short() 
 
 async def test_a_queue_whose_requests_start_quickly_is_never_standing() -> None:
     clock = Clock()
-    b = Budget(
-        "busy",
-        BudgetSettings(
-            max_concurrency=1,
-            queue_timeout_ms=5000,
-            overload_queue_timeout_ms=1,
-            standing_queue_ms=100,
-            standing_wait_ms=5,
-            adaptive=False,
-        ),
-        clock=clock,
-    )
+    b = one_at_a_time(clock)
     b._finished.rate = 100.0  # one more waiting means 10 ms: refused, were the queue standing
     assert await b.acquire() is None
     started = [asyncio.create_task(b.acquire())]
